@@ -1,0 +1,3 @@
+"""findap: domain-adaptive post-training of LLMs (FinDAP), finance first."""
+
+__version__ = "0.1.0"

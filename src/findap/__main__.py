@@ -1,0 +1,4 @@
+"""`python -m findap`."""
+from findap.cli import main
+
+main()

@@ -1,0 +1,174 @@
+"""The `findap` command line: one sub-command per stage, plus run, chat, serve and models."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="findap: domain-adaptive post-training of LLMs (FinDAP). Curate -> train (CPT+IT) -> distill -> "
+    "align (DPO+NLL) -> eval -> report, driven by one YAML recipe.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+RECIPE = typer.Argument(..., help="recipe YAML, e.g. recipes/demo.yaml", exists=True, dir_okay=False)
+SET = typer.Option(None, "--set", "-s", help="override a recipe value: --set train.lr=1e-5 (repeatable)")
+FORCE = typer.Option(False, "--force", help="rerun the stage even if it has a DONE marker")
+
+
+def _load(recipe_path: Path, overrides: Optional[List[str]]):
+    from findap.recipe import RecipeError, load_recipe
+
+    try:
+        return load_recipe(recipe_path, overrides or [])
+    except RecipeError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2)
+
+
+def _stage(stage: str, recipe_path: Path, overrides, force: bool) -> None:
+    from findap.pipeline import run_stage
+
+    recipe = _load(recipe_path, overrides)
+    summary = run_stage(recipe, stage, force=force)
+    console.print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+
+
+@app.command()
+def curate(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE):
+    """FinTrain: build the CPT texts and IT prompts of the recipe's mixtures (judge filter, dedup, decontamination)."""
+    _stage("curate", recipe, set, force)
+
+
+@app.command()
+def train(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE):
+    """Stage 1: joint CPT+IT training with packing, cross-document masking and dev-loss selection."""
+    _stage("train", recipe, set, force)
+
+
+@app.command()
+def distill(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE):
+    """Stage 2 data: preference pairs from Trajectory-GenORM and Trajectory-GenPRM."""
+    _stage("distill", recipe, set, force)
+
+
+@app.command()
+def align(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE):
+    """Stage 2 training: DPO + NLL on the distilled preference pairs."""
+    _stage("align", recipe, set, force)
+
+
+@app.command(name="eval")
+def eval_(
+    recipe: Optional[Path] = typer.Argument(None, help="recipe YAML (evaluates its models); or use --model"),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="model name, hub id or dir (repeatable)"),
+    tasks: str = typer.Option("fineval-similar", "--tasks", "-t", help="comma-separated tasks or groups"),
+    mode: str = typer.Option("direct", help="direct, cot, or both"),
+    limit: Optional[int] = typer.Option(None, help="at most this many examples per task"),
+    out: Path = typer.Option(Path("runs/eval"), help="output directory (with --model)"),
+    set: Optional[List[str]] = SET,
+    force: bool = FORCE,
+):
+    """FinEval: score models on tasks (by capability x domain x similar/novel)."""
+    if recipe is not None:
+        return _stage("eval", recipe, set, force)
+    if not model:
+        console.print("[red]give a recipe or at least one --model[/red]")
+        raise typer.Exit(2)
+    from findap.eval.stage import evaluate_models
+
+    evaluate_models(model, tasks=tasks.split(","), mode=mode, limit=limit, out_dir=out)
+
+
+@app.command()
+def report(
+    runs: List[Path] = typer.Argument(..., help="run directories (or eval output directories)"),
+    out: Path = typer.Option(Path("runs/report"), help="where to write report.md and report.html"),
+    base: Optional[str] = typer.Option("base", help="label of the model the deltas are taken against"),
+):
+    """Lay several runs side by side: Markdown + self-contained HTML with plots."""
+    from findap.eval.report import build_report
+
+    paths = build_report([Path(r) for r in runs], out, base=base)
+    console.print(f"report: {paths}")
+
+
+@app.command()
+def run(
+    recipe: Path = RECIPE,
+    set: Optional[List[str]] = SET,
+    only: Optional[List[str]] = typer.Option(None, help="run only these stages (repeatable)"),
+    force: bool = FORCE,
+):
+    """Run every stage of a recipe in order, skipping finished ones (resumes after a kill)."""
+    from findap.pipeline import run_recipe
+
+    run_recipe(_load(recipe, set), only=only, force=force)
+
+
+@app.command()
+def chat(
+    prompt: Optional[str] = typer.Argument(None, help="one message; omit for an interactive chat"),
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="model name, hub id or directory"),
+    max_new_tokens: int = typer.Option(256, help="answer length limit"),
+    temperature: float = typer.Option(0.0, help="0 = greedy"),
+    system: Optional[str] = typer.Option(None, help="system message"),
+):
+    """Talk to a model (the embedded one by default)."""
+    from findap.engines.base import EngineSpec, GenerationRequest
+    from findap.engines import make_engine
+
+    engine = make_engine(EngineSpec(kind="hf", model=model, batch_size=1))
+    history = [{"role": "system", "content": system}] if system else []
+    interactive = prompt is None
+    while True:
+        text = prompt if prompt is not None else typer.prompt("you", prompt_suffix="> ", default="", show_default=False)
+        if not text or text.strip() in ("/exit", "/quit"):
+            break
+        history.append({"role": "user", "content": text})
+        req = GenerationRequest(prompt=list(history), max_new_tokens=max_new_tokens, temperature=temperature, seed=0)
+        answer = engine.generate([req], progress=False)[0].strip()
+        history.append({"role": "assistant", "content": answer})
+        typer.echo(answer)
+        if not interactive:
+            break
+        prompt = None
+
+
+@app.command()
+def serve(
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+):
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
+    from findap.engines.server import main as server_main
+
+    server_main(["--model", model, "--host", host, "--port", str(port)])
+
+
+@app.command()
+def models(model: str = typer.Argument("smollm2-135m-instruct")):
+    """Resolve (and for the embedded model, convert once) a model; print where it lives."""
+    from findap.models import resolve_model
+
+    typer.echo(resolve_model(model))
+
+
+@app.command(name="recipe-schema")
+def recipe_schema():
+    """Print the JSON schema of recipes (every field, default and description)."""
+    import json
+
+    from findap.recipe import Recipe
+
+    typer.echo(json.dumps(Recipe.model_json_schema(), indent=2))
+
+
+def main() -> None:  # pragma: no cover - `python -m findap`
+    app(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Generation and scoring engines shared by eval, curate and distill."""

@@ -1,0 +1,77 @@
+"""Run directories: `runs/<run-name>/<stage>/` with config, log, metrics, outputs and a DONE marker.
+
+A stage is finished exactly when its DONE file exists. DONE is written last and atomically (temp file +
+os.replace), so a killed stage never looks finished and `findap run` re-enters it; the stage itself resumes
+from whatever checkpoints it left inside its directory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from findap.io import append_jsonl, write_json, write_text
+
+DONE = "DONE"
+
+
+@dataclass
+class StageContext:
+    """What a stage gets: where to write, where earlier stages wrote, and how to log."""
+
+    run_dir: Path
+    name: str
+    inputs: dict[str, Path] = field(default_factory=dict)  # e.g. {"curate": runs/x/curate, "model": .../model}
+    started: float = field(default_factory=time.time)
+
+    @property
+    def dir(self) -> Path:
+        d = self.run_dir / self.name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def path(self, *parts: str) -> Path:
+        p = self.dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        append_jsonl(self.dir / "metrics.jsonl", {"time": round(time.time() - self.started, 3), **record})
+
+    def logger(self) -> logging.Logger:
+        log = logging.getLogger(f"findap.{self.run_dir.name}.{self.name}")
+        if not any(isinstance(h, logging.FileHandler) for h in log.handlers):
+            handler = logging.FileHandler(self.dir / "log.txt")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+        return log
+
+    def save_config(self, config: dict[str, Any]) -> None:
+        import yaml
+
+        write_text(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+    def is_done(self) -> bool:
+        return is_done(self.run_dir / self.name)
+
+    def mark_done(self, summary: dict[str, Any]) -> dict[str, Any]:
+        summary = {"stage": self.name, "wall_s": round(time.time() - self.started, 2), **summary}
+        mark_done(self.run_dir / self.name, summary)
+        return summary
+
+
+def is_done(stage_dir: Path) -> bool:
+    return (Path(stage_dir) / DONE).exists()
+
+
+def mark_done(stage_dir: Path, summary: dict[str, Any]) -> None:
+    write_json(Path(stage_dir) / DONE, summary)
+
+
+def read_done(stage_dir: Path) -> dict[str, Any] | None:
+    p = Path(stage_dir) / DONE
+    return json.loads(p.read_text()) if p.exists() else None

@@ -1,0 +1,64 @@
+"""Model loading: the tiny test model, local directories, the embedded SmolLM2 (slow), precision choice."""
+import pytest
+import torch
+
+from findap.models import (
+    EMBEDDED_MODEL,
+    autocast_dtype,
+    load_model,
+    load_tokenizer,
+    model_label,
+    pick_device,
+    resolve_model,
+    tiny_llama,
+)
+
+
+def test_tiny_llama_uses_real_tokenizer_and_is_deterministic():
+    m1, tok = tiny_llama(seed=3)
+    m2, _ = tiny_llama(seed=3)
+    assert tok.chat_template and "<|im_start|>" in tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    ids = tok("The bond yield rose.", return_tensors="pt").input_ids
+    assert torch.equal(m1(ids).logits, m2(ids).logits)
+    assert m1.config.vocab_size == len(tok)
+
+
+def test_local_directory_roundtrip(tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    tok = load_tokenizer(tiny_model_dir)
+    ref, _ = tiny_llama(seed=0)
+    ids = tok("Net income fell 3%.", return_tensors="pt").input_ids
+    assert torch.allclose(model(ids).logits, ref(ids).logits, atol=1e-6)
+    assert resolve_model(tiny_model_dir) == tiny_model_dir
+
+
+def test_precision_choice():
+    assert autocast_dtype(torch.device("cpu"), "fp32") is None
+    assert autocast_dtype(torch.device("cpu"), "bf16") is torch.bfloat16
+    with pytest.raises(ValueError):
+        autocast_dtype(torch.device("cpu"), "int3")
+    assert pick_device("auto").type in ("cpu", "cuda")
+
+
+def test_model_label(tmp_path):
+    d = tmp_path / "myrun" / "train" / "model"
+    d.mkdir(parents=True)
+    assert model_label(d) == "myrun/train"
+    assert model_label("meta-llama/Meta-Llama-3-8B-Instruct") == "meta-llama/Meta-Llama-3-8B-Instruct"
+
+
+@pytest.mark.slow
+def test_embedded_model_loads_from_cache_and_answers():
+    import time
+
+    resolve_model(EMBEDDED_MODEL)  # converts once if the cache is cold
+    t = time.time()
+    model = load_model(EMBEDDED_MODEL)
+    tok = load_tokenizer(EMBEDDED_MODEL)
+    assert time.time() - t < 10, "cached load should take about a second"
+    assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    msgs = [{"role": "user", "content": "What is a bond?"}]
+    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**enc, max_new_tokens=30, do_sample=False)
+    answer = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).lower()
+    assert any(w in answer for w in ("bond", "debt", "loan", "invest", "financial")), answer

@@ -1,0 +1,63 @@
+"""Recipes: validation errors name the field path, the value and what is allowed; overrides; run dirs."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from findap.cli import app
+from findap.recipe import RecipeError, load_recipe
+from findap.runs import StageContext, is_done, read_done
+
+
+def write(tmp_path, text):
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_valid_recipe_and_overrides(tmp_path):
+    p = write(tmp_path, "name: t\nseed: 1\n")
+    r = load_recipe(p, ["seed=7", "precision=fp32", "runs_dir=" + str(tmp_path)])
+    assert (r.seed, r.precision, r.run_dir) == (7, "fp32", tmp_path / "t")
+
+
+def test_errors_name_path_value_and_allowed(tmp_path):
+    p = write(tmp_path, "name: t\nprecision: bf17\ntrain:\n  no_such_field: 3\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    msg = str(e.value)
+    assert "precision" in msg and "'bf17'" in msg and "'bf16'" in msg
+    assert "train.no_such_field" in msg and "unknown field" in msg
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    p = write(tmp_path, "name: t\nseed: [1, 2\n")
+    with pytest.raises(RecipeError, match=r"r.yaml:\d+: invalid YAML"):
+        load_recipe(p)
+
+
+def test_bad_override_syntax(tmp_path):
+    with pytest.raises(RecipeError, match="key.path=value"):
+        load_recipe(write(tmp_path, "name: t\n"), ["seed"])
+
+
+def test_done_marker_is_atomic_and_last(tmp_path):
+    ctx = StageContext(run_dir=tmp_path / "run", name="train")
+    ctx.log_metrics({"step": 1, "loss": 2.0})
+    assert not ctx.is_done()
+    summary = ctx.mark_done({"tokens": 10})
+    assert is_done(ctx.dir) and read_done(ctx.dir)["tokens"] == 10 and summary["stage"] == "train"
+    assert sorted(p.name for p in ctx.dir.iterdir()) == ["DONE", "metrics.jsonl"]
+    assert json.loads((ctx.dir / "metrics.jsonl").read_text())["loss"] == 2.0
+
+
+def test_cli_help_lists_every_stage():
+    out = CliRunner().invoke(app, ["--help"]).output
+    for cmd in ("curate", "train", "distill", "align", "eval", "report", "run", "chat", "serve"):
+        assert cmd in out
+
+
+def test_cli_reports_recipe_errors(tmp_path):
+    p = write(tmp_path, "name: t\nseed: many\n")
+    res = CliRunner().invoke(app, ["run", str(p)])
+    assert res.exit_code == 2 and "seed" in res.output
