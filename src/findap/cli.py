@@ -89,7 +89,7 @@ def eval_(
 def report(
     runs: List[Path] = typer.Argument(..., help="run directories (or eval output directories)"),
     out: Path = typer.Option(Path("runs/report"), help="where to write report.md and report.html"),
-    base: Optional[str] = typer.Option("base", help="label of the model the deltas are taken against"),
+    base: Optional[str] = typer.Option(None, help="label (or run path) of the model the deltas are taken against"),
 ):
     """Lay several runs side by side: Markdown + self-contained HTML with plots."""
     from findap.eval.report import build_report
@@ -158,6 +158,35 @@ def models(model: str = typer.Argument("smollm2-135m-instruct")):
     from findap.models import resolve_model
 
     typer.echo(resolve_model(model))
+
+
+demo_app = typer.Typer(help="The demo dataset that ships with findap (written and generated for it).")
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("export")
+def demo_export(dest: Path = typer.Argument(..., help="folder to copy the demo files into"),
+                overwrite: bool = typer.Option(False, help="replace existing files")):
+    """Copy the demo files into DEST as the starting point for your own data."""
+    from findap.demo import export_demo
+
+    for path in export_demo(dest, overwrite=overwrite):
+        typer.echo(path)
+
+
+@demo_app.command("check")
+def demo_check(name: str = typer.Argument(..., help="demo set name, e.g. sentiment"),
+               file: Path = typer.Argument(..., exists=True, dir_okay=False, help="your file in that set's format")):
+    """Validate FILE against a demo set's format (errors name file, line and field)."""
+    from findap.demo import load_demo
+    from findap.io import DataError
+
+    try:
+        rows = load_demo(name, path=file)
+    except DataError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1)
+    typer.echo(f"{file}: {len(rows)} valid {name} rows")
 
 
 @app.command(name="recipe-schema")

@@ -26,15 +26,10 @@ console = Console(stderr=True)
 
 def stage_function(stage: str) -> Callable[[Recipe, StageContext], dict]:
     if stage == "report":
+        from findap.eval.report import report_stage
+
         return report_stage
     return importlib.import_module(f"findap.{stage}.stage").run
-
-
-def report_stage(recipe: Recipe, ctx: StageContext) -> dict:
-    from findap.eval.report import build_report
-
-    paths = build_report([recipe.run_dir], ctx.dir, base="base")
-    return {"outputs": {k: str(v) for k, v in dict(paths).items()} if isinstance(paths, dict) else str(paths)}
 
 
 def model_dirs(recipe: Recipe) -> dict[str, str]:

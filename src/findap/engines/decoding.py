@@ -1,0 +1,123 @@
+"""Batched decoding with a KV cache: left padding, greedy or nucleus sampling with a seed per request.
+
+Written by hand rather than with `model.generate` because callers need per-request settings inside one batch:
+each row has its own temperature, top-p, token budget, stop strings and random generator, so a seeded request
+samples the same text whichever batch it lands in (up to floating-point differences between batch shapes).
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from findap.engines.text import truncate_at_stop
+
+
+@dataclass
+class RowSettings:
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+
+
+def nucleus_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose probability mass reaches top_p (always at least the top token)."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(descending=True)
+    probs = sorted_logits.softmax(-1)
+    mass_before = probs.cumsum(-1) - probs
+    sorted_logits[mass_before >= top_p] = float("-inf")
+    return torch.full_like(logits, float("-inf")).scatter(0, order, sorted_logits)
+
+
+def _row_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed if seed is not None else secrets.randbits(63))
+    return g
+
+
+def _stop_hit(tokenizer, ids: list[int], stop: tuple[str, ...]) -> bool:
+    # Only the tail can hold a stop string that just appeared; every token decodes to >= 1 character.
+    tail = ids[-(max(len(s) for s in stop) + 2) :]
+    text = tokenizer.decode(tail, skip_special_tokens=True)
+    return any(s in text for s in stop)
+
+
+@torch.inference_mode()
+def generate_batch(
+    model,
+    tokenizer,
+    prompts: Sequence[list[int]],
+    settings: Sequence[RowSettings],
+    eos_ids: set[int],
+    pad_id: int,
+) -> list[list[int]]:
+    """Generated token ids per prompt (without the EOS that ended it)."""
+    device = next(model.parameters()).device
+    B, T = len(prompts), max(len(p) for p in prompts)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    attention = torch.zeros((B, T), dtype=torch.long)
+    for b, p in enumerate(prompts):
+        input_ids[b, T - len(p) :] = torch.tensor(p)
+        attention[b, T - len(p) :] = 1
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+
+    generators = [_row_generator(s.seed, device) if s.temperature > 0 else None for s in settings]
+    generated: list[list[int]] = [[] for _ in range(B)]
+    live = [b for b in range(B) if settings[b].max_new_tokens > 0]  # prompt rows still generating, in batch order
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache, next_pos = out.past_key_values, positions[:, -1:] + 1
+    logits = out.logits[:, -1]
+    if len(live) < B:
+        logits, attention, next_pos = _keep_rows(cache, torch.tensor(live, device=device), logits, attention, next_pos)
+    while live:
+        greedy = logits.argmax(-1).tolist()
+        next_tokens, still = [], []
+        for i, b in enumerate(live):
+            s = settings[b]
+            tok = greedy[i] if s.temperature <= 0 else _sample(logits[i].float(), s, generators[b])
+            next_tokens.append(tok)
+            if tok in eos_ids:
+                continue
+            generated[b].append(tok)
+            if len(generated[b]) < s.max_new_tokens and not (s.stop and _stop_hit(tokenizer, generated[b], s.stop)):
+                still.append(i)
+        if not still:
+            break
+        if len(still) < len(live):
+            # Finished rows leave the batch (and the KV cache): long generations stop paying for short ones.
+            keep = torch.tensor(still, device=device)
+            logits, attention, next_pos = _keep_rows(cache, keep, logits, attention, next_pos)
+            next_tokens = [next_tokens[i] for i in still]
+            live = [live[i] for i in still]
+        attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=1)
+        out = model(
+            input_ids=torch.tensor(next_tokens, device=device)[:, None],
+            attention_mask=attention,
+            position_ids=next_pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache, next_pos = out.past_key_values, next_pos + 1
+        logits = out.logits[:, -1]
+    return generated
+
+
+def _keep_rows(cache, keep: torch.Tensor, logits, attention, next_pos):
+    cache.batch_select_indices(keep)
+    return logits[keep], attention[keep], next_pos[keep]
+
+
+def _sample(logits: torch.Tensor, s: RowSettings, generator: torch.Generator) -> int:
+    filtered = nucleus_filter(logits / s.temperature, s.top_p)
+    return int(torch.multinomial(filtered.softmax(-1), 1, generator=generator))
+
+
+def decode_output(tokenizer, ids: list[int], stop: tuple[str, ...] | None) -> str:
+    return truncate_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stop)

@@ -1,0 +1,148 @@
+"""HFEngine: generation and log-likelihood scoring on a local transformers model.
+
+Weights load in the precision the hardware runs fast (bf16 on CUDA and on CPUs with AMX/AVX512-BF16, else fp32),
+as inference engines do; `precision="fp32"` keeps exact fp32 for tests. Every request goes through the optional
+SQLite cache first (see cache.py).
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
+from findap.engines.batching import length_sorted_batches
+from findap.engines.cache import RequestCache, generation_settings, request_key, run_cached
+from findap.engines.decoding import RowSettings, decode_output, generate_batch
+from findap.engines.scoring import plan_groups, score_groups
+from findap.engines.text import encode_pair, encode_prompt, render_prompt
+from findap.models import autocast, autocast_dtype, load_model, load_tokenizer, pick_device, resolve_model
+
+
+class HFEngine:
+    name = "hf"
+
+    def __init__(self, spec: EngineSpec, *, model=None, tokenizer=None):
+        """Load `spec.model`, or wrap an already loaded `model` and `tokenizer` (tests, training loops)."""
+        self.spec = spec
+        self.device = pick_device(spec.device)
+        fast_dtype = autocast_dtype(self.device, spec.precision)
+        if model is None:
+            model = load_model(spec.model, device=self.device, dtype=fast_dtype or torch.float32)
+            source = resolve_model(spec.model)
+        else:
+            model = model.to(self.device)
+            source = spec.model
+        self.model = model.eval()
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.model)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.share_context = bool(spec.extra.get("share_context", True))
+        # Everything that changes an answer for the same request text.
+        self.identity = f"{source}|{self.model.dtype}|{spec.precision}|max_length={spec.max_length}"
+        self.cache = RequestCache(spec.cache_path) if spec.cache_path else None
+        self.model_calls = 0  # batched forwards run (prefills and scoring); tests count cache hits with it
+
+    # ------------------------------------------------------------------------------------------ log-likelihood
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], progress: bool = True
+    ) -> list[LoglikelihoodResult]:
+        keys = [
+            request_key(op="loglikelihood", engine=self.name, model=self.identity, context=r.context,
+                        continuation=r.continuation)
+            if self.cache is not None else None
+            for r in requests
+        ]
+
+        def compute(todo: list[int]) -> Iterator[list[tuple[int, LoglikelihoodResult]]]:
+            pairs = [encode_pair(self.tokenizer, requests[i].context, requests[i].continuation) for i in todo]
+            groups = plan_groups(pairs, self.spec.max_length, self.share_context)
+            with tqdm(total=len(todo), desc="loglikelihood", disable=not progress) as bar:
+                for batch in score_groups(self.model, groups, self.spec.batch_size, self.pad_id, self._autocast):
+                    self.model_calls += 1
+                    bar.update(len(batch))
+                    yield [(todo[j], result) for j, result in batch]
+
+        return run_cached(
+            self.cache, keys, compute,
+            to_json=lambda r: [r.logprob, r.is_greedy, r.n_tokens],
+            from_json=lambda v: LoglikelihoodResult(float(v[0]), bool(v[1]), int(v[2])),
+        )
+
+    # ---------------------------------------------------------------------------------------------- generation
+    def generate(self, requests: Sequence[GenerationRequest], progress: bool = True) -> list[str]:
+        return [text for text, _ in self.generate_with_tokens(requests, progress)]
+
+    def generate_with_tokens(
+        self, requests: Sequence[GenerationRequest], progress: bool = True
+    ) -> list[tuple[str, list[int]]]:
+        """(text, generated token ids) per request; the server reports token counts and log-probs from the ids."""
+        texts = [render_prompt(self.tokenizer, r.prompt) for r in requests]
+        keys = []
+        for r, text in zip(requests, texts):
+            settings = generation_settings(r)
+            cacheable = self.cache is not None and settings is not None
+            keys.append(
+                request_key(op="generate", engine=self.name, model=self.identity, prompt=text, **settings)
+                if cacheable else None
+            )
+
+        def compute(todo: list[int]) -> Iterator[list[tuple[int, tuple[str, list[int]]]]]:
+            prompts = [self._prompt_ids(texts[i], requests[i].max_new_tokens) for i in todo]
+            with tqdm(total=len(todo), desc="generate", disable=not progress) as bar:
+                for batch in length_sorted_batches([len(p) for p in prompts], self.spec.batch_size):
+                    reqs = [requests[todo[j]] for j in batch]
+                    settings = [RowSettings(r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed) for r in reqs]
+                    with self._autocast():
+                        ids = generate_batch(
+                            self.model, self.tokenizer, [prompts[j] for j in batch], settings, self.eos_ids,
+                            self.pad_id,
+                        )
+                    self.model_calls += 1
+                    bar.update(len(batch))
+                    yield [
+                        (todo[j], (decode_output(self.tokenizer, out, r.stop), out))
+                        for j, r, out in zip(batch, reqs, ids)
+                    ]
+
+        return run_cached(self.cache, keys, compute, to_json=list, from_json=tuple)
+
+    def _prompt_ids(self, text: str, max_new_tokens: int) -> list[int]:
+        ids = encode_prompt(self.tokenizer, text)
+        room = max(1, self.spec.max_length - max_new_tokens)
+        return ids[-room:]  # keep the end: the question sits at the end of a long prompt
+
+    def _autocast(self):
+        return autocast(self.device, self.spec.precision)
+
+    # ------------------------------------------------------------------------------- per-token scores (server)
+    @torch.inference_mode()
+    def token_logprobs(self, ids: list[int], top_k: int = 1) -> tuple[list[float | None], list[list[tuple[int, float]]]]:
+        """Log-prob of each token given the ones before it (None for the first), and the top-k alternatives at
+        each position. What OpenAI-style `echo` + `logprobs` reports."""
+        ids = ids[-self.spec.max_length :]
+        with self._autocast():
+            logits = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=False).logits[0]
+        self.model_calls += 1
+        logprobs = torch.log_softmax(logits[:-1].float(), dim=-1)
+        target = torch.tensor(ids[1:], device=logprobs.device)
+        chosen = [None] + logprobs.gather(1, target[:, None])[:, 0].tolist()
+        top_values, top_ids = logprobs.topk(max(1, top_k), dim=-1)
+        tops: list[list[tuple[int, float]]] = [[]] + [
+            list(zip(i, v)) for i, v in zip(top_ids.tolist(), top_values.tolist())
+        ]
+        return chosen, tops
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    """Tokens that end a generation: the tokenizer's EOS plus any the model's generation config lists."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return ids

@@ -1,0 +1,95 @@
+"""VLLMEngine: the same two methods on vLLM, for GPUs (optional extra: `pip install vllm`).
+
+`vllm` is imported inside the constructor, never at module import, so this file costs nothing to users without
+it. Not exercised by the test suite (no GPU or vllm here); it follows vLLM's documented offline API:
+`LLM.generate(prompts, SamplingParams)` with a seed per request, and `prompt_logprobs` for scoring.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
+from findap.engines.cache import RequestCache, generation_settings, request_key, run_cached
+from findap.engines.text import encode_pair, render_prompt, truncate_at_stop
+from findap.models import resolve_model
+
+
+class VLLMEngine:
+    name = "vllm"
+
+    def __init__(self, spec: EngineSpec):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as err:
+            raise ImportError("the vllm engine needs the optional package vllm: pip install vllm") from err
+        self.spec = spec
+        self._sampling_params = SamplingParams
+        dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(spec.precision, "auto")
+        self.llm = LLM(
+            model=resolve_model(spec.model),
+            dtype=dtype,
+            max_model_len=spec.max_length,
+            trust_remote_code=False,
+            **spec.extra.get("vllm_args", {}),
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self.identity = f"{resolve_model(spec.model)}|{dtype}|max_length={spec.max_length}"
+        self.cache = RequestCache(spec.cache_path) if spec.cache_path else None
+
+    def generate(self, requests: Sequence[GenerationRequest], progress: bool = True) -> list[str]:
+        texts = [render_prompt(self.tokenizer, r.prompt) for r in requests]
+        keys = []
+        for r, text in zip(requests, texts):
+            settings = generation_settings(r)
+            keys.append(
+                request_key(op="generate", engine=self.name, model=self.identity, prompt=text, **settings)
+                if self.cache is not None and settings is not None else None
+            )
+
+        def compute(todo: list[int]) -> Iterator[list[tuple[int, str]]]:
+            params = [
+                self._sampling_params(
+                    max_tokens=requests[i].max_new_tokens,
+                    temperature=requests[i].temperature,
+                    top_p=requests[i].top_p,
+                    stop=list(requests[i].stop or []),
+                    seed=requests[i].seed,
+                )
+                for i in todo
+            ]
+            outputs = self.llm.generate([texts[i] for i in todo], params, use_tqdm=progress)
+            yield [(i, truncate_at_stop(o.outputs[0].text, requests[i].stop)) for i, o in zip(todo, outputs)]
+
+        return run_cached(self.cache, keys, compute)
+
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], progress: bool = True
+    ) -> list[LoglikelihoodResult]:
+        keys = [
+            request_key(op="loglikelihood", engine=self.name, model=self.identity, context=r.context,
+                        continuation=r.continuation)
+            if self.cache is not None else None
+            for r in requests
+        ]
+
+        def compute(todo: list[int]) -> Iterator[list[tuple[int, LoglikelihoodResult]]]:
+            pairs = [encode_pair(self.tokenizer, requests[i].context, requests[i].continuation) for i in todo]
+            prompts = [{"prompt_token_ids": ctx + cont} for ctx, cont in pairs]
+            params = self._sampling_params(max_tokens=1, temperature=0.0, prompt_logprobs=1)
+            outputs = self.llm.generate(prompts, params, use_tqdm=progress)
+            batch = []
+            for i, (ctx, cont), out in zip(todo, pairs, outputs):
+                ids = ctx + cont
+                total, greedy = 0.0, True
+                for pos in range(len(ctx), len(ids)):
+                    alternatives = out.prompt_logprobs[pos]  # {token id: Logprob(logprob, rank, ...)}
+                    total += alternatives[ids[pos]].logprob
+                    greedy = greedy and alternatives[ids[pos]].rank == 1
+                batch.append((i, LoglikelihoodResult(total, greedy, len(cont))))
+            yield batch
+
+        return run_cached(
+            self.cache, keys, compute,
+            to_json=lambda r: [r.logprob, r.is_greedy, r.n_tokens],
+            from_json=lambda v: LoglikelihoodResult(float(v[0]), bool(v[1]), int(v[2])),
+        )

@@ -1,0 +1,6 @@
+"""findap.eval: FinEval, the evaluation framework.
+
+task.py (TaskSpec, Task) + tasks/*.yaml, registry.py (hooks, groups), loaders.py, extract.py, metrics.py,
+runner.py (`evaluate`), stage.py (recipe stage, `evaluate_models`), judge.py (judge-scored tasks), report.py.
+See docs/tasks.md.
+"""

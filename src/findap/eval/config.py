@@ -1,0 +1,35 @@
+"""Recipe section for the eval stage: which tasks, which answer modes, how many items, which engine."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Tasks whose data sits in the shared data directory, so a fresh offline checkout can run them.
+DEFAULT_TASKS = ["fpb", "fomc", "ner", "tatqa", "flare_german", "mmlu_finance", "cfa_easy", "arc"]
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="run the eval stage")
+    tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS),
+                             description="task names, groups (fineval, fineval-similar, fineval-novel, task, "
+                                         "finance, local, demo, ...) or task YAML paths")
+    modes: list[Literal["direct", "cot"]] = Field(default_factory=lambda: ["direct"],
+                                                  description="answer modes: direct and/or cot")
+    limit: int | None = Field(100, ge=1, description="items per task (None = all); the same seeded items each run")
+    split: Literal["dev", "unseen"] | None = Field(
+        None, description="split role to score: dev for model selection, unseen for reports, None = each task's own")
+    few_shot: int | None = Field(None, ge=0, description="override every task's few-shot count")
+    prefer: Literal["local", "hub", "auto"] = Field(
+        "local", description="local files only, the Hugging Face hub first, or auto (local, else hub; needs internet)")
+    models: dict[str, str] = Field(default_factory=dict,
+                                   description="extra models to evaluate, label -> name or path")
+    include: list[str] = Field(default_factory=lambda: ["base", "cpt_it", "pa"],
+                               description="which of this run's models to evaluate (base, cpt_it, pa) when present")
+    engine: Literal["hf", "openai", "vllm"] = Field("hf", description="engine backend")
+    base_url: str | None = Field(None, description="openai engine: endpoint, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: environment variable holding the key")
+    batch_size: int = Field(16, ge=1, description="requests per forward pass")
+    max_length: int = Field(2048, ge=16, description="longest prompt + answer in tokens")

@@ -1,0 +1,620 @@
+"""Loaders: original dataset formats -> FinEval docs (see task.py for the doc fields per answer type).
+
+Every loader is `fn(root: Path, spec: TaskSpec, **args) -> list[dict]`, registered by name and referenced from
+a task YAML. Paths are relative to the data root ($FINDAP_DATA) unless absolute. Bad rows raise
+`findap.io.DataError` naming file, line and field. Generic formats go through `findap.io.read_records`; the
+original formats that no generic reader knows (FPB `sentence@label`, CoNLL, German credit, ECTSum folders,
+TAT-QA nesting, CFA choices inside the text, LLM-Adapters options inside the instruction) are parsed here.
+"""
+from __future__ import annotations
+
+import glob
+import random
+import re
+from pathlib import Path
+
+from findap.io import DataError, read_records
+from findap.eval.registry import register_loader
+from findap.eval.task import LETTERS
+
+
+def _path(root: Path, path: str) -> Path:
+    """Absolute, `findap:` (inside the installed package, for shipped demo data) or relative to the data root."""
+    if path.startswith("findap:"):
+        return Path(__file__).resolve().parents[1] / path[len("findap:"):]
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(root) / p
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.exists():
+        raise DataError(path, None, None, "file not found (set FINDAP_DATA to the data directory)")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _records(file: Path, required: tuple = ()) -> list[tuple[int | str, dict]]:
+    """(line, row) pairs. `findap.io.read_records` validates and drops its line numbers, so the line is
+    recomputed from the row index: header row for CSV/xlsx, element index for JSON lists, and JSONL rows are
+    matched to their non-blank source lines."""
+    rows = read_records(file, required=required)
+    suffix = file.suffix.lower()
+    if suffix == ".jsonl":
+        lines = [n for n, text in enumerate(file.read_text(encoding="utf-8").splitlines(), 1) if text.strip()]
+        return list(zip(lines, rows))
+    if suffix in (".csv", ".tsv"):
+        return list(zip(_csv_start_lines(file, "\t" if suffix == ".tsv" else ","), rows))
+    if suffix == ".xlsx":
+        return [(i + 2, row) for i, row in enumerate(rows)]
+    return [(f"item {i}", row) for i, row in enumerate(rows)]
+
+
+def _csv_start_lines(file: Path, delimiter: str) -> list[int]:
+    """The line each CSV record starts on (quoted cells may span several lines, as MMLU's do)."""
+    import csv
+
+    starts = []
+    with open(file, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        next(reader, None)
+        prev = reader.line_num
+        for _ in reader:
+            starts.append(prev + 1)
+            prev = reader.line_num
+    return starts
+
+
+# ---- finance tasks ------------------------------------------------------------------------------------------
+@register_loader("fpb")
+def load_fpb(root, spec, path: str) -> list[dict]:
+    """Financial PhraseBank: one `sentence@label` per line."""
+    file = _path(root, path)
+    docs = []
+    for lineno, line in enumerate(_lines(file), 1):
+        if not line.strip():
+            continue
+        text, sep, label = line.rpartition("@")
+        if not sep:
+            raise DataError(file, lineno, "label", "expected 'sentence@label'")
+        label = label.strip()
+        if spec.labels and label not in spec.labels:
+            raise DataError(file, lineno, "label", f"{label!r} is not one of {spec.labels}")
+        docs.append({"id": f"fpb-{lineno}", "text": text.strip(), "gold": label})
+    return docs
+
+
+@register_loader("fomc_xlsx")
+def load_fomc(root, spec, path: str, label_names: tuple = ("dovish", "hawkish", "neutral")) -> list[dict]:
+    """FOMC hawkish-dovish xlsx: columns sentence, label (0 dovish, 1 hawkish, 2 neutral)."""
+    file = _path(root, path)
+    docs = []
+    for line, row in _records(file, required=("sentence", "label")):
+        try:
+            label = label_names[int(row["label"])]
+        except (ValueError, IndexError):
+            raise DataError(file, line, "label", f"{row['label']!r} is not 0, 1 or 2") from None
+        docs.append({"id": f"fomc-{line}", "text": str(row["sentence"]).strip(), "gold": label})
+    return docs
+
+
+def _iob1_to_iob2(tags: list[str]) -> list[str]:
+    """FiNER uses I- for every entity token; a span starts where the type changes or follows O."""
+    out, prev = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out
+
+
+def spans_from_tags(tokens: list[str], tags: list[str]) -> list[tuple[str, str]]:
+    """IOB2 tags -> [(entity text, TYPE)] in sentence order."""
+    spans, cur, ctype = [], [], None
+    for tok, tag in zip(tokens, tags):
+        if tag.startswith("B-") or (tag.startswith("I-") and tag[2:] != ctype):
+            if cur:
+                spans.append((" ".join(cur), ctype))
+            cur, ctype = [tok], tag[2:]
+        elif tag.startswith("I-"):
+            cur.append(tok)
+        else:
+            if cur:
+                spans.append((" ".join(cur), ctype))
+            cur, ctype = [], None
+    if cur:
+        spans.append((" ".join(cur), ctype))
+    return spans
+
+
+@register_loader("conll_ner")
+def load_conll(root, spec, path: str, min_entities: int = 1) -> list[dict]:
+    """CoNLL `token POS chunk TAG` lines, blank line between sentences; types outside spec.entity_types -> O."""
+    file = _path(root, path)
+    keep = set(spec.entity_types)
+    docs, tokens, tags, start = [], [], [], 0
+
+    def flush():
+        if tokens:
+            iob = _iob1_to_iob2([t if t[2:] in keep else "O" for t in tags])
+            ents = spans_from_tags(tokens, iob)
+            if len(ents) >= min_entities:
+                docs.append({"id": f"ner-{start}", "text": " ".join(tokens), "tokens": list(tokens), "tags": iob,
+                             "gold": iob, "entities": ents})
+        tokens.clear()
+        tags.clear()
+
+    for lineno, line in enumerate(_lines(file), 1):
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            flush()
+            continue
+        cols = line.split()
+        if len(cols) < 2:
+            raise DataError(file, lineno, "tag", "expected 'token ... TAG' columns")
+        tag = cols[-1]
+        if tag != "O" and not re.fullmatch(r"[BI]-\w+", tag):
+            raise DataError(file, lineno, "tag", f"{tag!r} is not an IOB tag")
+        if not tokens:
+            start = lineno
+        tokens.append(cols[0])
+        tags.append(tag)
+    flush()
+    return docs
+
+
+@register_loader("ectsum")
+def load_ectsum(root, spec, path: str, folder: str = "val", max_input_chars: int = 6000) -> list[dict]:
+    """ECTSum: `<folder>/ects/X.txt` transcript and `<folder>/gt_summaries/X.txt` bullet summary.
+
+    Transcripts run to tens of thousands of characters; `max_input_chars` keeps the first part (whole lines)
+    so the prompt fits small context windows; the key figures are usually stated early in the call.
+    """
+    base = _path(root, path) / folder
+    ects, sums = base / "ects", base / "gt_summaries"
+    if not ects.is_dir():
+        raise DataError(ects, None, None, "ECTSum transcript folder not found")
+    docs = []
+    for f in sorted(ects.glob("*.txt")):
+        summary_file = sums / f.name
+        if not summary_file.exists():
+            raise DataError(summary_file, None, "summary", "no summary for this transcript")
+        text, kept = "", []
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if len(text) + len(line) > max_input_chars and kept:
+                break
+            kept.append(line)
+            text = "\n".join(kept)
+        summary = summary_file.read_text(encoding="utf-8").strip()
+        if not summary:
+            raise DataError(summary_file, 1, "summary", "empty summary")
+        docs.append({"id": f"ectsum-{f.stem}", "text": text, "gold": summary})
+    return docs
+
+
+def _table_text(table: list[list[str]]) -> str:
+    return "\n".join(" | ".join(str(c).strip() for c in row) for row in table)
+
+
+@register_loader("tatqa")
+def load_tatqa(root, spec, path: str) -> list[dict]:
+    """TAT-QA JSON: contexts of {table, paragraphs, questions[]}; one doc per question."""
+    file = _path(root, path)
+    data = read_records(file)
+    docs = []
+    for i, ctx in enumerate(data):
+        for field in ("table", "paragraphs", "questions"):
+            if field not in ctx:
+                raise DataError(file, f"item {i}", field, "missing")
+        paragraphs = "\n".join(p["text"] for p in sorted(ctx["paragraphs"], key=lambda p: p.get("order", 0)))
+        context = f"Table:\n{_table_text(ctx['table']['table'])}\n\nText:\n{paragraphs}"
+        for q in ctx["questions"]:
+            for field in ("uid", "question", "answer", "answer_type", "scale"):
+                if field not in q:
+                    raise DataError(file, f"item {i}", f"questions.{field}", "missing")
+            answer = q["answer"]
+            gold = [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
+            docs.append({"id": q["uid"], "question": q["question"], "context": context, "gold": gold,
+                         "gold_raw": answer, "gold_type": q["answer_type"], "scale": q["scale"]})
+    return docs
+
+
+_CFA_CHOICE = re.compile(r"(?:^|,)\s*([A-F]):\s*(.*?)(?=,\s*[A-F]:\s|$)", re.S)
+
+
+@register_loader("cfa_json")
+def load_cfa(root, spec, path: str) -> list[dict]:
+    """CFA exams in the FinBen layout {query, answer, text, choices, gold}; options are inside `text`."""
+    file = _path(root, path)
+    docs = []
+    for n, (where, row) in enumerate(_records(file, required=("text", "gold"))):
+        stem, sep, opts = row["text"].partition("CHOICES:")
+        if not sep:
+            raise DataError(file, where, "text", "no 'CHOICES:' section")
+        found = _CFA_CHOICE.findall(opts.strip())
+        letters = [letter for letter, _ in found]
+        if not found or letters != list(LETTERS[: len(found)]):
+            raise DataError(file, where, "text", f"could not read options A, B, C... from {opts[:80]!r}")
+        gold = int(row["gold"])
+        if not 0 <= gold < len(found):
+            raise DataError(file, where, "gold", f"{gold} is not a valid option index")
+        question = re.sub(r"^Q:\s*", "", stem.strip()).rstrip(",").strip()
+        docs.append({"id": f"cfa-{n}", "question": question, "choices": [t.strip() for _, t in found], "gold": gold})
+    return docs
+
+
+# German credit: attribute names and the UCI code book, so the model reads words rather than codes.
+GERMAN_ATTRIBUTES = [
+    ("checking account", {"A11": "below 0 DM", "A12": "0 to 200 DM", "A13": "200 DM or more",
+                          "A14": "no checking account"}),
+    ("duration in months", None),
+    ("credit history", {"A30": "no credits taken or all paid back duly", "A31": "all credits at this bank paid back",
+                        "A32": "existing credits paid back duly so far", "A33": "delays in paying off in the past",
+                        "A34": "critical account or credits at other banks"}),
+    ("purpose", {"A40": "new car", "A41": "used car", "A42": "furniture or equipment", "A43": "radio or television",
+                 "A44": "domestic appliances", "A45": "repairs", "A46": "education", "A47": "vacation",
+                 "A48": "retraining", "A49": "business", "A410": "other"}),
+    ("credit amount", None),
+    ("savings", {"A61": "below 100 DM", "A62": "100 to 500 DM", "A63": "500 to 1000 DM", "A64": "1000 DM or more",
+                 "A65": "unknown or none"}),
+    ("employed since", {"A71": "unemployed", "A72": "less than 1 year", "A73": "1 to 4 years",
+                        "A74": "4 to 7 years", "A75": "7 years or more"}),
+    ("installment rate in percent of income", None),
+    ("personal status and sex", {"A91": "male, divorced or separated", "A92": "female, divorced, separated or married",
+                                 "A93": "male, single", "A94": "male, married or widowed", "A95": "female, single"}),
+    ("other debtors or guarantors", {"A101": "none", "A102": "co-applicant", "A103": "guarantor"}),
+    ("present residence since (years)", None),
+    ("property", {"A121": "real estate", "A122": "savings agreement or life insurance", "A123": "car or other",
+                  "A124": "unknown or none"}),
+    ("age in years", None),
+    ("other installment plans", {"A141": "bank", "A142": "stores", "A143": "none"}),
+    ("housing", {"A151": "rent", "A152": "own", "A153": "for free"}),
+    ("existing credits at this bank", None),
+    ("job", {"A171": "unemployed or unskilled non-resident", "A172": "unskilled resident",
+             "A173": "skilled employee or official", "A174": "management, self-employed or highly qualified"}),
+    ("people liable to provide maintenance for", None),
+    ("telephone", {"A191": "none", "A192": "yes, registered"}),
+    ("foreign worker", {"A201": "yes", "A202": "no"}),
+]
+
+
+@register_loader("german_credit")
+def load_german(root, spec, path: str, seed: int = 42, fractions: tuple = (0.7, 0.1, 0.2)) -> list[dict]:
+    """UCI German credit `german.data` (20 attributes + 1 good / 2 bad) with the FinBen-style seeded
+    70/10/20 train/dev/unseen split."""
+    file = _path(root, path)
+    docs = []
+    for lineno, line in enumerate(_lines(file), 1):
+        cols = line.split()
+        if not cols:
+            continue
+        if len(cols) != 21:
+            raise DataError(file, lineno, None, f"expected 21 space-separated values, got {len(cols)}")
+        parts = []
+        for (name, codes), value in zip(GERMAN_ATTRIBUTES, cols[:20]):
+            if codes is not None and value not in codes:
+                raise DataError(file, lineno, name, f"unknown code {value!r}")
+            parts.append(f"{name}: {codes[value] if codes else value}")
+        if cols[20] not in ("1", "2"):
+            raise DataError(file, lineno, "label", f"{cols[20]!r} is not 1 (good) or 2 (bad)")
+        docs.append({"id": f"german-{lineno}", "text": "; ".join(parts), "gold": "good" if cols[20] == "1" else "bad"})
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    n_train, n_dev = round(fractions[0] * len(docs)), round(fractions[1] * len(docs))
+    for rank, i in enumerate(order):
+        docs[i]["split"] = "train" if rank < n_train else "dev" if rank < n_train + n_dev else "unseen"
+    return [docs[i] for i in order]
+
+
+@register_loader("financebench_jsonl")
+def load_financebench(root, spec, path: str) -> list[dict]:
+    """FinanceBench's original `financebench_open_source.jsonl`: question, answer, evidence[evidence_text]."""
+    file = _path(root, path)
+    docs = []
+    for line, row in _records(file, required=("question", "answer")):
+        evidence = row.get("evidence") or []
+        if not isinstance(evidence, list):
+            raise DataError(file, line, "evidence", "expected a list")
+        context = "\n\n".join(str(e.get("evidence_text", "")).strip() for e in evidence if isinstance(e, dict))
+        docs.append({"id": str(row.get("financebench_id") or line), "question": row["question"],
+                     "context": context, "turns": [_with_context(row["question"], context)],
+                     "reference": str(row["answer"]), "gold": str(row["answer"]),
+                     "category": str(row.get("question_type") or "financebench")})
+    return docs
+
+
+def _with_context(question: str, context: str) -> str:
+    return f"{context}\n\nQuestion: {question}" if context else question
+
+
+# ---- general tasks ------------------------------------------------------------------------------------------
+@register_loader("mmlu_csv")
+def load_mmlu(root, spec, eval_glob: str, pool_glob: str | None = None, subjects: list | None = None) -> list[dict]:
+    """MMLU CSVs `question,choice0..3,answer` (answer = index). Files matching `pool_glob` become the few-shot
+    pool; `subjects` keeps only those subjects (MMLU-Finance)."""
+    docs = []
+    for pattern, split in ((eval_glob, None), (pool_glob, "train")):
+        if not pattern:
+            continue
+        files = sorted(glob.glob(str(_path(root, pattern))))
+        if not files:
+            raise DataError(_path(root, pattern), None, None, "no MMLU CSV file matches")
+        for f in files:
+            subject = re.sub(r"_(dev|test|val)$", "", Path(f).stem)
+            if subjects and subject not in subjects:
+                continue
+            for line, row in _records(Path(f), required=("question", "choice0", "choice1", "answer")):
+                choices = [row[k] for k in ("choice0", "choice1", "choice2", "choice3") if row.get(k) not in (None, "")]
+                try:
+                    gold = int(row["answer"])
+                    assert 0 <= gold < len(choices)
+                except (ValueError, AssertionError):
+                    raise DataError(f, line, "answer", f"{row['answer']!r} is not a choice index") from None
+                doc = {"id": f"{Path(f).stem}-{line}", "question": row["question"],
+                       "choices": choices, "gold": gold, "subject": subject.replace("_", " ")}
+                if split:
+                    doc["split"] = split
+                docs.append(doc)
+    if not docs:
+        raise DataError(_path(root, eval_glob), None, "subjects", f"no rows for subjects {subjects}")
+    return docs
+
+
+_OPTION = re.compile(r"(?:Answer|Solution|Option|Ending)(\d+):\s*(.*?)(?=\s*(?:Answer|Solution|Option|Ending)\d+:|\n\nAnswer format:|$)", re.S)
+
+
+@register_loader("llm_adapters")
+def load_llm_adapters(root, spec, path: str) -> list[dict]:
+    """LLM-Adapters JSON {instruction, answer}: options inside the instruction (`Answer1: ...`, `Solution1: ...`),
+    or a true/false question (BoolQ). The answer is `answerN`/`solutionN` or `true`/`false`."""
+    file = _path(root, path)
+    docs = []
+    for n, (where, row) in enumerate(_records(file, required=("instruction", "answer"))):
+        text = row["instruction"]
+        head, _, _ = text.partition("\n\n")
+        question = re.sub(r"^.*?question:\s*", "", head, count=1, flags=re.S).strip()
+        answer = str(row["answer"]).strip().lower()
+        found = _OPTION.findall(text)
+        if found:
+            choices = [t.strip() for _, t in found]
+            m = re.fullmatch(r"[a-z]+(\d+)", answer)
+            if not m or not 1 <= int(m.group(1)) <= len(choices):
+                raise DataError(file, where, "answer", f"{answer!r} does not name one of {len(choices)} options")
+            gold = int(m.group(1)) - 1
+        elif answer in ("true", "false"):
+            choices, gold = ["true", "false"], 0 if answer == "true" else 1
+        else:
+            raise DataError(file, where, "instruction", "no options found and the answer is not true/false")
+        docs.append({"id": f"{file.parent.name}-{n}", "question": question, "choices": choices, "gold": gold})
+    return docs
+
+
+@register_loader("gsm8k")
+def load_gsm8k(root, spec, path: str) -> list[dict]:
+    """GSM8K JSONL {question, answer}; the answer's last line is `#### N`."""
+    file = _path(root, path)
+    docs = []
+    for line, row in _records(file, required=("question", "answer")):
+        m = re.search(r"####\s*(.+?)\s*$", row["answer"])
+        if not m:
+            raise DataError(file, line, "answer", "no '#### N' final line")
+        docs.append({"id": f"gsm8k-{line}", "question": row["question"], "context": "",
+                     "gold": [m.group(1).replace(",", "")], "scale": "", "gold_type": "number",
+                     "solution": row["answer"]})
+    return docs
+
+
+@register_loader("mtbench")
+def load_mtbench(root, spec, path: str) -> list[dict]:
+    """MT-bench question.jsonl {question_id, category, turns[2], reference?}."""
+    file = _path(root, path)
+    docs = []
+    for line, row in _records(file, required=("question_id", "turns")):
+        if not isinstance(row["turns"], list) or not all(isinstance(t, str) for t in row["turns"]):
+            raise DataError(file, line, "turns", "expected a list of strings")
+        ref = row.get("reference")
+        docs.append({"id": f"mtbench-{row['question_id']}", "turns": row["turns"],
+                     "category": row.get("category", ""), "reference": ref, "gold": ref})
+    return docs
+
+
+# ---- the generic local format (docs/tasks.md) ---------------------------------------------------------------
+@register_loader("jsonl")
+def load_jsonl(root, spec, path: str, fields: dict | None = None) -> list[dict]:
+    """The generic local task format: one JSON object per line, fields per answer type (docs/tasks.md).
+    `fields` renames columns, e.g. {text: sentence, label: sentiment}."""
+    file = _path(root, path)
+    rename = {v: k for k, v in (fields or {}).items()}
+    kind = spec.answer_type
+    required = {"classification": ("text", "label"), "multiple_choice": ("question", "choices", "answer"),
+                "numeric_qa": ("question", "answer"), "ner": ("tokens", "tags"),
+                "summarization": ("text", "summary"), "judge": ()}[kind]
+    docs = []
+    for line, row in _records(file):
+        row = {rename.get(k, k): v for k, v in row.items()}
+        for name in required:
+            if row.get(name) in (None, "", []):
+                raise DataError(file, line, (fields or {}).get(name, name), "missing or empty")
+        docs.append(_generic_doc(row, kind, spec, file, line))
+    return docs
+
+
+def _generic_doc(row: dict, kind: str, spec, file, line) -> dict:
+    doc = dict(row)
+    doc["id"] = str(row.get("id", f"{file.stem}-{line}"))
+    if kind == "classification":
+        if str(row["label"]) not in spec.labels:
+            raise DataError(file, line, "label", f"{row['label']!r} is not one of {spec.labels}")
+        doc["gold"] = str(row["label"])
+    elif kind == "multiple_choice":
+        choices, ans = row["choices"], row["answer"]
+        if not isinstance(choices, list) or len(choices) < 2:
+            raise DataError(file, line, "choices", "expected a list of at least 2 options")
+        if isinstance(ans, str) and len(ans) == 1 and ans.upper() in LETTERS[: len(choices)]:
+            ans = LETTERS.index(ans.upper())
+        if not isinstance(ans, int) or not 0 <= ans < len(choices):
+            raise DataError(file, line, "answer", f"{row['answer']!r} is not an option index or letter")
+        doc["gold"] = ans
+    elif kind == "numeric_qa":
+        ans = row["answer"]
+        doc["gold"] = [str(a) for a in ans] if isinstance(ans, list) else [str(ans)]
+        doc.setdefault("context", "")
+        doc.setdefault("scale", "")
+        doc.setdefault("gold_type", "span" if isinstance(ans, list) else "number")
+    elif kind == "ner":
+        tokens, tags = row["tokens"], row["tags"]
+        if len(tokens) != len(tags):
+            raise DataError(file, line, "tags", f"{len(tags)} tags for {len(tokens)} tokens")
+        bad = [t for t in tags if t != "O" and not re.fullmatch(r"[BI]-\w+", t)]
+        if bad:
+            raise DataError(file, line, "tags", f"{bad[0]!r} is not an IOB tag")
+        doc.update(text=" ".join(tokens), gold=tags, entities=spans_from_tags(tokens, tags))
+    elif kind == "summarization":
+        doc["gold"] = row["summary"]
+    elif kind == "judge":
+        turns = row.get("turns") or ([row["question"]] if row.get("question") else None)
+        if not turns:
+            raise DataError(file, line, "turns", "a judge task row needs 'turns' (list) or 'question'")
+        doc.update(turns=turns, reference=row.get("reference"), gold=row.get("reference"))
+    return doc
+
+
+# ---- Hugging Face hub sources (for users online) ------------------------------------------------------------
+def _hub_rows(dataset: str, config: str | None, split: str) -> list[dict]:
+    return read_records(f"hf:{dataset}{':' + config if config else ''}@{split}")
+
+
+@register_loader("fineval_hub")
+def load_fineval_hub(root, spec, config: str, split: str = "test", dataset: str = "Salesforce/FinEval") -> list[dict]:
+    """A `Salesforce/FinEval` config in the FinBen layout {id, query, answer, text, choices, gold}."""
+    rows = _hub_rows(dataset, config, split)
+    src = f"hf:{dataset}:{config}"
+    docs = []
+    for i, row in enumerate(rows):
+        text, answer = row.get("text") or row.get("query"), row.get("answer")
+        if text is None or answer is None:
+            raise DataError(src, f"row {i}", "text" if text is None else "answer", "missing")
+        doc = {"id": str(row.get("id", f"{config}-{i}")), "text": str(text), "question": str(text), "context": ""}
+        kind = spec.answer_type
+        if kind == "classification":
+            doc["gold"] = _hub_label(str(answer), spec)
+        elif kind == "multiple_choice":
+            choices = list(row.get("choices") or [])
+            doc.update(choices=choices, gold=int(row["gold"]))
+        elif kind == "ner":
+            from findap.eval.extract import entities_to_tags
+
+            tokens = str(text).split()
+            tags = entities_to_tags(str(answer), tokens, spec.entity_types)
+            doc.update(tokens=tokens, tags=tags, gold=tags, entities=spans_from_tags(tokens, tags))
+        elif kind == "numeric_qa":
+            doc.update(gold=[str(answer)], scale="", gold_type="span")
+        else:
+            doc["gold"] = str(answer)
+        docs.append(doc)
+    return docs
+
+
+def _hub_label(answer: str, spec) -> str:
+    low = answer.strip().lower()
+    for label in spec.labels:
+        if low == label.lower() or low in [s.lower() for s in spec.synonyms.get(label, [])]:
+            return label
+    return answer.strip()
+
+
+def _dig(row: dict, dotted: str):
+    for key in dotted.split("."):
+        row = row[key]
+    return row
+
+
+@register_loader("hf_mc")
+def load_hf_mc(root, spec, dataset: str, split: str, question: str, choices, label: str,
+               config: str | None = None, label_kind: str = "index") -> list[dict]:
+    """A multiple-choice hub dataset. `question` is a template over row fields; `choices` a (dotted) list field or
+    a list of fields; `label_kind`: index | one_based | letter (digits accepted as one-based) | text."""
+    rows = _hub_rows(dataset, config, split)
+    docs = []
+    for i, row in enumerate(rows):
+        opts = [str(row[c]) for c in choices] if isinstance(choices, list) else [str(c) for c in _dig(row, choices)]
+        raw = str(_dig(row, label)).strip()
+        if label_kind == "text":
+            gold = opts.index(raw)
+        elif label_kind == "letter" and not raw.isdigit():
+            gold = LETTERS.index(raw.upper())
+        elif label_kind in ("one_based", "letter"):
+            gold = int(raw) - 1
+        else:
+            gold = int(raw)
+        docs.append({"id": f"{dataset.split('/')[-1]}-{i}", "question": question.format_map(row),
+                     "choices": opts, "gold": gold})
+    return docs
+
+
+@register_loader("hf_qa")
+def load_hf_qa(root, spec, dataset: str, split: str, question: str, answers: str,
+               config: str | None = None) -> list[dict]:
+    """An open-QA hub dataset (NQ-open): `answers` names a field holding one or several acceptable answers."""
+    rows = _hub_rows(dataset, config, split)
+    docs = []
+    for i, row in enumerate(rows):
+        gold = _dig(row, answers)
+        gold = [str(g) for g in gold] if isinstance(gold, list) else [str(gold)]
+        docs.append({"id": f"{dataset.split('/')[-1]}-{i}", "question": question.format_map(row), "context": "",
+                     "gold": gold, "scale": "", "gold_type": "text"})
+    return docs
+
+
+# ---- demo data (src/findap/demo) ----------------------------------------------------------------------------
+@register_loader("demo_exercises")
+def load_demo_exercises(root, spec, n: int = 60, seed: int = 7) -> list[dict]:
+    """Generated finance exercises (findap.demo.exercises): numeric answers, worked solutions."""
+    from findap.demo.exercises import generate_exercises
+
+    return [{"id": ex["id"], "question": ex["question"], "context": "", "gold": [str(ex["answer"])],
+             "scale": "", "gold_type": "number", "solution": ex["solution"]} for ex in generate_exercises(n, seed)]
+
+
+_MATHQA_OPTION = re.compile(r"([a-e])\s*\)\s*(.*?)\s*(?=,\s*[a-e]\s*\)|$)")
+
+
+@register_loader("mathqa_hub")
+def load_mathqa_hub(root, spec, dataset: str = "allenai/math_qa", split: str = "test") -> list[dict]:
+    """MathQA: options come as one string 'a ) 38 , b ) 27.675 , ...'; the answer is a letter."""
+    rows = _hub_rows(dataset, None, split)
+    docs = []
+    for i, row in enumerate(rows):
+        found = _MATHQA_OPTION.findall(str(row.get("options", "")))
+        if not found:
+            raise DataError(f"hf:{dataset}", f"row {i}", "options", "could not read options a) .. e)")
+        letters = [letter for letter, _ in found]
+        answer = str(row.get("correct", "")).strip().lower()
+        if answer not in letters:
+            raise DataError(f"hf:{dataset}", f"row {i}", "correct", f"{answer!r} is not one of {letters}")
+        docs.append({"id": f"mathqa-{i}", "question": str(row["Problem"]), "choices": [t for _, t in found],
+                     "gold": letters.index(answer)})
+    return docs
+
+
+@register_loader("demo")
+def load_demo_set(root, spec, name: str, path: str | None = None) -> list[dict]:
+    """A shipped demo dataset (findap/demo/data) or a user file in its format, with the demo's own hash split
+    (train / dev / test -> train / dev / unseen), so eval never scores rows that curate trains on."""
+    from findap.demo.load import load_demo
+    from findap.demo.splits import split_role
+
+    rows = load_demo(name, path=_path(root, path) if path else None)
+    roles = {"train": "train", "dev": "dev", "test": "unseen"}
+    docs = []
+    for row in rows:
+        doc = {"id": str(row["id"]), "split": roles[split_role(str(row["id"]))]}
+        if spec.answer_type == "classification":
+            doc.update(text=row.get("sentence") or row.get("text"), gold=row["label"])
+        elif spec.answer_type == "multiple_choice":
+            doc.update(question=row["question"], choices=row["choices"], gold=int(row["gold"]))
+        elif spec.answer_type == "numeric_qa":
+            doc.update(question=row["question"], context="", gold=[str(row["answer"])], scale="",
+                       gold_type="number", solution=row.get("solution"))
+        else:
+            raise ValueError(f"demo loader: answer type {spec.answer_type} is not supported")
+        docs.append(doc)
+    return docs

@@ -1,0 +1,202 @@
+"""evaluate(): run tasks on an engine and write per-task JSON (scores + per-sample predictions) and a summary.
+
+    for each task (progress bar over tasks):
+        docs   = task.docs(role)[:limit]                 seeded carve, never the few-shot pool
+        direct multiple choice -> engine.loglikelihood  (acc, acc_norm)
+        everything else        -> engine.generate -> extract -> metrics
+        judge tasks            -> answers only; scored later by findap.eval.judge (needs_judge: true)
+        write <out_dir>/<task>.<mode>.json atomically, then merge its scores into summary.json
+
+Resume: a task whose JSON already exists with the same settings is read back instead of re-run, and inside a
+task the engine's request cache (EngineSpec.cache_path) answers every request it has seen, so a killed
+evaluation continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+from findap.engines.base import GenerationRequest, LoglikelihoodRequest
+from findap.eval.extract import extractor_name
+from findap.eval.metrics import score
+from findap.eval.registry import get_extractor, resolve
+from findap.eval.task import Task, TaskSpec, gold_text
+from findap.io import write_json
+
+TaskLike = str | TaskSpec | Task
+
+
+def as_tasks(tasks: Iterable[TaskLike] | str, root: Path | None = None, prefer: str = "local") -> list[Task]:
+    """Names, groups, YAML paths, specs or Tasks -> Tasks."""
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    out: list[Task] = []
+    for t in tasks:
+        if isinstance(t, Task):
+            out.append(t)
+        elif isinstance(t, TaskSpec):
+            out.append(Task(t, root=root, prefer=prefer))  # type: ignore[arg-type]
+        else:
+            out += [Task(s, root=root, prefer=prefer) for s in resolve([t])]  # type: ignore[arg-type]
+    return out
+
+
+def evaluate(
+    engine,
+    tasks: Iterable[TaskLike] | str,
+    *,
+    mode: Literal["direct", "cot"] = "direct",
+    limit: int | None = None,
+    out_dir: str | Path,
+    role: Literal["dev", "unseen"] | None = None,
+    few_shot: int | None = None,
+    model_name: str | None = None,
+    root: Path | None = None,
+    prefer: str = "local",
+    progress: bool = True,
+) -> dict:
+    """Evaluate `engine` on `tasks`; returns {"model", "mode", "results": {task: scores}} (also summary.json)."""
+    from rich.progress import Progress
+
+    if mode not in ("direct", "cot"):
+        raise ValueError(f"mode must be 'direct' or 'cot', not {mode!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loaded = as_tasks(tasks, root=root, prefer=prefer)
+    model_name = model_name or getattr(getattr(engine, "spec", None), "model", None) or getattr(engine, "name", "?")
+    results: dict[str, dict] = {}
+    with Progress(disable=not progress, transient=True) as bar:
+        job = bar.add_task(f"FinEval ({mode})", total=len(loaded))
+        for task in loaded:
+            bar.update(job, description=f"FinEval {task.name} ({mode})")
+            if few_shot is not None:
+                task = Task(task.spec.model_copy(update={"few_shot": few_shot}), root=task.root, prefer=task.prefer)
+            record = evaluate_task(engine, task, mode=mode, limit=limit, role=role, out_dir=out_dir,
+                                   model_name=model_name, progress=progress)
+            results[task.name] = record["scores"]
+            bar.advance(job)
+    return _merge_summary(out_dir, model_name, mode, results, loaded)
+
+
+def _settings(task: Task, mode: str, limit, role, model_name: str) -> dict:
+    return {"task": task.name, "mode": mode, "limit": limit, "role": role or task.spec.split_role.value,
+            "few_shot": task.spec.few_shot, "model": model_name,
+            "spec": task.spec.model_dump(mode="json", exclude={"description", "groups"})}
+
+
+def task_path(out_dir: Path, task_name: str, mode: str) -> Path:
+    return Path(out_dir) / f"{task_name}.{mode}.json"
+
+
+def evaluate_task(engine, task: Task, *, mode: str, limit=None, role=None, out_dir: Path, model_name: str,
+                  progress: bool = True) -> dict:
+    """One task: reuse a finished result with identical settings, else run it and write it atomically."""
+    path = task_path(out_dir, task.name, mode)
+    docs = task.docs(role, limit)  # loads the data first: some specs are completed by it (labels from data)
+    settings = _settings(task, mode, limit, role, model_name)
+    if path.exists():
+        done = json.loads(path.read_text(encoding="utf-8"))
+        if done.get("settings") == settings:
+            return done
+    if task.spec.answer_type == "multiple_choice" and mode == "direct":
+        samples, preds = _run_loglikelihood(engine, task, docs, role, progress)
+    elif task.spec.answer_type == "judge":
+        samples, preds = _run_judge_answers(engine, task, docs, mode, progress)
+    else:
+        samples, preds = _run_generation(engine, task, docs, mode, role, progress)
+    spec = task.spec
+    record = {
+        "task": task.name,
+        "mode": mode,
+        "model": model_name,
+        "n": len(docs),
+        "tags": {"capability": spec.capability.value, "domain": spec.domain.value, "novelty": spec.novelty.value,
+                 "answer_type": spec.answer_type, "table1": spec.table1, "role": settings["role"]},
+        "scores": {} if spec.answer_type == "judge" else score(preds, docs, spec, mode),
+        "needs_judge": spec.answer_type == "judge",
+        "settings": settings,
+        "samples": samples,
+    }
+    write_json(path, record)
+    return record
+
+
+def _run_loglikelihood(engine, task: Task, docs: Sequence[dict], role, progress: bool):
+    requests, owners = [], []
+    contexts = []
+    for i, doc in enumerate(docs):
+        context, conts = task.mc_requests(doc, role)
+        contexts.append(context)
+        for cont in conts:
+            requests.append(LoglikelihoodRequest(context=context, continuation=cont))
+            owners.append(i)
+    results = engine.loglikelihood(requests, progress=progress) if requests else []
+    per_doc: list[list[float]] = [[] for _ in docs]
+    for owner, res in zip(owners, results):
+        per_doc[owner].append(res.logprob)
+    samples, preds = [], []
+    for doc, context, lls in zip(docs, contexts, per_doc):
+        # acc_norm divides by the option's length in characters, as lm-evaluation-harness does
+        normed = [ll / max(1, len(c)) for ll, c in zip(lls, doc["choices"])]
+        pred = {"pred": max(range(len(lls)), key=lls.__getitem__),
+                "pred_norm": max(range(len(normed)), key=normed.__getitem__)}
+        preds.append(pred)
+        samples.append({"id": doc["id"], "prompt": context, "choices": doc["choices"], "logprobs": lls,
+                        "prediction": pred["pred"], "prediction_norm": pred["pred_norm"], "gold": doc["gold"]})
+    return samples, preds
+
+
+def _run_generation(engine, task: Task, docs: Sequence[dict], mode: str, role, progress: bool):
+    spec = task.spec
+    max_new = spec.max_new_tokens if mode == "direct" else spec.cot_max_new_tokens
+    prompts = [task.messages(doc, mode, role) for doc in docs]
+    outputs = engine.generate([GenerationRequest(prompt=p, max_new_tokens=max_new) for p in prompts],
+                              progress=progress) if prompts else []
+    extract = get_extractor(extractor_name(spec))
+    samples, preds = [], []
+    for doc, prompt, output in zip(docs, prompts, outputs):
+        pred = extract(output, doc, spec)
+        preds.append(pred)
+        samples.append({"id": doc["id"], "prompt": prompt, "output": output, "prediction": pred,
+                        "gold": doc["gold"], "gold_text": gold_text(spec.answer_type, doc)})
+    return samples, preds
+
+
+def _run_judge_answers(engine, task: Task, docs: Sequence[dict], mode: str, progress: bool):
+    """Multi-turn answers (MT-bench has two turns): turn k is asked with the model's own earlier answers."""
+    system = [{"role": "system", "content": task.spec.prompt.system}] if task.spec.prompt.system else []
+    convs = [list(system) for _ in docs]
+    answers: list[list[str]] = [[] for _ in docs]
+    max_new = task.spec.max_new_tokens if mode == "direct" else task.spec.cot_max_new_tokens
+    for turn in range(max((len(d["turns"]) for d in docs), default=0)):
+        active = [i for i, d in enumerate(docs) if turn < len(d["turns"])]
+        for i in active:
+            convs[i].append({"role": "user", "content": docs[i]["turns"][turn]})
+        outs = engine.generate([GenerationRequest(prompt=list(convs[i]), max_new_tokens=max_new) for i in active],
+                               progress=progress)
+        for i, out in zip(active, outs):
+            convs[i].append({"role": "assistant", "content": out})
+            answers[i].append(out)
+    samples = [{"id": d["id"], "turns": d["turns"], "answers": a, "category": d.get("category"),
+                "reference": d.get("reference"), "prompt": c[:-1] if c else c, "output": a[-1] if a else "",
+                "prediction": a, "gold": d.get("reference")}
+               for d, a, c in zip(docs, answers, convs)]
+    return samples, answers
+
+
+def _merge_summary(out_dir: Path, model_name: str, mode: str, results: dict, tasks: list[Task]) -> dict:
+    path = Path(out_dir) / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if summary.get("model") not in (None, model_name):
+        summary = {}  # a different model wrote here before: start over rather than mix models
+    summary["model"] = model_name
+    summary.setdefault("results", {})
+    summary.setdefault("tags", {})
+    for task in tasks:
+        summary["results"].setdefault(task.name, {})[mode] = results[task.name]
+        s = task.spec
+        summary["tags"][task.name] = {"capability": s.capability.value, "domain": s.domain.value,
+                                      "novelty": s.novelty.value, "answer_type": s.answer_type, "table1": s.table1}
+    write_json(path, summary)
+    return {"model": model_name, "mode": mode, "results": results, "summary_path": str(path)}

@@ -1,0 +1,99 @@
+"""Answer extraction on realistic model outputs (direct and CoT)."""
+from __future__ import annotations
+
+import pytest
+
+from findap.eval.extract import (
+    entities_to_tags,
+    extract_label,
+    extract_letter,
+    extract_number,
+    extract_tatqa,
+    final_answer,
+)
+from findap.eval.task import TaskSpec
+
+
+def _spec(**kw) -> TaskSpec:
+    base = dict(name="t", capability="task", domain="finance", novelty="similar", answer_type="classification",
+                source={"loader": "jsonl", "args": {"path": "x"}})
+    base.update(kw)
+    return TaskSpec.model_validate(base)
+
+
+SENTIMENT = _spec(labels=["positive", "neutral", "negative"])
+STOCK = _spec(labels=["rise", "fall"], synonyms={"rise": ["yes", "positive"], "fall": ["no", "negative", "neutral"]},
+              default_label="fall")
+
+
+@pytest.mark.parametrize(
+    "output,expected",
+    [
+        ("Positive.", "positive"),  # real SmolLM2 reply
+        ("Positive sentiment: All rights reserved", "positive"),
+        ("The sentiment of this sentence is **negative**, since sales fell.", "negative"),
+        # CoT: the reasoning mentions other labels; the final line decides
+        ("The company grew, which sounds positive, but the tone is factual.\nAnswer: neutral", "neutral"),
+        ("I cannot tell.", None),  # nothing usable -> missing
+        ("nonpositive", None),  # whole words only
+    ],
+)
+def test_label_extraction(output, expected):
+    assert extract_label(output, {}, SENTIMENT) == expected
+
+
+def test_label_synonyms_map_to_labels():
+    assert extract_label("Yes, the price will go up.", {}, STOCK) == "rise"
+    assert extract_label("Answer: negative", {}, STOCK) == "fall"
+    assert extract_label("Hard to say.", {}, STOCK) is None  # the metric applies default_label and counts missing
+
+
+@pytest.mark.parametrize(
+    "output,expected",
+    [
+        ("Selection: [[B]]", 1),  # the hub's CFA-Challenge format
+        ("Answer: C", 2),
+        ("The correct option is (A) because inflation expectations matter.", 0),
+        ("B. liquidity", 1),
+        ("Option A ignores risk; option B overstates it.\nSo the best choice is C.\nAnswer: C", 2),
+        ("A good way to think about this is carefully.", None),  # an article, not an answer
+        ("equal to zero.", 1),  # the option text itself, when it names exactly one option
+    ],
+)
+def test_letter_extraction(output, expected):
+    doc = {"choices": ["negative.", "equal to zero.", "positive."]}
+    assert extract_letter(output, doc, None) == expected
+
+
+@pytest.mark.parametrize(
+    "output,expected",
+    [
+        ("Natalia sold 48/2 = 24 clips in May.\nIn total 48+24 = 72 clips.\n#### 72", "72"),
+        ("The answer is $1,250.50.", "1250.50"),
+        ("Step 1: 10 - 3 = 7\nAnswer: 7", "7"),
+        ("Net change: (1,234)", "-1234"),
+        ("no idea", None),
+    ],
+)
+def test_number_extraction(output, expected):
+    assert extract_number(output, {}, None) == expected
+
+
+def test_tatqa_extraction_splits_spans_and_reads_scale():
+    assert extract_tatqa("Answer: 12.6 million", {}, None) == {"answer": ["12.6"], "scale": "million"}
+    assert extract_tatqa("The change is -22.22%", {}, None) == {"answer": ["-22.22%"], "scale": "percent"}
+    assert extract_tatqa("Answer: fixed-price type; cost-plus type", {}, None) == {
+        "answer": ["fixed-price type", "cost-plus type"], "scale": ""}
+
+
+def test_ner_lines_to_iob_tags():
+    tokens = "This agreement between SILICON VALLEY BANK and John Smith of California".split()
+    output = "SILICON VALLEY BANK, ORG\nJohn Smith, PER\nCalifornia, LOC\nNew York, LOC\nfoo, MONEY"
+    assert entities_to_tags(output, tokens, ["PER", "ORG", "LOC"]) == [
+        "O", "O", "O", "B-ORG", "I-ORG", "I-ORG", "O", "B-PER", "I-PER", "O", "B-LOC"]
+    assert entities_to_tags("None", tokens, ["PER", "ORG", "LOC"]) == ["O"] * len(tokens)
+
+
+def test_final_answer_keeps_text_after_last_marker():
+    assert final_answer("Reasoning... Answer: A\nWait.\nFinal answer: B") == "B"
+    assert final_answer("no marker here") == "no marker here"

@@ -1,0 +1,132 @@
+"""FinEval metrics equal their references on the same predictions (sklearn, seqeval, rouge-score, TAT-QA)."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from findap.eval.metrics import numbers_match, score, tatqa_em_f1
+from findap.eval.registry import get_task
+from findap.eval.task import TaskSpec
+
+
+def _spec(**kw) -> TaskSpec:
+    base = dict(name="t", capability="task", domain="finance", novelty="similar", answer_type="classification",
+                labels=["positive", "neutral", "negative"], source={"loader": "jsonl", "args": {"path": "x"}})
+    base.update(kw)
+    return TaskSpec.model_validate(base)
+
+
+def test_classification_metrics_equal_sklearn_with_missing_counted_wrong():
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    rng = random.Random(0)
+    labels = ["positive", "neutral", "negative"]
+    gold = [rng.choice(labels) for _ in range(200)]
+    preds = [g if rng.random() < 0.5 else rng.choice(labels + [None]) for g in gold]
+    docs = [{"gold": g} for g in gold]
+    got = score(preds, docs, _spec(metrics=["acc", "f1_weighted", "f1_macro", "mcc", "missing"]), "direct")
+    filled = [p if p is not None else "missing" for p in preds]
+    assert got["acc"] == pytest.approx(accuracy_score(gold, filled))
+    assert got["f1_weighted"] == pytest.approx(f1_score(gold, filled, labels=labels, average="weighted"))
+    assert got["f1_macro"] == pytest.approx(f1_score(gold, filled, labels=labels, average="macro"))
+    assert got["mcc"] == pytest.approx(matthews_corrcoef(gold, filled))
+    assert got["missing"] == pytest.approx(preds.count(None) / len(preds))
+    # a 3-class task never gets a binary F1: binary averaging would raise on these labels
+    with pytest.raises(ValueError):
+        f1_score(gold, filled, average="binary", pos_label="positive")
+
+
+def test_default_label_replaces_missing_for_stock_movement():
+    spec = _spec(labels=["rise", "fall"], default_label="fall", metrics=["acc", "missing"])
+    got = score([None, "rise", None], [{"gold": "fall"}, {"gold": "rise"}, {"gold": "rise"}], spec, "direct")
+    assert got == {"acc": pytest.approx(2 / 3), "missing": pytest.approx(2 / 3)}
+
+
+def test_entity_f1_equals_seqeval():
+    from seqeval.metrics import f1_score
+
+    gold = [["B-ORG", "I-ORG", "O", "B-PER"], ["O", "B-LOC", "O"]]
+    pred = [["B-ORG", "I-ORG", "O", "O"], ["O", "B-LOC", "B-PER"]]
+    spec = _spec(answer_type="ner", labels=[], metrics=["entity_f1"])
+    got = score(pred, [{"tags": g, "gold": g} for g in gold], spec, "direct")
+    assert got["entity_f1"] == pytest.approx(f1_score(gold, pred))
+    # hand count: 2 of 3 predicted spans right, 2 of 3 gold spans found -> P = R = F1 = 2/3
+    assert got["entity_f1"] == pytest.approx(2 / 3)
+
+
+def test_rouge_equals_rouge_score():
+    from rouge_score import rouge_scorer
+
+    golds = ["q1 revenue rose 11.1 percent to $481.1 million.", "sees fy revenue $1.725 billion to $1.775 billion."]
+    preds = ["Revenue rose 11.1% to $481.1 million in q1.", "The company expects revenue of about $1.7 billion."]
+    got = score(preds, [{"gold": g} for g in golds], _spec(answer_type="summarization", labels=[], metrics=["rouge"]), "direct")
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    for key in ("rouge1", "rouge2", "rougeL"):
+        ref = sum(scorer.score(g, p)[key].fmeasure for g, p in zip(golds, preds)) / 2
+        assert got[key] == pytest.approx(ref)
+    assert 0 < got["rouge2"] < got["rouge1"] < 1
+
+
+def test_multiple_choice_acc_and_acc_norm():
+    spec = _spec(answer_type="multiple_choice", labels=[], metrics=["acc", "acc_norm"])
+    preds = [{"pred": 0, "pred_norm": 1}, {"pred": 2, "pred_norm": 2}]
+    got = score(preds, [{"gold": 1}, {"gold": 2}], spec, "direct")
+    assert got == {"acc": 0.5, "acc_norm": 1.0}
+    # CoT answers are letters turned into indices: acc_norm does not apply, missing does
+    got = score([1, None], [{"gold": 1}, {"gold": 2}], spec, "cot")
+    assert got == {"acc": 0.5, "missing": 0.5}
+
+
+def test_numeric_tolerance():
+    assert numbers_match("72", "72.0") and numbers_match("1,000", "1000")
+    assert not numbers_match("71.9", "72") and not numbers_match(None, "3")
+
+
+# TAT-QA: expected values worked by hand from the official definition (tatqa_metric.py / tatqa_utils.py):
+# numbers become '%.4f' of round(x, 2) * scale ('%' answers are already scaled), answers of arithmetic/count
+# type get F1 = EM, and multi-span F1 is the bag-of-tokens F1 after lowercasing and dropping punctuation.
+@pytest.fixture(scope="module")
+def tatqa_docs(shared_data):
+    task = get_task("tatqa", root=shared_data)
+    return task.all_docs
+
+
+def _find(docs, raw, gold_type):
+    return next(d for d in docs if d["gold_raw"] == raw and d["gold_type"] == gold_type)
+
+
+@pytest.mark.parametrize(
+    "raw,gold_type,pred,pred_scale,expected",
+    [
+        # "$1,496.5" million: 1496.5 * 1e6 -> '1496500000.0000' on both sides
+        (["$1,496.5"], "span", ["1,496.5"], "million", (1.0, 1.0)),
+        # same number without its scale: '1496.5000' vs '1496500000.0000', tokens share nothing
+        (["$1,496.5"], "span", ["1,496.5"], "", (0.0, 0.0)),
+        # arithmetic -12.6 million: '-12600000.0000'; right number, right scale
+        (-12.6, "arithmetic", ["-12.6"], "million", (1.0, 1.0)),
+        # right number, scale dropped: EM 0 and, being arithmetic, F1 = EM = 0
+        (-12.6, "arithmetic", ["-12.6"], "", (0.0, 0.0)),
+        # -22.22 percent: gold round(-22.22, 2) * 0.01 -> '-0.2222'; '-22.22%' is scaled by its own '%'
+        (-22.22, "arithmetic", ["-22.22%"], "percent", (1.0, 1.0)),
+        # a bare ratio: '%.4f' of round(-0.2222, 2) is '-0.2200' (wrong) but the unscaled fallback '-0.2222' matches
+        (-22.22, "arithmetic", ["-0.2222"], "", (1.0, 1.0)),
+        # multi-span, 2 of 3 items: bags {costplus, type, fixedprice} vs {..., timeandmaterial}: P=1, R=3/4 -> 0.86
+        (["fixed-price type", "cost-plus type", "time-and-material type"], "multi-span",
+         ["fixed-price type", "cost-plus type"], "", (0.0, 0.86)),
+        # all three items in another order: sorted before joining -> exact match
+        (["fixed-price type", "cost-plus type", "time-and-material type"], "multi-span",
+         ["time-and-material type", "cost-plus type", "fixed-price type"], "", (1.0, 1.0)),
+        # a year is a number: '2019.0000' both sides
+        (["2019"], "span", ["2019"], "", (1.0, 1.0)),
+    ],
+)
+def test_tatqa_matches_hand_computed_official_values(tatqa_docs, raw, gold_type, pred, pred_scale, expected):
+    doc = _find(tatqa_docs, raw, gold_type)
+    got = tatqa_em_f1(pred, pred_scale, doc["gold_raw"], doc["gold_type"], doc["scale"])
+    assert got == pytest.approx(expected)
+
+
+def test_tatqa_empty_prediction_scores_zero(tatqa_docs):
+    doc = tatqa_docs[0]
+    assert tatqa_em_f1([], "", doc["gold_raw"], doc["gold_type"], doc["scale"]) == (0.0, 0.0)

@@ -1,0 +1,235 @@
+"""Reports built from real result files in tmp_path: table numbers, deltas, costs, HTML self-containment, PNGs."""
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from findap.eval.report import build_report, load_results
+from findap.io import DataError
+
+# (task, capability, domain, novelty, metric, {model: raw metric value})
+RESULTS = [
+    ("fpb", "task", "finance", "similar", "f1_weighted", {"base": 0.412, "tuned": 0.733}),
+    ("fomc", "task", "finance", "similar", "f1_weighted", {"base": 0.301, "tuned": 0.455}),
+    ("finer", "task", "finance", "similar", "entity_f1", {"base": 0.120, "tuned": 0.388}),
+    ("mmlu", "concept", "general", "novel", "acc", {"base": 0.250, "tuned": 0.262}),
+    ("arc_easy", "concept", "general", "novel", "acc", {"base": 0.504, "tuned": 0.47}),
+    ("cfa_easy", "reasoning", "finance", "novel", "acc", {"base": 0.31, "tuned": 0.36}),
+    ("mtbench", "chat", "general", "novel", "score", {"base": 4.25, "tuned": 3.5}),
+]
+
+
+def write_result(path: Path, task, capability, domain, novelty, metric, value, model, mode="direct", extra=None):
+    scores = {metric: value, "n": 40, **(extra or {})}
+    record = {"task": task, "model": model, "mode": mode, "capability": capability, "domain": domain,
+              "novelty": novelty, "split": "unseen", "scores": scores,
+              "samples": [{"id": "0", "prediction": "neutral", "gold": "neutral"}]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    for task, cap, dom, nov, metric, values in RESULTS:
+        for model, value in values.items():
+            extra = {"parse_failure_rate": 0.25, "n_judged": 4.0} if metric == "score" else None
+            write_result(tmp_path / "runs" / model / "eval" / f"{task}.json", task, cap, dom, nov, metric, value,
+                         model, extra=extra)
+    # the tuned run also has a training stage with a DONE summary and a loss log
+    train = tmp_path / "runs" / "tuned" / "train"
+    train.mkdir(parents=True)
+    (train / "DONE").write_text(json.dumps({"stage": "train", "wall_s": 40.0, "tokens": 81920}))
+    with open(train / "metrics.jsonl", "w") as f:
+        for step in range(20):
+            row = {"time": step * 2.0, "step": step, "loss": 3.0 - 0.1 * step}
+            if step % 5 == 0:
+                row["dev_loss"] = 3.1 - 0.1 * step
+            f.write(json.dumps(row) + "\n")
+        f.write('{"time": 40.0, "st')  # a torn last line from a killed run is tolerated
+    (tmp_path / "runs" / "tuned" / "curate").mkdir()
+    (tmp_path / "runs" / "tuned" / "curate" / "manifest.json").write_text(json.dumps({"groups": ["g1"]}))
+    return tmp_path / "runs"
+
+
+def markdown_rows(md: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in md.splitlines()
+            if line.startswith("| ") and not line.startswith("| group") and not line.startswith("|---")]
+
+
+def cell_number(cell: str) -> float:
+    return float(re.match(r"\**(-?\d+\.\d+)", cell).group(1))
+
+
+def test_leaderboard_numbers_equal_the_inputs(runs, tmp_path):
+    paths = build_report([runs / "base", runs / "tuned"], tmp_path / "out", base="base")
+    board = json.loads(Path(paths["json"]).read_text())
+    assert board["models"] == ["base", "tuned"]
+    rows = board["rows"]
+    task_rows = {r["label"]: r for r in rows if r["kind"] == "task"}
+    for task, _, _, _, metric, values in RESULTS:
+        scale = 1 if metric == "score" else 100
+        for model, raw in values.items():
+            assert task_rows[task]["values"][model] == pytest.approx(raw * scale)
+        assert task_rows[task]["deltas"]["tuned"] == pytest.approx((values["tuned"] - values["base"]) * scale)
+
+    # Table 6 order: similar before novel; concept before reasoning before chat
+    labels = [r["label"] for r in rows if r["kind"] == "task"]
+    assert labels.index("fpb") < labels.index("mmlu") < labels.index("cfa_easy") < labels.index("mtbench")
+
+    # group averages recomputed here from the raw inputs
+    def expected_avg(model, names):
+        vals = [v[model] * 100 for t, *_, v in RESULTS if t in names]
+        return sum(vals) / len(vals)
+
+    averages = [r for r in rows if r["kind"] == "average"]
+    assert not [r for r in averages if r["capability"] in ("reasoning", "chat")]  # one-task groups: no average
+    task_fin = next(r for r in averages if (r["capability"], r["novelty"]) == ("task", "similar"))
+    concept = next(r for r in averages if r["capability"] == "concept")
+    for model in ("base", "tuned"):
+        assert task_fin["values"][model] == pytest.approx(expected_avg(model, {"fpb", "fomc", "finer"}))
+        assert concept["values"][model] == pytest.approx(expected_avg(model, {"mmlu", "arc_easy"}))
+
+    # the Markdown shows the same numbers, rounded, with deltas against the base
+    md = Path(paths["markdown"]).read_text()
+    md_rows = markdown_rows(md)
+    fpb = next(r for r in md_rows if r[1] == "fpb")
+    assert cell_number(fpb[3]) == 41.2 and cell_number(fpb[4]) == 73.3 and "(+32.1)" in fpb[4]
+    assert fpb[4].startswith("**")  # best in the row is bold
+    avg_task = next(r for r in md_rows if r[1] == "*average*")  # the first average closes Task / finance
+    assert cell_number(avg_task[3]) == round(expected_avg("base", {"fpb", "fomc", "finer"}), 1)
+    mt = next(r for r in md_rows if r[1].startswith("mtbench"))
+    assert mt[1].endswith("\\*") and cell_number(mt[3]) == 4.25 and "(-0.8)" in mt[4]
+    assert "25.0%" in md  # the judge parse-failure rate is reported
+    cost = next(r for r in md_rows if r[:2] == ["tuned", "train"])
+    assert cost[2:] == ["yes", "40.0", "81,920", "2,048"]  # tokens/s = 81920 / 40
+
+
+def test_html_is_self_contained_and_plots_decode(runs, tmp_path):
+    paths = build_report([runs], tmp_path / "out")
+    page = Path(paths["html"]).read_text()
+    assert "http://" not in page and "https://" not in page and "<link" not in page and "<script" not in page
+    refs = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]+)""", page)
+    assert refs and all(ref.startswith("data:image/png;base64,") for ref in refs)
+    names = {Path(p).name for p in paths["plots"]}
+    assert {"unseen_task.png", "unseen_concept.png", "unseen_chat.png", "loss_train.png"} <= names
+    for ref in refs:
+        import base64
+
+        img = Image.open(io.BytesIO(base64.b64decode(ref.split(",", 1)[1])))
+        img.load()
+        assert img.format == "PNG" and img.width > 200 and img.height > 100
+    for p in paths["plots"]:
+        with Image.open(p) as img:
+            img.load()
+    assert "fpb" in page and "73.3" in page and "41.2" in page
+
+
+def test_base_given_as_a_path_and_a_third_model(runs, tmp_path):
+    write_result(tmp_path / "other" / "eval" / "fpb.json", "fpb", "task", "finance", "similar", "f1_weighted",
+                 0.5, "other")
+    paths = build_report([runs / "tuned", tmp_path / "other"], tmp_path / "out", base=str(runs / "base"))
+    board = json.loads(Path(paths["json"]).read_text())
+    assert board["base"] == "base" and board["models"][0] == "base"
+    fpb = next(r for r in board["rows"] if r["label"] == "fpb")
+    assert fpb["deltas"]["other"] == pytest.approx(50.0 - 41.2)
+    fomc_avg = next(r for r in board["rows"] if r["kind"] == "average" and r["capability"] == "task")
+    assert fomc_avg["n_tasks"] == {"base": 3, "tuned": 3, "other": 1}
+    assert "†" in Path(paths["markdown"]).read_text()  # the partial average is marked
+
+
+def test_cot_rows_and_later_results_replace_earlier_ones(tmp_path):
+    d = tmp_path / "run" / "eval"
+    write_result(d / "a_fpb.json", "fpb", "task", "finance", "similar", "f1_weighted", 0.2, "m")
+    write_result(d / "b_fpb.json", "fpb", "task", "finance", "similar", "f1_weighted", 0.6, "m")
+    write_result(d / "fpb_cot.json", "fpb", "task", "finance", "similar", "f1_weighted", 0.7, "m", mode="cot")
+    os.utime(d / "a_fpb.json", ns=(2 * 10**18, 2 * 10**18))  # a_fpb is the newest, despite its name
+    results = {(r.task, r.mode): r.value for r in load_results([tmp_path / "run"])}
+    assert results == {("fpb", "direct"): pytest.approx(20.0), ("fpb", "cot"): pytest.approx(70.0)}
+    os.utime(d / "b_fpb.json", ns=(3 * 10**18, 3 * 10**18))
+    results = {(r.task, r.mode): r.value for r in load_results([tmp_path / "run"])}
+    assert results == {("fpb", "direct"): pytest.approx(60.0), ("fpb", "cot"): pytest.approx(70.0)}
+
+
+def test_bad_inputs_name_file_and_field(tmp_path):
+    d = tmp_path / "run" / "eval"
+    write_result(d / "x.json", "fpb", "feelings", "finance", "similar", "acc", 0.2, "m")
+    with pytest.raises(DataError, match=r"x\.json.*field 'capability'.*'feelings'"):
+        load_results([tmp_path / "run"])
+    (d / "x.json").write_text('{"task": "fpb",\n "scores": [1, 2]}')
+    with pytest.raises(DataError, match=r"x\.json.*field 'scores'"):
+        load_results([tmp_path / "run"])
+    (d / "x.json").write_text('{"task": "fpb",\n "scores": {"acc": 0.5,}}')
+    with pytest.raises(DataError, match=r"x\.json:2: invalid JSON"):
+        load_results([tmp_path / "run"])
+    with pytest.raises(FileNotFoundError, match="missing"):
+        build_report([tmp_path / "missing"], tmp_path / "out")
+    (d / "x.json").unlink()
+    with pytest.raises(ValueError, match="no task results"):
+        build_report([tmp_path / "run"], tmp_path / "out")
+
+
+def test_judge_task_with_no_parsed_score_still_gets_a_row(tmp_path):
+    d = tmp_path / "run" / "eval"
+    write_result(d / "mt.json", "mtbench", "chat", "general", "novel", "score", None, "m",
+                 extra={"parse_failure_rate": 1.0, "n_judged": 4.0})
+    write_result(d / "fpb.json", "fpb", "task", "finance", "similar", "f1_weighted", 0.5, "m")
+    md = Path(build_report([tmp_path / "run"], tmp_path / "out")["markdown"]).read_text()
+    mt = next(r for r in markdown_rows(md) if r[1].startswith("mtbench"))
+    assert mt[3] == "–" and "100.0%" in md
+
+
+def test_report_from_real_runner_outputs_of_two_tiny_models(tmp_path):
+    """The eval runner writes real result files (FPB generation, ARC log-likelihood) for two random tiny models;
+    the report's cells equal the runner's scores."""
+    from findap.engines.base import EngineSpec
+    from findap.engines.hf import HFEngine
+    from findap.eval.registry import resolve
+    from findap.eval.runner import evaluate
+    from findap.eval.task import Task
+    from findap.models import tiny_llama
+
+    specs = {s.name: s for s in resolve(["fpb", "arc"])}
+    tasks = [Task(specs["fpb"].model_copy(update={"max_new_tokens": 4})), Task(specs["arc"])]
+    written = {}
+    for label, seed in (("base", 0), ("tuned", 1)):
+        model, tok = tiny_llama(seed=seed)
+        engine = HFEngine(EngineSpec(model=label, device="cpu", precision="fp32", batch_size=8),
+                          model=model, tokenizer=tok)
+        out = tmp_path / "runs" / label / "eval"
+        evaluate(engine, tasks, limit=6, out_dir=out, model_name=label, progress=False)
+        written[label] = {p.name: json.loads(p.read_text()) for p in out.glob("*.direct.json")}
+
+    paths = build_report([tmp_path / "runs"], tmp_path / "out", base="base")
+    board = json.loads(Path(paths["json"]).read_text())
+    rows = {r["label"]: r for r in board["rows"] if r["kind"] == "task"}
+    assert set(rows) == {"fpb", "arc"}
+    assert rows["fpb"]["metric"] == "f1_weighted" and rows["arc"]["metric"] == "acc"
+    assert (rows["fpb"]["capability"], rows["fpb"]["novelty"]) == ("task", "similar")
+    assert (rows["arc"]["capability"], rows["arc"]["domain"], rows["arc"]["novelty"]) == ("concept", "general", "novel")
+    for label in ("base", "tuned"):
+        assert rows["fpb"]["values"][label] == pytest.approx(100 * written[label]["fpb.direct.json"]["scores"]["f1_weighted"])
+        assert rows["arc"]["values"][label] == pytest.approx(100 * written[label]["arc.direct.json"]["scores"]["acc"])
+    assert rows["arc"]["deltas"]["tuned"] == pytest.approx(rows["arc"]["values"]["tuned"] - rows["arc"]["values"]["base"])
+
+
+def test_report_stage_over_a_run_directory(tmp_path):
+    from findap.eval.report import report_stage
+    from findap.recipe import Recipe
+    from findap.runs import StageContext
+
+    recipe = Recipe(name="demo", runs_dir=str(tmp_path / "runs"))
+    for label, value in (("base", 0.25), ("cpt_it", 0.5)):
+        write_result(recipe.run_dir / "eval" / label / "fpb.direct.json", "fpb", "task", "finance", "similar",
+                     "f1_weighted", value, label)
+    (recipe.run_dir / "train" / "model").mkdir(parents=True)
+    (recipe.run_dir / "train" / "model" / "config.json").write_text("{not json: model files are never read}")
+    summary = report_stage(recipe, StageContext(run_dir=recipe.run_dir, name="report"))
+    assert summary["base"] == "base" and summary["models"] == ["base", "cpt_it"]
+    board = json.loads(Path(summary["outputs"]["json"]).read_text())
+    fpb = next(r for r in board["rows"] if r["label"] == "fpb")
+    assert fpb["deltas"]["cpt_it"] == pytest.approx(25.0)
+    assert Path(summary["outputs"]["html"]).parent == recipe.run_dir / "report"
