@@ -4,9 +4,19 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from findap.engines import EngineSpec, LoglikelihoodRequest, make_engine
 from findap.models import resolve_model
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # On the busy shared machine OpenMP workers waiting for each other cost more than a second thread gains.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def arc_requests(shared_data, n):

@@ -57,6 +57,7 @@ def test_embedded_model_loads_from_cache_and_answers():
     tok = load_tokenizer(EMBEDDED_MODEL)
     assert time.time() - t < 10, "cached load should take about a second"
     assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    assert getattr(model.config, "quantization_config", None) is None  # plain weights, loadable by any tool
     msgs = [{"role": "user", "content": "What is a bond?"}]
     enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = model.generate(**enc, max_new_tokens=30, do_sample=False)

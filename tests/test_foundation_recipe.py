@@ -61,3 +61,14 @@ def test_cli_reports_recipe_errors(tmp_path):
     p = write(tmp_path, "name: t\nseed: many\n")
     res = CliRunner().invoke(app, ["run", str(p)])
     assert res.exit_code == 2 and "seed" in res.output
+
+
+def test_cli_chat_answers_with_a_local_model(tiny_model_dir):
+    res = CliRunner().invoke(app, ["chat", "--model", tiny_model_dir, "--max-new-tokens", "6", "What is a bond?"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip(), "chat printed no answer"
+
+
+def test_cli_eval_lists_groups():
+    res = CliRunner().invoke(app, ["eval", "--list"])
+    assert res.exit_code == 0 and "fineval-similar" in res.output and "fpb" in res.output

@@ -67,22 +67,63 @@ def align(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = F
 def eval_(
     recipe: Optional[Path] = typer.Argument(None, help="recipe YAML (evaluates its models); or use --model"),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="model name, hub id or dir (repeatable)"),
-    tasks: str = typer.Option("fineval-similar", "--tasks", "-t", help="comma-separated tasks or groups"),
+    tasks: str = typer.Option("fineval-similar", "--tasks", "-t", help="comma-separated tasks, groups or YAML paths"),
     mode: str = typer.Option("direct", help="direct, cot, or both"),
     limit: Optional[int] = typer.Option(None, help="at most this many examples per task"),
+    split: Optional[str] = typer.Option(None, help="dev (model selection) or unseen (reports); default: each task's"),
+    few_shot: Optional[int] = typer.Option(None, help="override every task's few-shot count"),
+    prefer: str = typer.Option("local", help="local files, hub, or auto (local, else the hub)"),
+    engine: str = typer.Option("hf", help="hf, openai (any OpenAI-compatible endpoint) or vllm"),
+    base_url: Optional[str] = typer.Option(None, help="openai engine endpoint, e.g. http://127.0.0.1:8000/v1"),
+    batch_size: int = typer.Option(16, help="requests per forward pass"),
+    judge_model: Optional[str] = typer.Option(None, help="judge for MT-bench/FinanceBench (e.g. gpt-4o)"),
+    judge_engine: str = typer.Option("openai", help="judge engine: openai, hf or vllm"),
+    judge_base_url: Optional[str] = typer.Option(None, help="judge endpoint (openai engine)"),
+    judge_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the judge's key"),
+    list_tasks: bool = typer.Option(False, "--list", help="list task groups and exit"),
     out: Path = typer.Option(Path("runs/eval"), help="output directory (with --model)"),
     set: Optional[List[str]] = SET,
     force: bool = FORCE,
 ):
     """FinEval: score models on tasks (by capability x domain x similar/novel)."""
+    if list_tasks:
+        from findap.eval.registry import groups
+
+        for name, members in sorted(groups().items()):
+            typer.echo(f"{name} ({len(members)}): {', '.join(members)}")
+        return
     if recipe is not None:
         return _stage("eval", recipe, set, force)
     if not model:
         console.print("[red]give a recipe or at least one --model[/red]")
         raise typer.Exit(2)
-    from findap.eval.stage import evaluate_models
+    from findap.eval.config import JudgeEngineConfig
+    from findap.eval.stage import evaluate_models, judge_outputs
+    from findap.models import model_label
 
-    evaluate_models(model, tasks=tasks.split(","), mode=mode, limit=limit, out_dir=out)
+    results = evaluate_models(model, tasks=tasks.split(","), mode=mode, limit=limit, out_dir=out, role=split,
+                              few_shot=few_shot, prefer=prefer, engine_kind=engine, base_url=base_url,
+                              batch_size=batch_size)
+    if judge_model:
+        judge = JudgeEngineConfig(engine=judge_engine, model=judge_model, base_url=judge_base_url,
+                                  api_key_env=judge_key_env)
+        for m in model:
+            judge_outputs(out / model_label(m).replace("/", "--"), judge)
+    _print_scores(results)
+
+
+def _print_scores(results: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="FinEval")
+    for col in ("model", "mode", "task", "scores"):
+        table.add_column(col)
+    for label, by_mode in results.items():
+        for mode, by_task in by_mode.items():
+            for task, scores in by_task.items():
+                shown = ", ".join(f"{k}={v:.3f}" for k, v in scores.items() if isinstance(v, float))
+                table.add_row(label, mode, task, shown)
+    console.print(table)
 
 
 @app.command()
@@ -140,16 +181,21 @@ def chat(
         prompt = None
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def serve(
-    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m"),
+    ctx: typer.Context,
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="model name, hub id or directory"),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
 ):
-    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
+
+    Further options go to the server: --served-name, --device, --precision, --batch-size, --max-length,
+    --cache-path.
+    """
     from findap.engines.server import main as server_main
 
-    server_main(["--model", model, "--host", host, "--port", str(port)])
+    server_main(["--model", model, "--host", host, "--port", str(port), *ctx.args])
 
 
 @app.command()

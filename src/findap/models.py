@@ -60,6 +60,10 @@ def _convert_embedded(target: Path) -> None:
     )
     # A GGUF-loaded model refuses save_pretrained: rebuild a plain one from its config and copy the weights.
     config = gguf_model.config
+    # The GGUF quantization entry would make every later from_pretrained look for a gguf file: drop it, the
+    # weights written below are plain dequantised float32.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     config.tie_word_embeddings = getattr(config, "tie_word_embeddings", True)
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)

@@ -9,6 +9,19 @@ from pydantic import BaseModel, ConfigDict, Field
 DEFAULT_TASKS = ["fpb", "fomc", "ner", "tatqa", "flare_german", "mmlu_finance", "cfa_easy", "arc"]
 
 
+class JudgeEngineConfig(BaseModel):
+    """The LLM judge for judge-scored tasks (MT-bench, FinanceBench). The paper used GPT-4o through an API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["hf", "openai", "vllm"] = Field("openai", description="judge engine backend")
+    model: str = Field(description="judge model: served model name (openai) or findap name / hub id / path")
+    base_url: str | None = Field(None, description="openai engine: endpoint, e.g. https://api.openai.com/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the judge's API key")
+    max_new_tokens: int = Field(1024, ge=16, description="judge answer budget (reasoning first, verdict last)")
+    retries: int = Field(2, ge=0, description="re-asks for unparsable verdicts before counting a parse failure")
+
+
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -33,3 +46,5 @@ class EvalConfig(BaseModel):
     api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: environment variable holding the key")
     batch_size: int = Field(16, ge=1, description="requests per forward pass")
     max_length: int = Field(2048, ge=16, description="longest prompt + answer in tokens")
+    judge: JudgeEngineConfig | None = Field(
+        None, description="judge for judge-scored tasks; None leaves their answers stored, marked needs_judge")

@@ -63,7 +63,20 @@ def run(recipe, ctx) -> dict:
             device=recipe.device, precision=recipe.precision,
             on_result=lambda mode, task, scores, label=label: ctx.log_metrics(
                 {"model": label, "mode": mode, "task": task, **scores}))
+        if cfg.judge is not None:
+            judge_outputs(ctx.dir / _dir_name(label), cfg.judge, device=recipe.device, precision=recipe.precision)
     return {"models": models, "results": results}
+
+
+def judge_outputs(out_dir: Path, judge, *, device: str = "auto", precision: str = "auto") -> list[Path]:
+    """Score the stored answers of judge tasks (needs_judge) in one model's eval output folder."""
+    from findap.eval.judge import JudgeSettings, judge_pending
+
+    engine = make_engine(EngineSpec(kind=judge.engine, model=judge.model, base_url=judge.base_url,
+                                    api_key_env=judge.api_key_env, device=device, precision=precision,
+                                    cache_path=str(Path(out_dir).parent / "judge-cache.sqlite")))
+    settings = JudgeSettings(max_new_tokens=judge.max_new_tokens, retries=judge.retries)
+    return judge_pending(out_dir, engine, settings=settings, judge_name=judge.model)
 
 
 def evaluate_models(models: Sequence[str], *, tasks: Sequence[str], mode: str = "direct", limit: int | None = None,
