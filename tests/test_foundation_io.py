@@ -92,3 +92,12 @@ def test_unknown_format_and_missing_file(tmp_path):
         read_records(tmp_path / "x.txt")
     with pytest.raises(DataError, match="not found"):
         read_records(tmp_path / "nope.jsonl")
+
+
+def test_parquet_keeps_columns_of_mixed_rows(tmp_path):
+    rows = [{"id": "a", "kind": "cpt", "text": "Bonds pay coupons."},
+            {"id": "b", "kind": "it", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]
+    write_parquet(tmp_path / "m.parquet", rows)
+    back = read_records(tmp_path / "m.parquet")
+    assert back[0]["text"] == "Bonds pay coupons." and back[0]["messages"] is None
+    assert back[1]["messages"][1]["content"] == "a" and back[1]["text"] is None

@@ -225,7 +225,11 @@ def write_parquet(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(list(rows))
+    rows = list(rows)
+    # from_pylist takes the column set from the first row: a mixed cpt/it shard would silently drop `text` or
+    # `messages`. Give every row every column (None where absent).
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    table = pa.Table.from_pylist([{k: r.get(k) for k in columns} for r in rows])
 
     def write(f):
         pq.write_table(table, f)

@@ -8,6 +8,8 @@ directory into the cache; every later load is a ~1 s `from_pretrained` of that d
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import importlib.util
 import os
 import shutil
@@ -135,11 +137,17 @@ TINY_LLAMA = dict(
 )
 
 
+@functools.lru_cache(maxsize=1)
+def _embedded_tokenizer():
+    return load_tokenizer(EMBEDDED_MODEL)
+
+
 def tiny_llama(seed: int = 0, **overrides):
     """A randomly initialised tiny Llama with the real SmolLM2 tokenizer: the model every fast test uses."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    tokenizer = load_tokenizer(EMBEDDED_MODEL)
+    # a copy of one cached load: tests may change the tokenizer they get, and a fresh load costs ~0.3-20 s
+    tokenizer = copy.deepcopy(_embedded_tokenizer())
     cfg = LlamaConfig(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,

@@ -1,0 +1,12 @@
+"""findap.align: stage 2 training, DPO + NLL on preference pairs (Iterative RPO).
+
+encode.py     pairs -> token ids (chat template, common-prefix split)
+packing.py    pairs -> packed rows, prompt shared by both responses, 4-D cross-document mask
+logprobs.py   response log-probs through the LM head chunk by chunk (hand-written backward)
+loss.py       DPO(beta) + alpha * NLL(chosen), per-example or token-mean NLL
+reference.py  reference log-probs, one pass before training, cached
+schedule.py   token-budget steps, warmup + linear decay
+checkpoint.py atomic resumable state
+loop.py       the training loop with dev-loss selection
+stage.py      `findap align`
+"""

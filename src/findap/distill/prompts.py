@@ -1,0 +1,115 @@
+"""Reasoning prompts with verifiable answers, read from their original formats.
+
+Every loader returns `ReasoningItem`s: the question as the policy will see it, the gold answer, how answers are
+compared (number, choice letter, text), and a reference solution when the source has one (GSM8K's worked answer,
+TAT-QA's derivation, the demo exercises' step-by-step solution) for the judges to compare against.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from findap.io import DataError, read_records
+
+
+@dataclass(frozen=True)
+class ReasoningItem:
+    id: str
+    question: str
+    gold: str
+    answer_type: str  # "number" | "choice" | "text"
+    source: str
+    reference_solution: str | None = None
+    domain: str = "finance"
+
+
+def load_exercises(path: str | None = None, limit: int | None = None) -> list[ReasoningItem]:
+    from findap.demo.load import load_demo
+
+    rows = load_demo("exercises", path=path)[:limit]
+    return [
+        ReasoningItem(str(r["id"]), r["question"], str(r["answer"]), "number", "exercises", r["solution"])
+        for r in rows
+    ]
+
+
+def load_cfa(path: str, limit: int | None = None) -> list[ReasoningItem]:
+    """CFA-Easy rows `{query, answer, text, choices, gold}`; `text` is 'Q:...,CHOICES: A: ...,B: ...'."""
+    rows = read_records(path, required=("text", "answer"), limit=limit)
+    items = []
+    for i, row in enumerate(rows):
+        question = re.sub(r",CHOICES:\s*", "\nChoices:\n", row["text"].removeprefix("Q:"), count=1)
+        question = re.sub(r",(?=[A-E]:\s)", "\n", question)
+        items.append(ReasoningItem(f"cfa-{i:05d}", question.strip(), str(row["answer"]).strip(), "choice", "cfa"))
+    return items
+
+
+def _gsm8k_solution(answer: str) -> tuple[str, str]:
+    """(worked solution without calculator annotations, final number) from '...<<48/2=24>>24...\n#### 72'."""
+    body, _, final = answer.rpartition("####")
+    body = re.sub(r"<<[^>]*>>", "", body).strip()
+    return body, final.strip().replace(",", "")
+
+
+def load_gsm8k(path: str, limit: int | None = None) -> list[ReasoningItem]:
+    rows = read_records(path, required=("question", "answer"), limit=limit)
+    items = []
+    for i, row in enumerate(rows):
+        if "####" not in row["answer"]:
+            raise DataError(path, i + 1, "answer", "GSM8K answers end with '#### <number>'")
+        solution, final = _gsm8k_solution(row["answer"])
+        items.append(ReasoningItem(f"gsm8k-{i:05d}", row["question"], final, "number", "gsm8k", solution, "math"))
+    return items
+
+
+def _table_text(table: list[list[str]]) -> str:
+    return "\n".join(" | ".join(cell.strip() for cell in row) for row in table)
+
+
+def load_tatqa(path: str, limit: int | None = None) -> list[ReasoningItem]:
+    """TAT-QA questions whose answer is computed (answer_type arithmetic or count): one number, checkable."""
+    docs = json.loads(Path(path).read_text(encoding="utf-8"))
+    items: list[ReasoningItem] = []
+    for d, doc in enumerate(docs):
+        for field in ("table", "paragraphs", "questions"):
+            if field not in doc:
+                raise DataError(path, f"document {d}", field, "missing")
+        context = _table_text(doc["table"]["table"]) + "\n\n" + "\n".join(p["text"] for p in doc["paragraphs"])
+        for q in doc["questions"]:
+            if q.get("answer_type") not in ("arithmetic", "count"):
+                continue
+            scale = f" (answer in {q['scale']})" if q.get("scale") else ""
+            question = f"{context}\n\nQuestion: {q['question']}{scale}"
+            derivation = f"{q['derivation']} = {q['answer']}" if q.get("derivation") else None
+            items.append(ReasoningItem(f"tatqa-{q['uid']}", question, str(q["answer"]), "number", "tatqa", derivation))
+            if limit and len(items) >= limit:
+                return items
+    return items
+
+
+def load_jsonl(path: str, question_field: str, answer_field: str, answer_type: str,
+               limit: int | None = None) -> list[ReasoningItem]:
+    rows = read_records(path, required=(question_field, answer_field), limit=limit)
+    stem = Path(path).stem
+    return [
+        ReasoningItem(str(r.get("id", f"{stem}-{i:05d}")), str(r[question_field]), str(r[answer_field]),
+                      answer_type, stem, r.get("solution"))
+        for i, r in enumerate(rows)
+    ]
+
+
+def load_source(source) -> list[ReasoningItem]:
+    """One `PromptSource` (see config.py) -> items."""
+    if source.kind == "exercises":
+        return load_exercises(source.path, source.limit)
+    if source.path is None:
+        raise ValueError(f"distill.sources: kind '{source.kind}' needs a path")
+    if source.kind == "cfa":
+        return load_cfa(source.path, source.limit)
+    if source.kind == "gsm8k":
+        return load_gsm8k(source.path, source.limit)
+    if source.kind == "tatqa":
+        return load_tatqa(source.path, source.limit)
+    return load_jsonl(source.path, source.question_field, source.answer_field, source.answer_type, source.limit)

@@ -1,0 +1,1 @@
+"""findap.train"""

@@ -1,0 +1,150 @@
+"""`findap train`: stage 1 of FinRec, joint CPT + IT over a curriculum of groups, output a model directory.
+
+Phases: in joint mode one phase per group (CPT and IT mixed in one packed stream); in sequential mode two per
+group (its CPT documents, then its IT documents), for the paper's joint-vs-sequential ablation. Each phase starts
+from the previous phase's selected (best dev loss) weights with a fresh optimizer, its own LR and warmup. A
+finished phase leaves `groups/<phase>/DONE`, so a rerun after a crash skips it and resumes the next one from its
+last checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from findap.io import DataError, read_records
+from findap.models import load_model, load_tokenizer, pick_device
+from findap.train.attention import hf_implementation, resolve_backend
+from findap.train.config import GroupConfig, TrainConfig
+from findap.train.distributed import from_env
+from findap.train.loop import Phase, load_best, read_phase_done, train_phase, write_phase_done
+from findap.train.tokenize import TokenizeStats, tokenize_examples
+
+
+def group_files(group: GroupConfig, data_dir: Path | None) -> tuple[list[str], list[str]]:
+    """Training and dev files of a group: explicit ones, else the curate stage's parquet files."""
+    train, dev = list(group.train), list(group.dev)
+    if not train:
+        if data_dir is None:
+            raise DataError(f"train.groups[{group.name}]", None, "train",
+                            "no training files: list them or run the curate stage first")
+        train = [str(Path(data_dir) / group.name / "train.parquet")]
+        default_dev = Path(data_dir) / group.name / "dev.parquet"
+        if not dev and default_dev.exists():
+            dev = [str(default_dev)]
+    return train, dev
+
+
+def load_docs(files: list[str], tokenizer, seq_len: int, stats: TokenizeStats) -> list[dict]:
+    docs = []
+    for f in files:
+        docs += tokenize_examples(read_records(f, required=("kind",)), tokenizer, seq_len, source=f, stats=stats)
+    return docs
+
+
+def build_phases(cfg: TrainConfig, data_dir: Path | None, tokenizer, out_dir: Path,
+                 stats: TokenizeStats) -> list[Phase]:
+    phases = []
+    for group in cfg.groups:
+        train_files, dev_files = group_files(group, data_dir)
+        train_docs = load_docs(train_files, tokenizer, cfg.seq_len, stats)
+        dev_docs = load_docs(dev_files, tokenizer, cfg.seq_len, stats)
+        kinds = [None] if cfg.mode == "joint" else ["cpt", "it"]
+        for kind in kinds:
+            name = group.name if kind is None else f"{group.name}-{kind}"
+            pick = (lambda docs: docs) if kind is None else (lambda docs, k=kind: [d for d in docs if d["kind"] == k])
+            if not pick(train_docs):
+                continue
+            phases.append(Phase(name=name, train_docs=pick(train_docs), dev_docs=pick(dev_docs), lr=group.lr,
+                                warmup=group.warmup, epochs=group.epochs, max_steps=group.max_steps,
+                                out_dir=out_dir / "groups" / name))
+    if not phases:
+        raise DataError("train.groups", None, "train", "no training documents in any group")
+    return phases
+
+
+def apply_lora(model, cfg: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def save_model_dir(model, tokenizer, target: Path) -> Path:
+    """Write a Hugging Face model directory atomically (LoRA adapters merged first)."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    model.config.use_cache = True  # inference default for the saved model
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)  # includes the chat template
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir: Path | None = None, seed: int = 0,
+                device: str = "auto", precision: str = "auto", log=None) -> dict:
+    """Run every phase of `cfg` from `model_name`; write `out_dir/model`; return the summary."""
+    started = time.time()
+    out_dir = Path(out_dir)
+    device = pick_device(device)
+    backend = resolve_backend(cfg.attention, device)
+    tokenizer = load_tokenizer(model_name)
+    stats = TokenizeStats()
+    phases = build_phases(cfg, data_dir, tokenizer, out_dir, stats)
+    torch.manual_seed(seed)
+    model = load_model(model_name, device=device, attn_implementation=hf_implementation(backend))
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.finetune == "lora":
+        model = apply_lora(model, cfg)
+    dist = from_env()  # several processes under torchrun / accelerate launch: data parallel
+    summary = {"phases": {}, "tokens": 0, "trained_tokens": 0, "steps": 0, "train_wall_s": 0.0}
+    for i, phase in enumerate(phases):
+        if i:
+            load_best(model, phases[i - 1].out_dir)  # the curriculum continues from the selected checkpoint
+        done = read_phase_done(phase.out_dir)
+        if done is None:
+            result = train_phase(model, phase, cfg, backend=backend, device=device, precision=precision,
+                                 seed=seed + i, pad_id=tokenizer.pad_token_id, log=log, dist=dist)
+            if dist.rank == 0:
+                write_phase_done(phase.out_dir, result)
+            if dist.barrier is not None:
+                dist.barrier()  # rank 0 wrote best/ and DONE; every rank reads them next
+            done = read_phase_done(phase.out_dir)
+        summary["phases"][phase.name] = done
+        for key in ("tokens", "trained_tokens", "steps"):
+            summary[key] += done[key]
+        summary["train_wall_s"] += done["wall_s"]
+    load_best(model, phases[-1].out_dir)
+    model_dir = out_dir / "model"
+    if dist.rank == 0:
+        save_model_dir(model, tokenizer, model_dir)
+    if dist.barrier is not None:
+        dist.barrier()
+    last = summary["phases"][phases[-1].name]
+    summary.update(
+        model_dir=str(model_dir), attention=backend, mode=cfg.mode, finetune=cfg.finetune,
+        best_dev_loss=last["best_dev_loss"], wall_s=round(time.time() - started, 2),
+        tokens_per_s=round(summary["tokens"] / max(summary["train_wall_s"], 1e-9), 1),
+        packing_efficiency=round(min(p["packing_efficiency"] for p in summary["phases"].values()), 4),
+        cpt_docs=stats.cpt_docs, it_docs=stats.it_docs, split_chunks=stats.chunks,
+        truncated_it=stats.truncated, dropped_it=len(stats.dropped),
+    )
+    return summary
+
+
+def run(recipe, ctx) -> dict:
+    """Stage entry point: recipe.train + the curate stage's data -> runs/<run>/train/model."""
+    data_dir = ctx.inputs.get("data")
+    model_name = str(ctx.inputs.get("model") or recipe.model)
+    return train_model(model_name, recipe.train, ctx.dir, data_dir=Path(data_dir) if data_dir else None,
+                       seed=recipe.seed, device=recipe.device, precision=recipe.precision, log=ctx.log_metrics)
