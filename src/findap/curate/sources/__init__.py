@@ -1,0 +1,116 @@
+"""Source converters: every real input format -> training examples (records.py).
+
+`CONVERTERS` maps a converter name to what it reads by default (relative to curate.data_root), what kind of
+example it makes, and its FinCap tags. `load_source` runs one recipe source and returns its examples plus a
+report (bad rows with file:line, rows reserved for evaluation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from findap.curate.config import CurateConfig, SourceConfig
+from findap.curate.sources import demo, finance, general, hub
+from findap.curate.sources.badrows import BadRows, SourceError
+from findap.curate.sources.context import ConvertContext
+
+
+@dataclass(frozen=True)
+class Converter:
+    fn: Callable[[Path, ConvertContext], Iterator[dict]]
+    default_path: str | None
+    kind: str  # "cpt" | "it"
+    domain: str
+    capability: str
+
+
+CONVERTERS: dict[str, Converter] = {
+    # finance CPT text: earnings-call transcripts stand in for the paper's finance web text and books
+    "ectsum_transcripts": Converter(finance.ectsum_transcripts, "ectsum/train", "cpt", "finance", "concept"),
+    # finance task IT
+    "ectsum_summaries": Converter(finance.ectsum_summaries, "ectsum/train", "it", "finance", "task"),
+    "fpb": Converter(finance.fpb, "fpb/Sentences_50Agree.train.txt", "it", "finance", "task"),
+    "finer": Converter(finance.finer, "finer/FIN5.train.conll", "it", "finance", "task"),
+    "fomc": Converter(finance.fomc, "fomc/lab-manual-split-combine-train-5768.xlsx", "it", "finance", "task"),
+    "credit": Converter(finance.credit, "credit/german.data", "it", "finance", "task"),
+    "tatqa": Converter(finance.tatqa, "tatqa/tatqa_dataset_dev.json", "it", "finance", "task"),
+    # finance exercises (group 2)
+    "cfa": Converter(finance.cfa, "cfa/CFA_Easy.json", "it", "finance", "reasoning"),
+    # general / math IT
+    "gsm8k": Converter(general.gsm8k, "gsm8k/train.jsonl", "it", "math", "reasoning"),
+    "self_instruct": Converter(
+        general.self_instruct, "general_it/self_instruct_seed_tasks.jsonl", "it", "general", "chat"
+    ),
+    "promptsource": Converter(general.promptsource, "general_it/promptsource", "it", "general", "task"),
+    # general "verifiable" CPT text: instruction data rendered as plain text
+    "self_instruct_text": Converter(
+        general.self_instruct_text, "general_it/self_instruct_seed_tasks.jsonl", "cpt", "general", "concept"
+    ),
+    "promptsource_text": Converter(general.promptsource_text, "general_it/promptsource", "cpt", "general", "concept"),
+    # any records file or hf:<dataset-id> (field names from the source config)
+    "records_text": Converter(hub.records_text, None, "cpt", "finance", "concept"),
+    "records_chat": Converter(hub.records_chat, None, "it", "general", "chat"),
+    # findap's own demo dataset (train role only)
+    "demo_finance_texts": Converter(demo.demo_finance_texts, "demo:finance_texts", "cpt", "finance", "concept"),
+    "demo_sentiment": Converter(demo.demo_sentiment, "demo:sentiment", "it", "finance", "task"),
+    "demo_stance": Converter(demo.demo_stance, "demo:stance", "it", "finance", "task"),
+    "demo_concepts_mc": Converter(demo.demo_concepts_mc, "demo:concepts_mc", "it", "finance", "concept"),
+    "demo_general_it": Converter(demo.demo_general_it, "demo:general_it", "it", "general", "chat"),
+    "demo_exercises": Converter(demo.demo_exercises, "demo:exercises", "it", "finance", "reasoning"),
+}
+
+
+def register_converter(name: str, converter: Converter) -> None:
+    """Plug in a converter for a new format (e.g. the demo data, a company's own files)."""
+    CONVERTERS[name] = converter
+
+
+@dataclass
+class SourceReport:
+    name: str
+    kind: str
+    location: str
+    examples: int
+    reserved_for_eval: int
+    empty_rows: int
+    bad_rows: list[str]
+
+
+def resolve_location(spec: SourceConfig, converter: Converter, data_root: str | Path) -> str:
+    location = spec.path or converter.default_path
+    if location is None:
+        raise SourceError(f"curate.sources[{spec.name}]: converter '{spec.converter_name}' needs a `path`")
+    if location.startswith(("hf:", "demo:")):
+        return location
+    path = Path(location).expanduser()
+    return str(path if path.is_absolute() else Path(data_root) / path)
+
+
+def load_source(spec: SourceConfig, cfg: CurateConfig) -> tuple[list[dict], SourceReport]:
+    """Convert one source. Bad rows are skipped and listed, or raise SourceError (cfg.on_bad_row)."""
+    converter = CONVERTERS.get(spec.converter_name)
+    if converter is None:
+        raise SourceError(f"curate.sources[{spec.name}]: unknown converter '{spec.converter_name}'; "
+                          f"known: {sorted(CONVERTERS)}")
+    location = resolve_location(spec, converter, cfg.data_root)
+    remote = location.startswith(("hf:", "demo:"))
+    if not remote and not Path(location).exists():
+        raise SourceError(f"curate.sources[{spec.name}]: {location} does not exist (data_root={cfg.data_root})")
+    ctx = ConvertContext(
+        source=spec.name, domain=spec.domain or converter.domain, capability=spec.capability or converter.capability,
+        eval_holdout=cfg.eval_holdout, bad=BadRows(cfg.on_bad_row, cfg.max_bad_rows),
+        text_field=spec.text_field, prompt_field=spec.prompt_field, response_field=spec.response_field,
+    )
+    source = location if remote else Path(location)
+    limit = spec.limit if spec.limit is not None else cfg.limit_per_source
+    examples: list[dict] = []
+    for example in converter.fn(source, ctx):
+        examples.append(example)
+        if limit is not None and len(examples) >= limit:
+            break
+    report = SourceReport(spec.name, converter.kind, location, len(examples), ctx.reserved, ctx.empty, ctx.bad.rows)
+    return examples, report
+
+
+__all__ = ["CONVERTERS", "Converter", "SourceError", "SourceReport", "load_source", "register_converter"]

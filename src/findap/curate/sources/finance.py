@@ -1,0 +1,324 @@
+"""Converters for the finance datasets in the shared data folder (formats documented in its README).
+
+Each converter reads one real file format and yields training examples. Datasets that FinEval also scores skip
+the rows reserved for evaluation (ctx.for_training, holdout.py). Instruction wording is ours.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from findap.curate.sources.context import ConvertContext
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            yield number, line.rstrip("\n")
+
+
+# --- ECTSum: earnings-call transcripts (CPT) and their bullet summaries (IT) ---------------------------------
+
+SUMMARY_PROMPT = (
+    "Below is an earnings call transcript. Summarise the company's key reported figures and guidance as a few "
+    "short lines, one fact per line.\n\nTranscript:\n{transcript}"
+)
+
+
+def _ectsum_pairs(root: Path, ctx: ConvertContext) -> Iterator[tuple[Path, str, Path]]:
+    ects = root / "ects" if (root / "ects").is_dir() else root
+    for transcript in sorted(ects.glob("*.txt")):
+        text = transcript.read_text(encoding="utf-8").strip()
+        if not text:
+            ctx.bad.report(transcript, 1, "transcript", "empty file")
+            continue
+        if ctx.for_training("ectsum", text):
+            yield transcript, text, root / "gt_summaries" / transcript.name
+
+
+def ectsum_transcripts(root: Path, ctx: ConvertContext) -> Iterator[dict]:
+    for transcript, text, _ in _ectsum_pairs(root, ctx):
+        yield ctx.cpt(transcript.stem, text)
+
+
+def ectsum_summaries(root: Path, ctx: ConvertContext) -> Iterator[dict]:
+    for transcript, text, summary_path in _ectsum_pairs(root, ctx):
+        if not summary_path.exists():
+            ctx.bad.report(summary_path, 0, "summary", "missing summary for transcript")
+            continue
+        summary = summary_path.read_text(encoding="utf-8").strip()
+        if not summary:
+            ctx.bad.report(summary_path, 1, "summary", "empty summary")
+            continue
+        yield ctx.it(transcript.stem, SUMMARY_PROMPT.format(transcript=text), summary)
+
+
+# --- Financial PhraseBank: `sentence@label` ------------------------------------------------------------------
+
+FPB_LABELS = ("positive", "negative", "neutral")
+FPB_PROMPT = (
+    "How would an investor read the following sentence from financial news: positive, negative or neutral "
+    "for the company concerned? Reply with just that one word.\n\nSentence: {sentence}"
+)
+
+
+def fpb(path: Path, ctx: ConvertContext) -> Iterator[dict]:
+    for number, line in _read_lines(path):
+        if not line.strip():
+            continue
+        sentence, sep, label = line.rpartition("@")
+        if not sep or not sentence.strip():
+            ctx.bad.report(path, number, "sentence", "expected 'sentence@label'")
+            continue
+        label = label.strip().lower()
+        if label not in FPB_LABELS:
+            ctx.bad.report(path, number, "label", f"{label!r} not in {FPB_LABELS}")
+            continue
+        if ctx.for_training("fpb", sentence):
+            yield ctx.it(f"{number}", FPB_PROMPT.format(sentence=sentence.strip()), label)
+
+
+# --- FiNER (CoNLL) -------------------------------------------------------------------------------------------
+
+NER_TYPES = {"PER": "person", "ORG": "organization", "LOC": "location", "MISC": "miscellaneous"}
+NER_PROMPT = (
+    "Find the named entities in this sentence from an SEC filing. Write one per line as `entity, TYPE` with TYPE "
+    "one of PER (person), ORG (organization), LOC (location) or MISC; write `none` if there are none.\n\n"
+    "Sentence: {sentence}"
+)
+
+
+def conll_sentences(path: Path, ctx: ConvertContext) -> Iterator[tuple[int, list[str], list[str]]]:
+    """(first line number, tokens, IOB tags) per sentence; `-DOCSTART-` lines and blank lines separate."""
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+    for number, line in _read_lines(path):
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if tokens:
+                yield start, tokens, tags
+            tokens, tags = [], []
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            ctx.bad.report(path, number, "tag", "expected 'token POS - TAG'")
+            continue
+        tag = parts[-1]
+        if tag != "O" and (tag[:2] not in ("B-", "I-") or tag[2:] not in NER_TYPES):
+            ctx.bad.report(path, number, "tag", f"unknown IOB tag {tag!r}")
+            continue
+        if not tokens:
+            start = number
+        tokens.append(parts[0])
+        tags.append(tag)
+    if tokens:
+        yield start, tokens, tags
+
+
+def entity_spans(tokens: list[str], tags: list[str]) -> list[tuple[str, str]]:
+    """(entity text, TYPE) spans; handles IOB1 (FiNER uses I- at span starts) and IOB2."""
+    spans: list[tuple[str, str]] = []
+    current: list[str] = []
+    current_type = None
+    for token, tag in zip(tokens, tags):
+        kind = tag[2:] if tag != "O" else None
+        starts_new = tag.startswith("B-") or kind != current_type
+        if current and (kind is None or starts_new):
+            spans.append((" ".join(current), current_type))
+            current, current_type = [], None
+        if kind is not None:
+            current.append(token)
+            current_type = kind
+    if current:
+        spans.append((" ".join(current), current_type))
+    return spans
+
+
+def finer(path: Path, ctx: ConvertContext) -> Iterator[dict]:
+    for start, tokens, tags in conll_sentences(path, ctx):
+        sentence = " ".join(tokens)
+        if not ctx.for_training("finer", sentence):
+            continue
+        spans = entity_spans(tokens, tags)
+        answer = "\n".join(f"{text}, {kind}" for text, kind in spans) or "none"
+        yield ctx.it(f"{start}", NER_PROMPT.format(sentence=sentence), answer)
+
+
+# --- FOMC hawkish/dovish (xlsx) ------------------------------------------------------------------------------
+
+FOMC_LABELS = {0: "dovish", 1: "hawkish", 2: "neutral"}
+FOMC_PROMPT = (
+    "Does this sentence from a Federal Reserve (FOMC) communication point towards tighter monetary policy "
+    "(hawkish), looser policy (dovish), or neither (neutral)? Answer with one word.\n\nSentence: {sentence}"
+)
+
+
+def fomc(path: Path, ctx: ConvertContext) -> Iterator[dict]:
+    import openpyxl  # only this converter needs it
+
+    sheet = openpyxl.load_workbook(path, read_only=True).active
+    rows = sheet.iter_rows(values_only=True)
+    header = [str(h) for h in next(rows)]
+    for field_name in ("sentence", "label"):
+        if field_name not in header:
+            ctx.bad.report(path, 1, field_name, f"missing column; header is {header}")
+            return
+    col = {name: header.index(name) for name in header}
+    for number, row in enumerate(rows, start=2):
+        sentence, label = row[col["sentence"]], row[col["label"]]
+        if not isinstance(sentence, str) or not sentence.strip():
+            ctx.bad.report(path, number, "sentence", "empty")
+            continue
+        if label not in FOMC_LABELS:
+            ctx.bad.report(path, number, "label", f"{label!r} not in {sorted(FOMC_LABELS)}")
+            continue
+        if ctx.for_training("fomc", sentence):
+            yield ctx.it(f"{number}", FOMC_PROMPT.format(sentence=sentence.strip()), FOMC_LABELS[label])
+
+
+# --- German credit (UCI, coded attributes) -------------------------------------------------------------------
+
+# Attribute names and code meanings from the UCI documentation of german.data, in column order.
+CREDIT_ATTRIBUTES = [
+    ("checking account", {"A11": "below 0 DM", "A12": "0 to 200 DM", "A13": "200 DM or more / salary",
+                          "A14": "no checking account"}),
+    ("duration in months", None),
+    ("credit history", {"A30": "no credits taken / all paid back duly", "A31": "all credits at this bank paid back",
+                        "A32": "existing credits paid back duly so far", "A33": "delays in paying off in the past",
+                        "A34": "critical account / other credits elsewhere"}),
+    ("purpose", {"A40": "new car", "A41": "used car", "A42": "furniture/equipment", "A43": "radio/television",
+                 "A44": "domestic appliances", "A45": "repairs", "A46": "education", "A47": "vacation",
+                 "A48": "retraining", "A49": "business", "A410": "other"}),
+    ("credit amount (DM)", None),
+    ("savings", {"A61": "below 100 DM", "A62": "100 to 500 DM", "A63": "500 to 1000 DM", "A64": "1000 DM or more",
+                 "A65": "unknown / none"}),
+    ("employed since", {"A71": "unemployed", "A72": "less than 1 year", "A73": "1 to 4 years",
+                        "A74": "4 to 7 years", "A75": "7 years or more"}),
+    ("installment rate (% of disposable income)", None),
+    ("personal status and sex", {"A91": "male, divorced/separated", "A92": "female, divorced/separated/married",
+                                 "A93": "male, single", "A94": "male, married/widowed", "A95": "female, single"}),
+    ("other debtors / guarantors", {"A101": "none", "A102": "co-applicant", "A103": "guarantor"}),
+    ("present residence since (years)", None),
+    ("property", {"A121": "real estate", "A122": "building society savings / life insurance",
+                  "A123": "car or other", "A124": "unknown / no property"}),
+    ("age (years)", None),
+    ("other installment plans", {"A141": "bank", "A142": "stores", "A143": "none"}),
+    ("housing", {"A151": "rent", "A152": "own", "A153": "for free"}),
+    ("existing credits at this bank", None),
+    ("job", {"A171": "unemployed / unskilled non-resident", "A172": "unskilled resident",
+             "A173": "skilled employee / official", "A174": "management / self-employed / highly qualified"}),
+    ("people financially dependent on the applicant", None),
+    ("telephone", {"A191": "none", "A192": "yes, registered"}),
+    ("foreign worker", {"A201": "yes", "A202": "no"}),
+]
+CREDIT_LABELS = {"1": "good", "2": "bad"}
+CREDIT_PROMPT = (
+    "A bank must decide on a loan application. From the applicant profile below, is the credit risk good or "
+    "bad? Answer with one word.\n\n{profile}"
+)
+
+
+def credit(path: Path, ctx: ConvertContext) -> Iterator[dict]:
+    for number, line in _read_lines(path):
+        values = line.split()
+        if not values:
+            continue
+        if len(values) != len(CREDIT_ATTRIBUTES) + 1:
+            ctx.bad.report(path, number, "row", f"expected {len(CREDIT_ATTRIBUTES) + 1} values, got {len(values)}")
+            continue
+        lines, ok = [], True
+        for (name, codes), value in zip(CREDIT_ATTRIBUTES, values):
+            if codes is None:
+                if not value.isdigit():
+                    ctx.bad.report(path, number, name, f"expected a number, got {value!r}")
+                    ok = False
+                    break
+                lines.append(f"- {name}: {value}")
+            elif value in codes:
+                lines.append(f"- {name}: {codes[value]}")
+            else:
+                ctx.bad.report(path, number, name, f"unknown code {value!r}")
+                ok = False
+                break
+        if not ok:
+            continue
+        if values[-1] not in CREDIT_LABELS:
+            ctx.bad.report(path, number, "label", f"{values[-1]!r} not in {sorted(CREDIT_LABELS)}")
+            continue
+        profile = "\n".join(lines)
+        if ctx.for_training("credit", line):
+            yield ctx.it(f"{number}", CREDIT_PROMPT.format(profile=profile), CREDIT_LABELS[values[-1]])
+
+
+# --- TAT-QA (tables + paragraphs + questions) ----------------------------------------------------------------
+
+TATQA_PROMPT = (
+    "Use the table and the text from a company report to answer the question. Show the calculation when one is "
+    "needed and end with `Answer: <value>`.\n\nTable:\n{table}\n\nText:\n{text}\n\nQuestion: {question}"
+)
+
+
+def _render_table(rows: list[list[str]]) -> str:
+    return "\n".join(" | ".join(str(cell).strip() for cell in row) for row in rows)
+
+
+def _tatqa_answer(question: dict) -> str:
+    answer = question["answer"]
+    value = ", ".join(str(a) for a in answer) if isinstance(answer, list) else str(answer)
+    scale = question.get("scale") or ""
+    if scale == "percent":
+        value = f"{value}%" if not value.endswith("%") else value
+    elif scale:
+        value = f"{value} {scale}"
+    derivation = (question.get("derivation") or "").strip()
+    return f"{derivation} = {value}\nAnswer: {value}" if derivation else f"Answer: {value}"
+
+
+def tatqa(path: Path, ctx: ConvertContext) -> Iterator[dict]:
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        ctx.bad.report(path, e.lineno, "json", e.msg)
+        return
+    for index, item in enumerate(items):
+        try:
+            table = _render_table(item["table"]["table"])
+            text = "\n".join(p["text"] for p in sorted(item["paragraphs"], key=lambda p: p.get("order", 0)))
+            questions = item["questions"]
+        except (KeyError, TypeError) as e:
+            ctx.bad.report(path, f"item {index}", f"[{index}]", f"missing {e}")
+            continue
+        # split by report (table + paragraphs), not by question: questions on one table share its whole context,
+        # so a table's questions must all land on the same side of the train/eval split
+        if not ctx.for_training("tatqa", f"{table}\n{text}"):
+            continue
+        for q in questions:
+            if "question" not in q or "answer" not in q:
+                ctx.bad.report(path, f"item {index}", f"[{index}].questions", "question without 'question'/'answer'")
+                continue
+            prompt = TATQA_PROMPT.format(table=table, text=text, question=q["question"])
+            yield ctx.it(q.get("uid", q["question"]), prompt, _tatqa_answer(q))
+
+
+# --- CFA-Easy (multiple-choice exam questions -> exercises) --------------------------------------------------
+
+CFA_PROMPT = (
+    "Work through this CFA exam practice question, then give the letter of the best option on the last line "
+    "as `Answer: <letter>`.\n\n{question}"
+)
+
+
+def cfa(path: Path, ctx: ConvertContext) -> Iterator[dict]:
+    items = json.loads(path.read_text(encoding="utf-8"))
+    for index, item in enumerate(items):
+        question, answer = item.get("text"), item.get("answer")
+        answer = answer.strip().upper() if isinstance(answer, str) else answer  # a few rows use lower case
+        if not isinstance(question, str) or not question.strip():
+            ctx.bad.report(path, f"item {index}", f"[{index}].text", "missing question text")
+            continue
+        if answer not in ("A", "B", "C", "D"):
+            ctx.bad.report(path, f"item {index}", f"[{index}].answer", f"{answer!r} is not an option letter")
+            continue
+        if ctx.for_training("cfa", question):
+            yield ctx.it(question, CFA_PROMPT.format(question=question.strip()), f"Answer: {answer}")

@@ -1,0 +1,34 @@
+"""`findap curate`: the curate stage of a recipe (run(recipe, ctx) -> summary)."""
+from __future__ import annotations
+
+from findap.curate.curation import curate, default_judge
+
+
+def run(recipe, ctx) -> dict:
+    judge = default_judge(recipe.curate, recipe.model, recipe.device, recipe.precision)
+    manifest = curate(recipe.curate, ctx.dir, model=recipe.model, seed=recipe.seed, make_judge=judge)
+    summary = summarize(manifest)
+    ctx.log_metrics({"curate": summary})
+    return summary
+
+
+def summarize(manifest: dict) -> dict:
+    """The stage summary (DONE): counts per source, filter counts, tokens, throughput, wall time."""
+    filters = manifest["filters"]
+    quality = filters["quality"]
+    return {
+        "input_docs": manifest["input_docs"],
+        "docs_per_s": manifest["docs_per_s"],
+        "curate_wall_s": manifest["wall_s"],
+        "per_source": {name: r["examples"] for name, r in manifest["sources"].items()},
+        "bad_rows": sum(len(r["bad_rows"]) for r in manifest["sources"].values()),
+        "dedup_exact": filters["dedup"]["exact_total"],
+        "dedup_near": filters["dedup"]["near_total"],
+        "decontam_removed": sum(sum(v.values()) for v in filters["decontam"]["removed"].values()),
+        "judge": quality.get("judge"),
+        "classifier_f1": (quality.get("classifier") or {}).get("heldout", {}).get("f1"),
+        "quality_decisions": quality.get("decisions"),
+        "groups": {g: {"docs": v["all"]["docs"], "tokens": v["all"]["tokens"],
+                       "kind_shares": v["all"]["kind_shares"], "warnings": v["warnings"]}
+                   for g, v in manifest["groups"].items()},
+    }

@@ -1,0 +1,90 @@
+"""Mixtures on real rows with the real SmolLM2 tokenizer: shares, CPT subsampling, determinism, dev split."""
+from __future__ import annotations
+
+import pytest
+
+from findap.curate.config import CurateConfig, MixtureConfig, SourceConfig
+from findap.curate.mixture import build_mixture, dev_split, mixture_stats, share_warnings
+from findap.curate.sources import load_source
+from findap.curate.tokens import count_tokens
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from findap.models import tiny_llama
+
+    return tiny_llama()[1]
+
+
+@pytest.fixture(scope="module")
+def pool(shared_data):
+    cfg = CurateConfig(data_root=str(shared_data))
+    limits = {"fpb": 300, "fomc": 200, "gsm8k": 300, "self_instruct": 175, "promptsource": 600,
+              "ectsum_transcripts": 40, "promptsource_text": 2000}
+    rows = []
+    for name, limit in limits.items():
+        rows += load_source(SourceConfig(name=name, limit=limit), cfg)[0]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tokens(pool, tokenizer):
+    return count_tokens(pool, tokenizer)
+
+
+def test_token_counts_match_chat_template(pool, tokens, tokenizer):
+    it = next(ex for ex in pool if ex["kind"] == "it")
+    ids = tokenizer.apply_chat_template(it["messages"], tokenize=True)
+    ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+    assert tokens[it["id"]] == len(ids)
+    cpt = next(ex for ex in pool if ex["kind"] == "cpt")
+    assert tokens[cpt["id"]] == len(tokenizer(cpt["text"], add_special_tokens=False)["input_ids"])
+
+
+def test_shares_within_tolerance(pool, tokens):
+    cfg = MixtureConfig()
+    chosen, plan = build_mixture(pool, tokens, cfg, seed=0)
+    stats = mixture_stats(chosen, tokens)
+    assert stats["domain_shares"]["it"]["finance"] == pytest.approx(0.2, abs=0.01)
+    assert stats["domain_shares"]["cpt"]["finance"] == pytest.approx(0.5, abs=0.02)
+    assert stats["kind_shares"]["cpt"] == pytest.approx(0.5, abs=0.02)  # CPT subsampled to the IT token count
+    assert share_warnings(stats, cfg) == []
+    # the general IT side is the scarce one at 20/80: all of it is used, finance IT is subsampled
+    general_it = [ex for ex in pool if ex["kind"] == "it" and ex["domain"] != "finance"]
+    assert sum(ex["kind"] == "it" and ex["domain"] != "finance" for ex in chosen) >= 0.99 * len(general_it)
+    assert stats["tokens"] == sum(tokens[ex["id"]] for ex in chosen)
+
+
+def test_other_shares_and_ratio(pool, tokens):
+    cfg = MixtureConfig(it_domain_share=0.5, cpt_domain_share=0.3, cpt_share=0.25)
+    stats = mixture_stats(build_mixture(pool, tokens, cfg, seed=0)[0], tokens)
+    assert stats["domain_shares"]["it"]["finance"] == pytest.approx(0.5, abs=0.01)
+    assert stats["domain_shares"]["cpt"]["finance"] == pytest.approx(0.3, abs=0.03)
+    assert stats["kind_shares"]["cpt"] == pytest.approx(0.25, abs=0.02)
+
+
+def test_deterministic_given_seed(pool, tokens):
+    ids = lambda rows: sorted(ex["id"] for ex in rows)  # noqa: E731
+    a, _ = build_mixture(pool, tokens, MixtureConfig(), seed=3)
+    b, _ = build_mixture(list(reversed(pool)), tokens, MixtureConfig(), seed=3)
+    c, _ = build_mixture(pool, tokens, MixtureConfig(), seed=4)
+    assert ids(a) == ids(b) and ids(a) != ids(c)
+
+
+def test_short_cpt_keeps_domain_share_and_warns(pool, tokens):
+    small = [ex for ex in pool if ex["kind"] == "it" or ex["source"] == "ectsum_transcripts"][:]
+    small = [ex for ex in small if ex["kind"] == "it"] + [ex for ex in small if ex["kind"] == "cpt"][:3]
+    small += [ex for ex in pool if ex["source"] == "promptsource_text"][:50]
+    cfg = MixtureConfig()
+    chosen, plan = build_mixture(small, tokens, cfg, seed=0)
+    stats = mixture_stats(chosen, tokens)
+    assert stats["domain_shares"]["cpt"]["finance"] == pytest.approx(0.5, abs=0.1)
+    assert any("cpt token share" in w for w in share_warnings(stats, cfg))
+
+
+def test_dev_split_disjoint_and_sized(pool):
+    cfg = MixtureConfig(dev_fraction=0.05, dev_min=4)
+    train, dev = dev_split(pool, cfg, seed=0)
+    assert len(dev) == round(0.05 * len(pool)) and len(train) + len(dev) == len(pool)
+    assert not {ex["id"] for ex in train} & {ex["id"] for ex in dev}
+    assert dev_split(pool, cfg, seed=0)[1] == dev
