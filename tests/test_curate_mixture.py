@@ -88,3 +88,18 @@ def test_dev_split_disjoint_and_sized(pool):
     assert len(dev) == round(0.05 * len(pool)) and len(train) + len(dev) == len(pool)
     assert not {ex["id"] for ex in train} & {ex["id"] for ex in dev}
     assert dev_split(pool, cfg, seed=0)[1] == dev
+
+
+def test_null_shares_keep_the_whole_pool():
+    from findap.curate.config import MixtureConfig
+    from findap.curate.mixture import build_mixture
+
+    pool = ([{"id": f"f{i}", "kind": "it", "domain": "finance"} for i in range(9)]
+            + [{"id": f"g{i}", "kind": "it", "domain": "general"} for i in range(1)]
+            + [{"id": f"c{i}", "kind": "cpt", "domain": "finance"} for i in range(4)])
+    tokens = {ex["id"]: 10 for ex in pool}
+    strict, _ = build_mixture(pool, tokens, MixtureConfig(), seed=0)
+    assert sum(ex["kind"] == "cpt" for ex in strict) == 0  # 50/50 CPT with no general text: nothing fits
+    kept, _ = build_mixture(pool, tokens, MixtureConfig(it_domain_share=None, cpt_domain_share=None), seed=0)
+    assert sum(ex["kind"] == "it" for ex in kept) == 10
+    assert sum(ex["kind"] == "cpt" for ex in kept) == 4  # CPT:IT 50:50 cap (100 tokens) is not binding here

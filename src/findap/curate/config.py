@@ -122,8 +122,10 @@ class MixtureConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cpt_domain_share: float = Field(0.5, ge=0, le=1, description="Finance share of CPT tokens.")
-    it_domain_share: float = Field(0.2, ge=0, le=1, description="Finance share of IT tokens.")
+    cpt_domain_share: float | None = Field(
+        0.5, ge=0, le=1, description="Finance share of CPT tokens; null keeps the pool's own share (no rebalancing).")
+    it_domain_share: float | None = Field(
+        0.2, ge=0, le=1, description="Finance share of IT tokens; null keeps the pool's own share (no rebalancing).")
     cpt_share: float = Field(0.5, ge=0, lt=1, description="CPT share of all tokens (CPT:IT = 50:50 in the paper).")
     subsample_cpt_to_it: bool = Field(
         True, description="Subsample CPT so CPT tokens = IT tokens * cpt_share/(1-cpt_share)."

@@ -29,7 +29,7 @@ def take_tokens(examples: Sequence[dict], tokens: dict[str, int], target: float,
     chosen, total = [], 0
     for ex in seeded_order(examples, seed):
         n = tokens[ex["id"]]
-        if total + n <= target:
+        if total + n <= target + 1e-6:  # float shares (e.g. 0.9 * 100) must not drop an exact fit
             chosen.append(ex)
             total += n
     return chosen
@@ -42,6 +42,14 @@ def _total(examples: Sequence[dict], tokens: dict[str, int]) -> int:
 def _split(examples: Sequence[dict], kind: str) -> tuple[list[dict], list[dict]]:
     of_kind = [ex for ex in examples if ex["kind"] == kind]
     return [ex for ex in of_kind if ex["domain"] == "finance"], [ex for ex in of_kind if ex["domain"] != "finance"]
+
+
+def natural_share(domain_tokens: int, general_tokens: int, share: float | None) -> float:
+    """The configured share, or (None) the pool's own finance share: keep everything, rebalance nothing."""
+    if share is not None:
+        return share
+    total = domain_tokens + general_tokens
+    return domain_tokens / total if total else 0.5
 
 
 def _largest_total(domain_tokens: int, general_tokens: int, share: float) -> float:
@@ -57,17 +65,19 @@ def build_mixture(
     """Select the group's examples from `pool`. Returns (examples, targets/shortfalls report)."""
     it_fin, it_gen = _split(pool, "it")
     cpt_fin, cpt_gen = _split(pool, "cpt")
-    t_it = _largest_total(_total(it_fin, tokens), _total(it_gen, tokens), cfg.it_domain_share)
+    it_share = natural_share(_total(it_fin, tokens), _total(it_gen, tokens), cfg.it_domain_share)
+    t_it = _largest_total(_total(it_fin, tokens), _total(it_gen, tokens), it_share)
     if cfg.max_it_tokens is not None:
         t_it = min(t_it, cfg.max_it_tokens)
-    it = take_tokens(it_fin, tokens, cfg.it_domain_share * t_it, seed) + take_tokens(
-        it_gen, tokens, (1 - cfg.it_domain_share) * t_it, seed)
+    it = take_tokens(it_fin, tokens, it_share * t_it, seed) + take_tokens(
+        it_gen, tokens, (1 - it_share) * t_it, seed)
     it_tokens = _total(it, tokens)
-    t_cpt = _largest_total(_total(cpt_fin, tokens), _total(cpt_gen, tokens), cfg.cpt_domain_share)
+    cpt_share = natural_share(_total(cpt_fin, tokens), _total(cpt_gen, tokens), cfg.cpt_domain_share)
+    t_cpt = _largest_total(_total(cpt_fin, tokens), _total(cpt_gen, tokens), cpt_share)
     if cfg.subsample_cpt_to_it:  # the domain share wins over the CPT:IT ratio when CPT runs short (warned)
         t_cpt = min(t_cpt, it_tokens * cfg.cpt_share / (1 - cfg.cpt_share))
     targets = {"it_tokens": t_it, "cpt_tokens": t_cpt,
-               "cpt_finance": cfg.cpt_domain_share * t_cpt, "cpt_general": (1 - cfg.cpt_domain_share) * t_cpt}
+               "cpt_finance": cpt_share * t_cpt, "cpt_general": (1 - cpt_share) * t_cpt}
     cpt = take_tokens(cpt_fin, tokens, targets["cpt_finance"], seed) + take_tokens(
         cpt_gen, tokens, targets["cpt_general"], seed)
     got_finance = _total([e for e in cpt if e["domain"] == "finance"], tokens)
@@ -114,7 +124,7 @@ def share_warnings(stats: dict, cfg: MixtureConfig) -> list[str]:
     warnings = []
     for (kind, domain), share in wanted.items():
         got = stats["domain_shares"].get(kind, {}).get(domain, 0.0)
-        if kind in stats["tokens_by_kind"] and abs(got - share) > cfg.tolerance:
+        if share is not None and kind in stats["tokens_by_kind"] and abs(got - share) > cfg.tolerance:
             warnings.append(f"{kind} {domain} share {got:.3f} vs recipe {share:.3f}")
     if cfg.subsample_cpt_to_it and "cpt" in stats["kind_shares"]:
         got = stats["kind_shares"]["cpt"]
