@@ -83,7 +83,7 @@ def test_credit_decodes_uci_codes(shared_data):
 
 
 def test_gsm8k_solution_keeps_final_answer(shared_data):
-    examples, _ = convert(shared_data, "gsm8k", limit=30)
+    examples, _ = convert(shared_data, "gsm8k", limit=30, eval_holdout=0.0)  # all rows, to zip with the file
     rows = [json.loads(l) for l in open(shared_data / "gsm8k" / "train.jsonl")][:30]
     for ex, row in zip(examples, rows):
         final = row["answer"].rsplit("####", 1)[1].strip()

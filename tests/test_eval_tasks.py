@@ -1,5 +1,5 @@
 """Task registry and loaders: the Table 1 task set, loaders on the real files in the shared data directory,
-clear file:line:field errors on broken copies, seeded splits, few-shot isolation, the generic local format."""
+clear file:line:field errors on broken copies, seeded and hash splits, few-shot isolation, the generic local format."""
 from __future__ import annotations
 
 import json
@@ -81,12 +81,21 @@ def test_real_file_details(shared_data):
     assert arc["question"].startswith("Which statement best explains why photosynthesis")
 
 
-def test_german_credit_split_is_seeded_70_10_20(shared_data):
+def test_german_credit_split_is_curations_hash_split(shared_data):
+    from findap.eval.loaders import load_german
+    from findap.splits import reserved_for_eval
+
     a = get_task("flare_german", root=shared_data)
     b = get_task("flare_german", root=shared_data)
-    assert {k: len(v) for k, v in a.splits.items()} == {"train": 700, "dev": 100, "unseen": 200}
+    # the task carves by curation's hash of the raw line (findap.splits), ~70/10/20
+    assert {k: len(v) for k, v in a.splits.items()} == {"train": 703, "dev": 110, "unseen": 187}
     assert [d["id"] for d in a.docs("unseen")] == [d["id"] for d in b.docs("unseen")]
+    assert all(reserved_for_eval("credit", d["source_line"], 0.3) for d in a.docs("dev") + a.docs("unseen"))
+    assert not any(reserved_for_eval("credit", d["source_line"], 0.3) for d in a.splits["train"])
     assert Counter(d["gold"] for d in a.all_docs) == {"good": 700, "bad": 300}
+    # the loader's FinBen-style seeded 70/10/20 split is still there for users who want it
+    seeded = load_german(shared_data, a.spec, "credit/german.data", seed=42)
+    assert Counter(d["split"] for d in seeded) == {"train": 700, "dev": 100, "unseen": 200}
 
 
 def test_carving_is_deterministic_disjoint_and_few_shot_never_scored(shared_data):

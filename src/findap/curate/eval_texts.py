@@ -16,7 +16,7 @@ from findap.curate.sources.badrows import BadRows
 from findap.curate.sources.context import ConvertContext
 
 _DOC_TEXT_FIELDS = ("text", "question", "context", "query", "turns", "choices")
-DUAL_USE = ("ectsum_transcripts", "fpb", "finer", "fomc", "credit", "tatqa", "cfa")
+DUAL_USE = ("ectsum_transcripts", "fpb", "finer", "fomc", "credit", "tatqa", "cfa", "gsm8k")
 
 
 def doc_input_text(doc: dict) -> str:

@@ -8,14 +8,8 @@ files are read in: dedup, dev splits and resume all rely on that.
 from __future__ import annotations
 
 import hashlib
-import re
 
-_SPACES = re.compile(r"\s+")
-
-
-def normalize(text: str) -> str:
-    """Whitespace-collapsed, lower-cased text: the key used for hashing, exact dedup and holdout splits."""
-    return _SPACES.sub(" ", text).strip().lower()
+from findap.splits import normalize  # noqa: F401  (re-exported: dedup and holdout use it from here)
 
 
 def stable_id(source: str, key: str) -> str:

@@ -3,6 +3,10 @@
 Every loader returns `ReasoningItem`s: the question as the policy will see it, the gold answer, how answers are
 compared (number, choice letter, text), and a reference solution when the source has one (GSM8K's worked answer,
 TAT-QA's derivation, the demo exercises' step-by-step solution) for the judges to compare against.
+
+Prompts never come from an evaluation portion: the demo exercises use only their train split (findap.demo), and
+CFA, GSM8K and TAT-QA skip the rows FinEval scores (findap.splits.reserved_for_eval with the keys and input texts
+curation uses; `eval_holdout` = curate.eval_holdout, 0.3 by default). `limit` counts the kept prompts.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from findap.io import DataError, read_records
+from findap.splits import DEFAULT_EVAL_FRACTION, reserved_for_eval, tatqa_report_text
 
 
 @dataclass(frozen=True)
@@ -26,20 +31,26 @@ class ReasoningItem:
 
 
 def load_exercises(path: str | None = None, limit: int | None = None) -> list[ReasoningItem]:
-    from findap.demo.load import load_demo
+    """The demo exercises of the train split only (dev and test are FinEval's demo_exercises task)."""
+    from findap.demo import demo_split, load_demo
 
-    rows = load_demo("exercises", path=path)[:limit]
+    rows = demo_split(load_demo("exercises", path=path), "train")[:limit]
     return [
         ReasoningItem(str(r["id"]), r["question"], str(r["answer"]), "number", "exercises", r["solution"])
         for r in rows
     ]
 
 
-def load_cfa(path: str, limit: int | None = None) -> list[ReasoningItem]:
+def load_cfa(path: str, limit: int | None = None,
+             eval_holdout: float = DEFAULT_EVAL_FRACTION) -> list[ReasoningItem]:
     """CFA-Easy rows `{query, answer, text, choices, gold}`; `text` is 'Q:...,CHOICES: A: ...,B: ...'."""
-    rows = read_records(path, required=("text", "answer"), limit=limit)
+    rows = read_records(path, required=("text", "answer"))
     items = []
     for i, row in enumerate(rows):
+        if reserved_for_eval("cfa", row["text"], eval_holdout):  # FinEval's cfa_easy scores it
+            continue
+        if limit is not None and len(items) >= limit:
+            break
         question = re.sub(r",CHOICES:\s*", "\nChoices:\n", row["text"].removeprefix("Q:"), count=1)
         question = re.sub(r",(?=[A-E]:\s)", "\n", question)
         items.append(ReasoningItem(f"cfa-{i:05d}", question.strip(), str(row["answer"]).strip(), "choice", "cfa"))
@@ -53,10 +64,15 @@ def _gsm8k_solution(answer: str) -> tuple[str, str]:
     return body, final.strip().replace(",", "")
 
 
-def load_gsm8k(path: str, limit: int | None = None) -> list[ReasoningItem]:
-    rows = read_records(path, required=("question", "answer"), limit=limit)
+def load_gsm8k(path: str, limit: int | None = None,
+               eval_holdout: float = DEFAULT_EVAL_FRACTION) -> list[ReasoningItem]:
+    rows = read_records(path, required=("question", "answer"))
     items = []
     for i, row in enumerate(rows):
+        if reserved_for_eval("gsm8k", row["question"], eval_holdout):  # FinEval's gsm8k scores it
+            continue
+        if limit is not None and len(items) >= limit:
+            break
         if "####" not in row["answer"]:
             raise DataError(path, i + 1, "answer", "GSM8K answers end with '#### <number>'")
         solution, final = _gsm8k_solution(row["answer"])
@@ -68,14 +84,18 @@ def _table_text(table: list[list[str]]) -> str:
     return "\n".join(" | ".join(cell.strip() for cell in row) for row in table)
 
 
-def load_tatqa(path: str, limit: int | None = None) -> list[ReasoningItem]:
-    """TAT-QA questions whose answer is computed (answer_type arithmetic or count): one number, checkable."""
+def load_tatqa(path: str, limit: int | None = None,
+               eval_holdout: float = DEFAULT_EVAL_FRACTION) -> list[ReasoningItem]:
+    """TAT-QA questions whose answer is computed (answer_type arithmetic or count): one number, checkable.
+    Whole reports FinEval's tatqa task scores are skipped (split by report, as curation does)."""
     docs = json.loads(Path(path).read_text(encoding="utf-8"))
     items: list[ReasoningItem] = []
     for d, doc in enumerate(docs):
         for field in ("table", "paragraphs", "questions"):
             if field not in doc:
                 raise DataError(path, f"document {d}", field, "missing")
+        if reserved_for_eval("tatqa", tatqa_report_text(doc), eval_holdout):
+            continue
         context = _table_text(doc["table"]["table"]) + "\n\n" + "\n".join(p["text"] for p in doc["paragraphs"])
         for q in doc["questions"]:
             if q.get("answer_type") not in ("arithmetic", "count"):
@@ -100,16 +120,16 @@ def load_jsonl(path: str, question_field: str, answer_field: str, answer_type: s
     ]
 
 
-def load_source(source) -> list[ReasoningItem]:
-    """One `PromptSource` (see config.py) -> items."""
+def load_source(source, eval_holdout: float = DEFAULT_EVAL_FRACTION) -> list[ReasoningItem]:
+    """One `PromptSource` (see config.py) -> items (none from an evaluation portion)."""
     if source.kind == "exercises":
         return load_exercises(source.path, source.limit)
     if source.path is None:
         raise ValueError(f"distill.sources: kind '{source.kind}' needs a path")
     if source.kind == "cfa":
-        return load_cfa(source.path, source.limit)
+        return load_cfa(source.path, source.limit, eval_holdout)
     if source.kind == "gsm8k":
-        return load_gsm8k(source.path, source.limit)
+        return load_gsm8k(source.path, source.limit, eval_holdout)
     if source.kind == "tatqa":
-        return load_tatqa(source.path, source.limit)
+        return load_tatqa(source.path, source.limit, eval_holdout)
     return load_jsonl(source.path, source.question_field, source.answer_field, source.answer_type, source.limit)

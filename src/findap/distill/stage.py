@@ -31,7 +31,8 @@ def run(recipe, ctx) -> dict:
     cfg: DistillConfig = recipe.distill
     seed = cfg.seed if cfg.seed is not None else recipe.seed
     default_model = str(ctx.inputs.get("policy") or recipe.model)
-    items = [item for source in cfg.sources for item in load_source(source)]
+    # the same share curation reserves for FinEval: no prompt comes from a scored portion
+    items = [item for source in cfg.sources for item in load_source(source, recipe.curate.eval_holdout)]
     if not items:
         raise ValueError("distill: the configured sources hold no prompts")
     ids = [item.id for item in items]

@@ -16,6 +16,7 @@ from pathlib import Path
 from findap.io import DataError, read_records
 from findap.eval.registry import register_loader
 from findap.eval.task import LETTERS
+from findap.splits import tatqa_report_text
 
 
 def _path(root: Path, path: str) -> Path:
@@ -196,7 +197,8 @@ def _table_text(table: list[list[str]]) -> str:
 
 @register_loader("tatqa")
 def load_tatqa(root, spec, path: str) -> list[dict]:
-    """TAT-QA JSON: contexts of {table, paragraphs, questions[]}; one doc per question."""
+    """TAT-QA JSON: contexts of {table, paragraphs, questions[]}; one doc per question. `report` is the report's
+    hash key (findap.splits.tatqa_report_text, as curation hashes it): the task carves by report, not question."""
     file = _path(root, path)
     data = read_records(file)
     docs = []
@@ -206,13 +208,14 @@ def load_tatqa(root, spec, path: str) -> list[dict]:
                 raise DataError(file, f"item {i}", field, "missing")
         paragraphs = "\n".join(p["text"] for p in sorted(ctx["paragraphs"], key=lambda p: p.get("order", 0)))
         context = f"Table:\n{_table_text(ctx['table']['table'])}\n\nText:\n{paragraphs}"
+        report = tatqa_report_text(ctx)
         for q in ctx["questions"]:
             for field in ("uid", "question", "answer", "answer_type", "scale"):
                 if field not in q:
                     raise DataError(file, f"item {i}", f"questions.{field}", "missing")
             answer = q["answer"]
             gold = [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
-            docs.append({"id": q["uid"], "question": q["question"], "context": context, "gold": gold,
+            docs.append({"id": q["uid"], "question": q["question"], "context": context, "report": report, "gold": gold,
                          "gold_raw": answer, "gold_type": q["answer_type"], "scale": q["scale"]})
     return docs
 
@@ -222,7 +225,8 @@ _CFA_CHOICE = re.compile(r"(?:^|,)\s*([A-F]):\s*(.*?)(?=,\s*[A-F]:\s|$)", re.S)
 
 @register_loader("cfa_json")
 def load_cfa(root, spec, path: str) -> list[dict]:
-    """CFA exams in the FinBen layout {query, answer, text, choices, gold}; options are inside `text`."""
+    """CFA exams in the FinBen layout {query, answer, text, choices, gold}; options are inside `text`.
+    `source_text` keeps the raw `text` (what curation hashes for the train/eval split)."""
     file = _path(root, path)
     docs = []
     for n, (where, row) in enumerate(_records(file, required=("text", "gold"))):
@@ -237,7 +241,8 @@ def load_cfa(root, spec, path: str) -> list[dict]:
         if not 0 <= gold < len(found):
             raise DataError(file, where, "gold", f"{gold} is not a valid option index")
         question = re.sub(r"^Q:\s*", "", stem.strip()).rstrip(",").strip()
-        docs.append({"id": f"cfa-{n}", "question": question, "choices": [t.strip() for _, t in found], "gold": gold})
+        docs.append({"id": f"cfa-{n}", "question": question, "choices": [t.strip() for _, t in found], "gold": gold,
+                     "source_text": row["text"]})
     return docs
 
 
@@ -277,9 +282,11 @@ GERMAN_ATTRIBUTES = [
 
 
 @register_loader("german_credit")
-def load_german(root, spec, path: str, seed: int = 42, fractions: tuple = (0.7, 0.1, 0.2)) -> list[dict]:
+def load_german(root, spec, path: str, seed: int = 42, fractions: tuple = (0.7, 0.1, 0.2),
+                seeded_split: bool = True) -> list[dict]:
     """UCI German credit `german.data` (20 attributes + 1 good / 2 bad) with the FinBen-style seeded
-    70/10/20 train/dev/unseen split."""
+    70/10/20 train/dev/unseen split, or (`seeded_split: false`) no fixed split, for the task's hash carve on
+    `source_line` (the raw line, what curation hashes)."""
     file = _path(root, path)
     docs = []
     for lineno, line in enumerate(_lines(file), 1):
@@ -295,7 +302,10 @@ def load_german(root, spec, path: str, seed: int = 42, fractions: tuple = (0.7, 
             parts.append(f"{name}: {codes[value] if codes else value}")
         if cols[20] not in ("1", "2"):
             raise DataError(file, lineno, "label", f"{cols[20]!r} is not 1 (good) or 2 (bad)")
-        docs.append({"id": f"german-{lineno}", "text": "; ".join(parts), "gold": "good" if cols[20] == "1" else "bad"})
+        docs.append({"id": f"german-{lineno}", "text": "; ".join(parts), "gold": "good" if cols[20] == "1" else "bad",
+                     "source_line": line})
+    if not seeded_split:
+        return docs
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     n_train, n_dev = round(fractions[0] * len(docs)), round(fractions[1] * len(docs))

@@ -66,17 +66,35 @@ def evaluate(
     loaded = as_tasks(tasks, root=root, prefer=prefer)
     model_name = model_name or getattr(getattr(engine, "spec", None), "model", None) or getattr(engine, "name", "?")
     results: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
     with Progress(disable=not progress, transient=True) as bar:
         job = bar.add_task(f"FinEval ({mode})", total=len(loaded))
         for task in loaded:
             bar.update(job, description=f"FinEval {task.name} ({mode})")
             if few_shot is not None:
                 task = Task(task.spec.model_copy(update={"few_shot": few_shot}), root=task.root, prefer=task.prefer)
-            record = evaluate_task(engine, task, mode=mode, limit=limit, role=role, out_dir=out_dir,
-                                   model_name=model_name, progress=progress)
+            try:
+                record = evaluate_task(engine, task, mode=mode, limit=limit, role=role, out_dir=out_dir,
+                                       model_name=model_name, progress=progress)
+            except Exception as exc:  # a group may name hub-only tasks: skip those offline, fail on anything else
+                if not _data_unavailable(exc):
+                    raise
+                skipped[task.name] = f"{type(exc).__name__}: {exc}"
+                bar.console.print(f"[yellow]{task.name}: skipped, its data is not reachable ({exc})[/yellow]")
+                bar.advance(job)
+                continue
             results[task.name] = record["scores"]
             bar.advance(job)
-    return _merge_summary(out_dir, model_name, mode, results, loaded)
+    summary = _merge_summary(out_dir, model_name, mode, results, [t for t in loaded if t.name in results])
+    return {**summary, "skipped": skipped} if skipped else summary
+
+
+def _data_unavailable(exc: BaseException) -> bool:
+    """The task's data cannot be had here (no local file and no hub access), as opposed to bad data."""
+    if isinstance(exc, (ConnectionError, FileNotFoundError)):
+        return True
+    problem = getattr(exc, "problem", "") or ""
+    return isinstance(exc, OSError) or "not found" in problem
 
 
 def _settings(task: Task, mode: str, limit, role, model_name: str) -> dict:

@@ -10,8 +10,10 @@ plain dicts with an `id`, a `gold` answer and the fields the prompt templates us
     numeric_qa       question: str, context: str, gold: [str] (answer spans or one number), scale: str, gold_type: str
     judge            turns: [str], category: str, reference: str | None
 
-A doc may carry `split` ("train" | "dev" | "unseen") when the source itself fixes the split (German credit's
-70/10/20, ECTSum's train/val folders); otherwise the task carves its rows with a seeded shuffle (`carve`).
+A doc may carry `split` ("train" | "dev" | "unseen") when the source itself fixes the split (MMLU's few-shot files,
+the demo datasets' hash split, German credit's seeded 70/10/20 when asked for); otherwise the task carves its rows (`carve`): with a seeded shuffle, or, for
+datasets curation also trains on, with the hash split of `findap.splits` (`carve.hash_key`), so eval scores
+exactly the rows curation reserved for it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from findap.capabilities import Capability, Domain, Novelty, SplitRole
+from findap.splits import hash_role
 
 AnswerType = Literal["multiple_choice", "classification", "ner", "summarization", "numeric_qa", "judge"]
 Mode = Literal["direct", "cot"]
@@ -48,13 +51,22 @@ class SourceSpec(BaseModel):
 
 
 class CarveSpec(BaseModel):
-    """How rows without a fixed split are divided into a few-shot pool, dev and unseen (seeded, deterministic)."""
+    """How rows without a fixed split are divided into a few-shot pool, dev and unseen (deterministic).
+
+    Seeded shuffle by default. Hash mode (`hash_key` set) is for datasets that curate also trains on: a doc goes
+    by `findap.splits.holdout_bucket(hash_key, doc[hash_field])`, the function and key curation uses, to dev
+    (bucket < dev), unseen (< dev + unseen) or the few-shot pool, so the scored docs are exactly the rows curation
+    reserves for evaluation when dev + unseen == curate.eval_holdout.
+    """
 
     model_config = ConfigDict(extra="forbid")
     train: float = Field(0.0, ge=0, le=1, description="fraction kept as the few-shot pool (never scored)")
     dev: float = Field(0.0, ge=0, le=1, description="fraction used for model selection")
     unseen: float = Field(1.0, ge=0, le=1, description="fraction used for final reports")
     seed: int = 1234
+    hash_key: str | None = Field(None, description="hash mode: the dataset name curation passes to "
+                                 "reserved_for_eval (e.g. fpb); None: seeded shuffle")
+    hash_field: str = Field("text", description="hash mode: the doc field holding the input text curation hashes")
 
     @model_validator(mode="after")
     def _sums_to_one(self):
@@ -212,7 +224,7 @@ class Task:
 
     @cached_property
     def splits(self) -> dict[str, list[dict]]:
-        """{"train", "dev", "unseen"} -> docs. Fixed splits from the loader win; others are carved by seed."""
+        """{"train", "dev", "unseen"} -> docs. Fixed splits from the loader win; others are carved by hash or seed."""
         parts: dict[str, list[dict]] = {"train": [], "dev": [], "unseen": []}
         loose = []
         for doc in self.all_docs:
@@ -220,6 +232,14 @@ class Task:
                 parts[doc["split"]].append(doc)
             else:
                 loose.append(doc)
+        carve = self.spec.carve
+        if carve.hash_key is not None:  # the split curation uses (findap.splits), not a shuffle
+            for doc in loose:
+                if not isinstance(doc.get(carve.hash_field), str):
+                    raise ValueError(f"task {self.name}: carve.hash_field {carve.hash_field!r} is not a text "
+                                     f"field of doc {doc.get('id')!r}")
+                parts[hash_role(carve.hash_key, doc[carve.hash_field], carve.dev, carve.unseen)].append(doc)
+            return parts
         order = list(range(len(loose)))
         random.Random(self.spec.carve.seed).shuffle(order)
         n = len(order)

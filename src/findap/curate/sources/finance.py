@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from findap.curate.sources.context import ConvertContext
+from findap.splits import tatqa_report_text
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -291,7 +292,8 @@ def tatqa(path: Path, ctx: ConvertContext) -> Iterator[dict]:
             continue
         # split by report (table + paragraphs), not by question: questions on one table share its whole context,
         # so a table's questions must all land on the same side of the train/eval split
-        if not ctx.for_training("tatqa", f"{table}\n{text}"):
+        # (findap.splits.tatqa_report_text: FinEval's tatqa task and distillation hash the same report text)
+        if not ctx.for_training("tatqa", tatqa_report_text(item)):
             continue
         for q in questions:
             if "question" not in q or "answer" not in q:
