@@ -72,3 +72,31 @@ def test_cli_chat_answers_with_a_local_model(tiny_model_dir):
 def test_cli_eval_lists_groups():
     res = CliRunner().invoke(app, ["eval", "--list"])
     assert res.exit_code == 0 and "fineval-similar" in res.output and "fpb" in res.output
+
+
+def test_recipe_base_merges_sections_and_detects_cycles(tmp_path):
+    (tmp_path / "parent.yaml").write_text("name: parent\nseed: 3\ntrain:\n  seq_len: 512\n  micro_batch_tokens: 1024\n"
+                                          "  tokens_per_step: 2048\n")
+    child = write(tmp_path, "base: parent.yaml\nname: child\ntrain:\n  finetune: lora\n")
+    r = load_recipe(child)
+    assert (r.name, r.seed, r.train.seq_len, r.train.finetune) == ("child", 3, 512, "lora")
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(RecipeError, match="cycle"):
+        load_recipe(tmp_path / "a.yaml")
+
+
+def test_shipped_recipes_are_valid():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parents[1] / "recipes").rglob("*.yaml"))
+    assert len(recipes) >= 8
+    for path in recipes:
+        load_recipe(path)
+    paper = load_recipe(Path(__file__).parents[1] / "recipes" / "llama-fin.yaml")
+    assert paper.train.seq_len == 8000 and paper.train.tokens_per_step == 128000
+    assert [(g.lr, g.warmup) for g in paper.train.groups] == [(5e-6, 0.1), (5e-6, 0.5)]
+    assert (paper.train.weight_decay, tuple(paper.train.betas)) == (0.1, (0.9, 0.95))
+    assert (paper.align.lr, paper.align.warmup, paper.align.batch_tokens, paper.align.alpha) == (5e-7, 0.1, 32768, 1.0)
+    assert (paper.curate.mixture.cpt_share, paper.curate.mixture.cpt_domain_share,
+            paper.curate.mixture.it_domain_share) == (0.5, 0.5, 0.2)

@@ -116,9 +116,30 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` wins; mappings merge key by key, anything else (lists included) is replaced whole."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _load_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe may start from another (`base: demo.yaml`, relative to itself) and change only what differs."""
+    if path.resolve() in seen:
+        raise RecipeError(f"{path}: recipe bases form a cycle: {' -> '.join(map(str, seen))}")
+    data = _load_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_data = _load_with_base(path.parent / base, (*seen, path.resolve()))
+    base_data.pop("name", None)  # a derived recipe is its own run
+    return deep_merge(base_data, data)
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     path = Path(path)
-    data = _load_yaml(path)
+    data = _load_with_base(path)
     data.setdefault("name", path.stem)
     data = apply_overrides(data, overrides)
     try:
