@@ -373,7 +373,8 @@ def _stage_dirs(inputs: Iterable[str | Path]) -> list[Path]:
             if d not in seen:
                 seen.add(d)
                 out.append(d)
-    return sorted(out)
+    # a stage's own sub-phases (train/groups/group1/DONE) belong to that stage's row, not rows of their own
+    return sorted(d for d in out if not any(a in seen for a in d.parents))
 
 
 def _read_json_file(path: Path) -> dict:
