@@ -25,6 +25,15 @@ def request_key(**fields: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def loglikelihood_keys(engine, requests) -> list[str | None]:
+    """Cache keys of log-likelihood requests for `engine` (None each when the engine has no cache)."""
+    return [
+        request_key(op="loglikelihood", engine=engine.name, model=engine.identity, context=r.context,
+                    continuation=r.continuation) if engine.cache is not None else None
+        for r in requests
+    ]
+
+
 def generation_settings(request: GenerationRequest) -> dict | None:
     """The settings that decide a generation's output, or None when the output must not be cached."""
     if request.temperature > 0 and request.seed is None:

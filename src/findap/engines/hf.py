@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
 from findap.engines.batching import length_sorted_batches
-from findap.engines.cache import RequestCache, generation_settings, request_key, run_cached
+from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
 from findap.engines.decoding import RowSettings, decode_output, generate_batch
 from findap.engines.scoring import plan_groups, score_groups
 from findap.engines.text import encode_pair, encode_prompt, render_prompt
@@ -48,12 +48,7 @@ class HFEngine:
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], progress: bool = True
     ) -> list[LoglikelihoodResult]:
-        keys = [
-            request_key(op="loglikelihood", engine=self.name, model=self.identity, context=r.context,
-                        continuation=r.continuation)
-            if self.cache is not None else None
-            for r in requests
-        ]
+        keys = loglikelihood_keys(self, requests)
 
         def compute(todo: list[int]) -> Iterator[list[tuple[int, LoglikelihoodResult]]]:
             pairs = [encode_pair(self.tokenizer, requests[i].context, requests[i].continuation) for i in todo]

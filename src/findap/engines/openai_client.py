@@ -21,7 +21,7 @@ import httpx
 from tqdm.auto import tqdm
 
 from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
-from findap.engines.cache import RequestCache, generation_settings, request_key, run_cached
+from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
 from findap.engines.text import move_trailing_space, truncate_at_stop
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -122,12 +122,7 @@ class OpenAIEngine:
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], progress: bool = True
     ) -> list[LoglikelihoodResult]:
-        keys = [
-            request_key(op="loglikelihood", engine=self.name, model=self.identity, context=r.context,
-                        continuation=r.continuation)
-            if self.cache is not None else None
-            for r in requests
-        ]
+        keys = loglikelihood_keys(self, requests)
 
         def compute(todo: list[int]) -> Iterator[list[tuple[int, LoglikelihoodResult]]]:
             scored = self._map(lambda i: self._score_one(requests[i]), todo, progress, "loglikelihood")

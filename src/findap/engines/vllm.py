@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
-from findap.engines.cache import RequestCache, generation_settings, request_key, run_cached
+from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
 from findap.engines.text import encode_pair, render_prompt, truncate_at_stop
 from findap.models import resolve_model
 
@@ -65,12 +65,7 @@ class VLLMEngine:
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], progress: bool = True
     ) -> list[LoglikelihoodResult]:
-        keys = [
-            request_key(op="loglikelihood", engine=self.name, model=self.identity, context=r.context,
-                        continuation=r.continuation)
-            if self.cache is not None else None
-            for r in requests
-        ]
+        keys = loglikelihood_keys(self, requests)
 
         def compute(todo: list[int]) -> Iterator[list[tuple[int, LoglikelihoodResult]]]:
             pairs = [encode_pair(self.tokenizer, requests[i].context, requests[i].continuation) for i in todo]
