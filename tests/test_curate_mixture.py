@@ -103,3 +103,28 @@ def test_null_shares_keep_the_whole_pool():
     kept, _ = build_mixture(pool, tokens, MixtureConfig(it_domain_share=None, cpt_domain_share=None), seed=0)
     assert sum(ex["kind"] == "it" for ex in kept) == 10
     assert sum(ex["kind"] == "cpt" for ex in kept) == 4  # CPT:IT 50:50 cap (100 tokens) is not binding here
+
+
+def test_group2_is_group1_plus_its_additions(tmp_path):
+    """Paper Table 5: group 2 = group 1's data + domain books/exercises, even when group 1's caps are binding."""
+    from findap.curate.config import CurateConfig
+    from findap.curate.curation import _write_groups
+    from findap.io import read_records
+
+    cfg = CurateConfig(
+        sources=[{"name": "fin"}, {"name": "gen"}, {"name": "exercises"}],
+        groups=[{"name": "group1", "sources": ["fin", "gen"]}, {"name": "group2", "extends": "group1", "sources": ["exercises"]}],
+        mixture={"max_it_tokens": 100, "dev_fraction": 0.0},
+    )
+    def it(i, source, domain):
+        return {"id": f"{source}{i}", "kind": "it", "source": source, "domain": domain, "capability": "task",
+                "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    examples = ([it(i, "fin", "finance") for i in range(20)] + [it(i, "gen", "general") for i in range(20)]
+                + [it(i, "exercises", "finance") for i in range(5)])
+    tokens = {ex["id"]: 10 for ex in examples}
+    report = _write_groups(cfg, examples, tokens, tmp_path, seed=0)
+    g1 = {r["id"] for r in read_records(tmp_path / "group1" / "train.parquet")}
+    g2 = {r["id"] for r in read_records(tmp_path / "group2" / "train.parquet")}
+    assert len(g1) == 10  # 100 IT tokens: 2 finance + 8 general examples of 10 tokens
+    assert g2 == g1 | {f"exercises{i}" for i in range(5)}
+    assert report["group2"]["plan"]["added_docs"] == 5

@@ -237,11 +237,19 @@ def _gather(cfg: CurateConfig):
 
 def _write_groups(cfg: CurateConfig, examples: list[dict], tokens: dict[str, int], out_dir: Path,
                   seed: int) -> dict:
-    out = {}
+    out, chosen_by_group = {}, {}
     for group in cfg.groups:
         names = set(cfg.group_sources(group.name))
         pool = [ex for ex in examples if ex["source"] in names]
-        chosen, plan = build_mixture(pool, tokens, cfg.mixture, seed)
+        if group.extends:
+            # paper: group 2 = group 1's data + its own additions (books, exercises). Re-mixing the whole pool
+            # under group 1's shares and caps would crowd the additions out again, so they are added on top.
+            added = [ex for ex in pool if ex["source"] in set(group.sources) - set(cfg.group_sources(group.extends))]
+            chosen = chosen_by_group[group.extends] + added
+            plan = {"extends": group.extends, "added_docs": len(added)}
+        else:
+            chosen, plan = build_mixture(pool, tokens, cfg.mixture, seed)
+        chosen_by_group[group.name] = chosen
         train, dev = dev_split(chosen, cfg.mixture, seed)
         write_parquet(out_dir / group.name / "train.parquet", [contract_row(ex) for ex in train])
         write_parquet(out_dir / group.name / "dev.parquet", [contract_row(ex) for ex in dev])
