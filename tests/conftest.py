@@ -26,3 +26,15 @@ def tiny_model_dir(tmp_path_factory) -> str:
     from findap.models import save_tiny_llama
 
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny-model ops are too small to gain from threads, and on a busy shared machine OpenMP workers waiting for
+    each other made them 30-100x slower. Restored afterwards so other test modules keep their setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

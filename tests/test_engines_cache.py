@@ -1,21 +1,13 @@
 """The SQLite request cache: a rerun does no model work, sampling without a seed is never cached, and a run that
 dies mid-way keeps every batch it finished."""
 import pytest
-import torch
 
 from findap.engines import EngineSpec, GenerationRequest, LoglikelihoodRequest, make_engine
 from findap.engines.cache import RequestCache, run_cached
 from findap.models import tiny_llama
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny-model ops are too small to gain from threads, and on a busy shared machine OpenMP workers waiting for
-    # each other made them 30-100x slower. Restored afterwards so other test modules keep their setting.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,7 @@ from findap.engines.text import encode_pair, truncate_at_stop
 from findap.models import tiny_llama
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny-model ops are too small to gain from threads, and on a busy shared machine OpenMP workers waiting for
-    # each other made them 30-100x slower. Restored afterwards so other test modules keep their setting.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

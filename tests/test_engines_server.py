@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 
 from findap.engines import EngineSpec, GenerationRequest, LoglikelihoodRequest, make_engine
 from findap.engines.openai_client import EndpointError
@@ -20,14 +19,7 @@ from findap.engines.openai_client import EndpointError
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny-model ops are too small to gain from threads, and on a busy shared machine OpenMP workers waiting for
-    # each other made them 30-100x slower. Restored afterwards so other test modules keep their setting.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def free_port() -> int:
