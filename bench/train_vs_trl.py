@@ -8,7 +8,10 @@ tokens per second, packing efficiency, peak memory and the ratios.
     PYTHONPATH=src .venv/bin/python bench/train_vs_trl.py --steps 4
 
 TRL runs with its fastest correct CPU settings: bfd packing + padding_free (position_ids isolate documents),
-bf16, batch 2 x 2048. The plain loop pads batches of 4 documents cut at 512 tokens and uses model(labels=...).
+bf16, batch 2 x 2048; `trl-malloc` is the same run with findap's allocator setting (findap.host_memory), so the
+ratio shows what is the trainer and what is malloc. The plain loop pads batches of 4 documents cut at 512 tokens
+and uses model(labels=...). `ceiling` times only the bf16 matmuls and SDPA attention of the same timed steps, each
+in isolation: the most any trainer could reach on this machine with these kernels.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ def timed(step_fn, steps: int) -> dict:
 def worker_findap(steps: int, backend: str) -> dict:
     import torch
 
+    from findap.host_memory import keep_freed_memory
     from findap.models import load_model
     from findap.train.attention import hf_implementation
     from findap.train.config import TrainConfig
@@ -60,6 +64,7 @@ def worker_findap(steps: int, backend: str) -> dict:
     from findap.train.optim import build_optimizer
     from findap.train.packing import packing_efficiency
 
+    keep_freed_memory()  # as findap.train.stage.train_model does on CPU
     tok, docs = documents(SEQ)
     cfg = TrainConfig(seq_len=SEQ, micro_batch_tokens=2 * SEQ, tokens_per_step=2 * SEQ)
     plan = plan_steps(docs, cfg, seed=0)
@@ -79,7 +84,7 @@ def worker_findap(steps: int, backend: str) -> dict:
     return out
 
 
-def worker_trl(steps: int) -> dict:
+def worker_trl(steps: int, keep_memory: bool = False) -> dict:
     import tempfile
 
     from datasets import Dataset
@@ -88,6 +93,10 @@ def worker_trl(steps: int) -> dict:
 
     from findap.models import load_model
 
+    if keep_memory:  # the same allocator setting findap applies, so the ratio is not about malloc
+        from findap.host_memory import keep_freed_memory
+
+        keep_freed_memory()
     tok, docs = documents(SEQ)
     data = Dataset.from_list([{"input_ids": d["input_ids"], "labels": d["labels"]} for d in docs])
     times, seen = [], []
@@ -147,6 +156,60 @@ def worker_plain(steps: int) -> dict:
     return out
 
 
+def worker_ceiling(steps: int) -> dict:
+    """This machine's ceiling for the timed steps: bf16 matmuls + SDPA attention only, each timed in isolation.
+
+    Times the forward and both backward matmuls of one decoder layer's projections at the micro-batch's token
+    count (x 30 layers), the LM head at its trained-token count, and causal SDPA forward + backward for every
+    document of the timed steps (x 30 layers). Elementwise work, casts, the optimizer and Python are left out, so
+    no trainer can beat this number on this machine with these kernels.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from findap.models import load_model
+    from findap.train.config import TrainConfig
+    from findap.train.loop import micro_batches, plan_steps
+
+    def clock(fn, reps=2):
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - t0) / reps
+
+    def linear_time(m, k, n):  # y = x W^T, dx = dy W, dW = dy^T x, bf16
+        x, w, dy = (torch.randn(a, b, dtype=torch.bfloat16) for a, b in ((m, k), (n, k), (m, n)))
+        return clock(lambda: (x @ w.t(), dy @ w, dy.t() @ x))
+
+    tok, docs = documents(SEQ)
+    cfg = TrainConfig(seq_len=SEQ, micro_batch_tokens=2 * SEQ, tokens_per_step=2 * SEQ)
+    plan = plan_steps(docs, cfg, seed=0)
+    c = load_model(MODEL, device="cpu").config
+    d, f, hd, heads = c.hidden_size, c.intermediate_size, c.hidden_size // c.num_attention_heads, c.num_attention_heads
+    kv = c.num_key_value_heads * hd
+    attention_cache: dict[int, float] = {}
+
+    def attention_time(n):
+        if n not in attention_cache:
+            q, k, v = (torch.randn(1, heads, n, hd, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+            attention_cache[n] = clock(
+                lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward(), reps=1)
+        return attention_cache[n]
+
+    tokens, mm_s, attn_s = 0, 0.0, 0.0
+    for i in range(1, steps + 1):
+        for b in micro_batches(plan[i], cfg, "varlen", tok.pad_token_id):
+            m = int(b["n_real"])
+            trained = int((b["labels"][:, 1:] != -100).sum())
+            layer = sum(linear_time(m, k, n) for k, n in ((d, d), (d, kv), (d, kv), (d, d), (d, f), (d, f), (f, d)))
+            mm_s += c.num_hidden_layers * layer + linear_time(trained, d, c.vocab_size)
+            attn_s += c.num_hidden_layers * sum(attention_time(n) for lens in b["doc_lens"] for n in lens)
+            tokens += m
+    return {"tokens": tokens, "wall_s": round(mm_s + attn_s, 2), "tok_per_s": round(tokens / (mm_s + attn_s), 1),
+            "matmul_s": round(mm_s, 2), "attention_s": round(attn_s, 2), "packing": float("nan")}
+
+
 def run_worker(name: str, steps: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--steps", str(steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -159,12 +222,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=4, help="timed optimizer steps per trainer (after one warm-up)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--only", nargs="*", default=["findap", "findap-sdpa", "trl", "plain"],
-                    help="trainers to run: findap (varlen), findap-sdpa (4-D mask), trl, plain")
+    ap.add_argument("--only", nargs="*", default=["findap", "trl", "trl-malloc", "plain", "ceiling"],
+                    help="trainers to run: findap (varlen), findap-sdpa (4-D mask), trl, trl-malloc (TRL with "
+                         "findap's allocator setting), plain, ceiling (this machine's matmul + attention bound)")
     args = ap.parse_args()
     if args.worker:
         fn = {"findap": lambda s: worker_findap(s, "varlen"), "findap-sdpa": lambda s: worker_findap(s, "sdpa"),
-              "trl": worker_trl, "plain": worker_plain}[args.worker]
+              "trl": worker_trl, "trl-malloc": lambda s: worker_trl(s, keep_memory=True), "plain": worker_plain,
+              "ceiling": worker_ceiling}[args.worker]
         result = fn(args.steps)
         result["peak_mb"] = round(peak_mb())
         print(json.dumps(result))
@@ -178,6 +243,10 @@ def main() -> None:
         vs_trl = r["tok_per_s"] / results["trl"]["tok_per_s"] if "trl" in results else float("nan")
         vs_plain = r["tok_per_s"] / results["plain"]["tok_per_s"] if "plain" in results else float("nan")
         print(f"{name:12s} {r['tok_per_s']:8.1f} {r['packing']:8.2%} {r['peak_mb']:8.0f} {vs_trl:7.2f} {vs_plain:8.2f}")
+    if "ceiling" in results and "findap" in results:
+        c = results["ceiling"]
+        print(f"\nceiling: {c['matmul_s']} s of bf16 matmuls + {c['attention_s']} s of SDPA attention for the timed "
+              f"tokens; findap reaches {results['findap']['tok_per_s'] / c['tok_per_s']:.0%} of it")
 
 
 if __name__ == "__main__":

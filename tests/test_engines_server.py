@@ -1,14 +1,8 @@
 """Our OpenAI-compatible server as a real process, and OpenAIEngine talking to it over real HTTP: both must give
 the answers HFEngine gives in-process on the same model directory."""
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,16 +10,9 @@ import pytest
 from findap.engines import EngineSpec, GenerationRequest, LoglikelihoodRequest, make_engine
 from findap.engines.openai_client import EndpointError
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,31 +23,9 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(model_dir):
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "findap.engines.server", "--model", model_dir, "--served-name", "tiny",
-         "--port", str(port), "--precision", "fp32"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 180
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited early:\n{proc.stdout.read().decode()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.time() > deadline:
-            proc.kill()
-            pytest.fail("server did not become ready in 180 s")
-        time.sleep(0.5)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+def server(model_dir, model_server, tmp_path_factory):
+    with model_server(model_dir, "tiny", tmp_path_factory.mktemp("server")) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,8 @@ that garbage is retried with a different seed/temperature, then counted and repo
 nothing crashes, and that the numbers reach the report.
 """
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from findap.engines.base import EngineSpec
@@ -21,48 +15,12 @@ from findap.eval.judge import JudgeSettings, judge_correctness, judge_mtbench, p
 from findap.eval.report import build_report
 from findap.io import read_records
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def server_url(tiny_model_dir, tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "findap.engines.server", "--model", tiny_model_dir, "--served-name", "tiny-judge",
-         "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--precision", "fp32"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("server did not come up in 180 s")
-            time.sleep(0.5)
-        yield f"{url}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+def server_url(tiny_model_dir, model_server, tmp_path_factory):
+    with model_server(tiny_model_dir, "tiny-judge", tmp_path_factory.mktemp("server")) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

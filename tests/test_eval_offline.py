@@ -1,5 +1,4 @@
 """A task group that names hub-only tasks still evaluates its local tasks offline; the others are reported."""
-import os
 
 from findap.engines import make_engine
 from findap.engines.base import EngineSpec

@@ -1,30 +1,20 @@
 """Loss normalisation, optimiser groups, LR schedule and the NaN guard of the training loop."""
-import copy
 import math
 
 import pytest
 import torch
 
-from findap.models import tiny_llama
 from findap.train.checkpoint import latest_checkpoint
 from findap.train.config import TrainConfig
 from findap.train.loop import Phase, TrainingDiverged, train_phase
-from findap.train.optim import lr_factor, param_groups
-from findap.train.sample_data import ectsum_texts, fpb_conversations
-from findap.train.tokenize import tokenize_examples
+from findap.train.optim import build_optimizer, lr_factor, param_groups
 
 
 @pytest.fixture(scope="module")
-def data():
-    global _MODEL
-    _MODEL, tok = tiny_llama(seed=5)
-    docs = tokenize_examples(fpb_conversations(10) + ectsum_texts(1), tok, 64)[:40]
+def data(tiny_train_set):
+    global fresh_model  # the tests below call fresh_model() for a copy of the module's tiny model
+    fresh_model, tok, docs = tiny_train_set
     return tok, docs
-
-
-def fresh_model():
-    """A copy of the same random tiny model (building one reloads the tokenizer, which is slow)."""
-    return copy.deepcopy(_MODEL)
 
 
 def run(docs, tok, tmp, *, micro_rows, steps=2, **kw):
@@ -95,6 +85,25 @@ def test_no_weight_decay_on_norms_and_biases(data):
     assert {names[id(p)].rsplit(".", 1)[0].split(".")[-1] for p in no_decay["params"]} == {
         "input_layernorm", "post_attention_layernorm", "norm"}
     assert no_decay["weight_decay"] == 0.0
+
+
+def test_fused_adamw_update_equals_reference_adamw(data):
+    """build_optimizer picks the fused kernel on CPU; its update must equal torch's reference (for-loop) AdamW."""
+    model = fresh_model()
+    ref_model = fresh_model()
+    ours = build_optimizer(model, 1e-3, weight_decay=0.1, betas=(0.9, 0.95))
+    assert ours.defaults["fused"] is True
+    ref = torch.optim.AdamW(param_groups(ref_model, 0.1), lr=1e-3, betas=(0.9, 0.95), foreach=False)
+    for _ in range(3):
+        for m in (model, ref_model):
+            for i, p in enumerate(m.parameters()):
+                g = torch.Generator().manual_seed(i)
+                p.grad = torch.randn(p.shape, generator=g) * 1e-2
+        ours.step()
+        ref.step()
+    for (name, a), b in zip(model.named_parameters(), ref_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.equal(next(model.parameters()), next(fresh_model().parameters()))  # it did train
 
 
 def test_lr_schedule_hand_values():

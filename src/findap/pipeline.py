@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from findap.recipe import STAGES, Recipe, recipe_to_dict
-from findap.runs import StageContext, is_done, read_done
+from findap.runs import StageContext, read_done
 
 console = Console(stderr=True)
 

@@ -6,7 +6,6 @@ logprobs.py   response log-probs through the LM head chunk by chunk (hand-writte
 loss.py       DPO(beta) + alpha * NLL(chosen), per-example or token-mean NLL
 reference.py  reference log-probs, one pass before training, cached
 schedule.py   token-budget steps, warmup + linear decay
-checkpoint.py atomic resumable state
-loop.py       the training loop with dev-loss selection
+loop.py       the training loop with dev-loss selection (checkpoints: findap.train.checkpoint)
 stage.py      `findap align`
 """

@@ -1,7 +1,8 @@
 """The alignment loop: packed rows -> summed response log-probs -> DPO + NLL -> AdamW, with dev-loss selection.
 
 Plain and linear on purpose (torchtune style): plan the steps, then for each step accumulate the rows' losses,
-clip, step, and every `eval_every` steps measure the dev loss and keep the best model.
+clip, step, and every `eval_every` steps measure the dev loss and keep the best model. Checkpoints are stage 1's
+(findap.train.checkpoint): `ckpt-NNNNNN/` + LATEST, with only the trainable weights.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from findap.align.checkpoint import load_checkpoint, save_checkpoint
 from findap.align.config import AlignConfig
 from findap.align.encode import TokenizedPair
 from findap.align.logprobs import row_logprobs
@@ -21,6 +21,8 @@ from findap.align.loss import DPONLLTerms, dpo_nll_loss
 from findap.align.packing import PackedRow, pack_pairs
 from findap.align.schedule import plan_steps, warmup_linear
 from findap.models import autocast
+from findap.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from findap.train.optim import adamw_kernel
 
 
 @dataclass
@@ -82,6 +84,24 @@ def evaluate(model, rows: list[PackedRow], ref: dict, cfg: AlignConfig, by_id, p
     return _finish(totals, counts.pairs)
 
 
+def resume(checkpoint_dir: Path, model, optimizer, scheduler) -> dict | None:
+    """Restore the newest checkpoint under `checkpoint_dir` and return its counters; None when there is none."""
+    checkpoint_dir = Path(checkpoint_dir)
+    ckpt = latest_checkpoint(checkpoint_dir)
+    if ckpt is None:
+        legacy = [d for d in (checkpoint_dir, checkpoint_dir.with_name(checkpoint_dir.name + ".old"))
+                  if (d / "trainable.safetensors").exists()]
+        if legacy:
+            raise RuntimeError(f"{legacy[0]}: an align checkpoint in the old single-directory format, which this "
+                               f"version cannot resume; delete {checkpoint_dir} (and any {checkpoint_dir.name}.old) "
+                               "to start the stage over")
+        return None
+    state = load_checkpoint(ckpt, model, optimizer, scheduler)
+    if "step" not in state:
+        raise RuntimeError(f"{ckpt}: not an align checkpoint (no 'step' in state.json)")
+    return state
+
+
 def train(
     model,
     train_pairs: list[TokenizedPair],
@@ -106,12 +126,13 @@ def train(
         steps = steps[: cfg.max_steps]
     total = len(steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                                  **adamw_kernel(params))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_linear(s, total, cfg.warmup))
 
     state = {"step": 0, "best_dev": None, "best_step": None, "bad_evals": 0, "tokens": 0}
     if checkpoint_dir is not None:
-        state = load_checkpoint(checkpoint_dir, model, optimizer, scheduler) or state
+        state = resume(checkpoint_dir, model, optimizer, scheduler) or state
 
     def maybe_evaluate(step: int) -> bool:
         """Dev loss now; returns True when patience is exhausted."""
@@ -157,7 +178,8 @@ def train(
         if (step + 1) % cfg.eval_every == 0 or done:
             stopped_early = maybe_evaluate(step + 1)
         if checkpoint_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or done or stopped_early):
-            save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state)
+            save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state, step=state["step"],
+                            trainable_only=True)
         if stopped_early:
             break
     bar.close()

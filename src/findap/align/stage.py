@@ -2,22 +2,24 @@
 
 Inputs: `ctx.inputs["model"]` (policy; default the train stage's model) and `ctx.inputs["pairs"]` (the distill
 stage directory, or a pairs JSONL). Outputs in the stage directory: `model/` (the best-dev model, a Hugging Face
-directory), `ref_logps.json`, `checkpoint/` (resume state), `metrics.jsonl`.
+directory), `ref_logps.json`, `checkpoint/` (resume state: findap.train.checkpoint's `ckpt-NNNNNN/` + LATEST),
+`metrics.jsonl`.
 """
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
+
+import torch
 
 from findap.align.config import AlignConfig
 from findap.align.encode import TokenizedPair, tokenize_pair
 from findap.align.loop import train
 from findap.align.reference import cached_reference_logprobs
 from findap.io import DataError, read_records
+from findap.host_memory import keep_freed_memory
 from findap.models import load_model, load_tokenizer, pick_device
+from findap.train.checkpoint import save_model_dir
 
 PAIR_FIELDS = ("id", "prompt", "chosen", "rejected")
 
@@ -88,23 +90,6 @@ def add_lora(model, cfg: AlignConfig):
     return get_peft_model(model, lora)
 
 
-def save_model_dir(model, tokenizer, target: Path) -> None:
-    """Write a plain Hugging Face directory atomically (LoRA adapters merged into a copy of the weights)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    if hasattr(model, "merge_and_unload"):
-        import copy
-
-        merged = copy.deepcopy(model).merge_and_unload()
-        merged.save_pretrained(tmp, safe_serialization=True)
-    else:
-        model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-
-
 def run(recipe, ctx) -> dict:
     cfg: AlignConfig = recipe.align
     seed = cfg.seed if cfg.seed is not None else recipe.seed
@@ -124,6 +109,9 @@ def run(recipe, ctx) -> dict:
              dropped, model_name)
 
     device = pick_device(recipe.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # large temporaries reuse faulted pages: see findap.host_memory
+    torch.manual_seed(seed)  # LoRA initialisation and dropout: a rerun (or a resumed run) repeats the same run
     model = drop_stale_gguf_marker(load_model(model_name, device=device))
     ref = cached_reference_logprobs(
         ctx.path("ref_logps.json"), model, train_pairs + dev_pairs, row_tokens=cfg.row_tokens,

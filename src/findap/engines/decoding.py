@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -56,8 +56,14 @@ def generate_batch(
     settings: Sequence[RowSettings],
     eos_ids: set[int],
     pad_id: int,
+    agree: Callable[[list[int]], list[int]] | None = None,
 ) -> list[list[int]]:
-    """Generated token ids per prompt (without the EOS that ended it)."""
+    """Generated token ids per prompt (without the EOS that ended it).
+
+    `agree` (several processes running one sharded model, whose every forward is a collective): called with each
+    decoding step's chosen tokens (one per live row) on every rank, it returns the tokens all ranks continue with
+    (rank 0's), so every rank stops each row at the same step and runs the same number of forwards.
+    """
     device = next(model.parameters()).device
     B, T = len(prompts), max(len(p) for p in prompts)
     input_ids = torch.full((B, T), pad_id, dtype=torch.long)
@@ -78,11 +84,15 @@ def generate_batch(
         logits, attention, next_pos = _keep_rows(cache, torch.tensor(live, device=device), logits, attention, next_pos)
     while live:
         greedy = logits.argmax(-1).tolist()
-        next_tokens, still = [], []
+        next_tokens = []
         for i, b in enumerate(live):
             s = settings[b]
-            tok = greedy[i] if s.temperature <= 0 else _sample(logits[i].float(), s, generators[b])
-            next_tokens.append(tok)
+            next_tokens.append(greedy[i] if s.temperature <= 0 else _sample(logits[i].float(), s, generators[b]))
+        if agree is not None:
+            next_tokens = agree(next_tokens)
+        still = []
+        for i, b in enumerate(live):
+            s, tok = settings[b], next_tokens[i]
             if tok in eos_ids:
                 continue
             generated[b].append(tok)

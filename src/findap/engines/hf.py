@@ -43,6 +43,9 @@ class HFEngine:
         self.identity = f"{source}|{self.model.dtype}|{spec.precision}|max_length={spec.max_length}"
         self.cache = RequestCache(spec.cache_path) if spec.cache_path else None
         self.model_calls = 0  # batched forwards run (prefills and scoring); tests count cache hits with it
+        # Set when several processes decode one sharded model in lockstep (stage 1's FinEval selection under FSDP):
+        # maps each decoding step's tokens to the ones every rank continues with (decoding.generate_batch).
+        self.agree_tokens = None
 
     # ------------------------------------------------------------------------------------------ log-likelihood
     def loglikelihood(
@@ -92,7 +95,7 @@ class HFEngine:
                     with self._autocast():
                         ids = generate_batch(
                             self.model, self.tokenizer, [prompts[j] for j in batch], settings, self.eos_ids,
-                            self.pad_id,
+                            self.pad_id, agree=self.agree_tokens,
                         )
                     self.model_calls += 1
                     bar.update(len(batch))

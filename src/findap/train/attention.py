@@ -35,11 +35,15 @@ def varlen_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0
                          "(build the inputs with findap.train.attention.model_inputs)")
     bounds = bounds.tolist()
     lens = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
-    gqa = key.shape[1] != query.shape[1]
+    if key.shape[1] != query.shape[1]:
+        # Grouped-query attention: repeat the key/value heads once for the whole stream. The CPU SDPA kernel's own
+        # GQA path (enable_gqa) measured ~6% slower than plain heads on 2048-token documents.
+        rep = query.shape[1] // key.shape[1]
+        key, value = (x.repeat_interleave(rep, dim=1) for x in (key, value))
     # torch.split, not slicing: the backward of a slice zero-fills a full-size gradient per document (O(docs x T)
     # memory traffic per layer); split's backward is one concatenation.
     outs = [
-        F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling, enable_gqa=gqa)
+        F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling)
         for q, k, v in zip(query.split(lens, 2), key.split(lens, 2), value.split(lens, 2))
     ]
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]

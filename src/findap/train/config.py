@@ -27,7 +27,8 @@ class GroupConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """Stage 1 trainer: packing with cross-document masking, instruction mask-out, curriculum, dev-loss selection."""
+    """Stage 1 trainer: packing with cross-document masking, instruction mask-out, curriculum, checkpoint selection
+    on the dev loss or on FinEval dev tasks."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -61,11 +62,28 @@ class TrainConfig(BaseModel):
     schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="decay after warmup")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final LR as a fraction of the peak")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    sharding: Literal["auto", "full_shard", "none"] = Field(
+        "auto", description="several processes (torchrun / accelerate launch): full_shard = FSDP2 FULL_SHARD "
+        "(parameters, gradients and AdamW state split over ranks, one unit per decoder layer); none = a full "
+        "replica per rank, gradients all-reduced; auto = full_shard for finetune=full, none for LoRA (not "
+        "supported sharded). One process: ignored")
 
-    eval_every: int = Field(50, ge=1, description="optimizer steps between dev-loss evaluations")
-    patience: int = Field(3, ge=1, description="evaluations without dev-loss improvement before stopping a group")
+    eval_every: int = Field(50, ge=1, description="optimizer steps between evaluations (dev loss, FinEval)")
+    patience: int = Field(3, ge=1, description="evaluations without improvement of the select_on score before "
+                          "stopping a group")
     save_every: int = Field(50, ge=1, description="optimizer steps between resumable checkpoints")
     dev_max_docs: int = Field(512, ge=1, description="cap on dev documents evaluated (per kind)")
+    select_on: Literal["dev_loss", "fineval"] = Field(
+        "dev_loss", description="what picks the best checkpoint and drives patience: dev_loss (lowest) or fineval "
+        "(highest mean FinEval dev score of fineval_tasks; the dev loss is still logged)")
+    fineval_tasks: list[str] = Field(
+        default_factory=list, description="FinEval tasks or groups scored on their dev split (direct mode) on the "
+        "model being trained and logged as fineval_<task> and fineval_mean; empty disables")
+    fineval_limit: int = Field(100, ge=1, description="dev items per FinEval task (the same items every time)")
+    fineval_every: int | None = Field(
+        None, ge=1, description="optimizer steps between FinEval scorings, a multiple of eval_every; "
+        "None: at every evaluation")
+    fineval_batch_size: int = Field(16, ge=1, description="requests per forward pass when scoring FinEval")
     tensorboard: bool = Field(True, description="also log to TensorBoard when it is installed")
     progress: bool = Field(True, description="show a rich progress bar with tokens/s")
 
@@ -81,6 +99,20 @@ class TrainConfig(BaseModel):
             )
         if not self.groups:
             raise ValueError("groups: at least one curriculum group is needed")
+        if self.sharding == "full_shard" and self.finetune == "lora":
+            raise ValueError("sharding=full_shard is not supported with finetune=lora: use auto or none")
+        return self
+
+    @model_validator(mode="after")
+    def _fineval_selection(self) -> "TrainConfig":
+        if self.select_on == "fineval" and not self.fineval_tasks:
+            raise ValueError("select_on=fineval needs fineval_tasks (FinEval task or group names, e.g. [cfa_easy])")
+        if self.fineval_every is not None and self.fineval_every % self.eval_every:
+            raise ValueError(f"fineval_every={self.fineval_every} must be a multiple of eval_every={self.eval_every}")
+        if self.fineval_tasks:
+            from findap.train.select import check_fineval_tasks  # reads the task registry only when asked
+
+            check_fineval_tasks(self.fineval_tasks)
         return self
 
     @property

@@ -21,11 +21,14 @@ import torch
 from findap.io import write_json
 from findap.models import autocast
 from findap.train.attention import FLAT_BACKENDS, model_inputs
-from findap.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint, save_weights
+from findap.train.checkpoint import (full_model, latest_checkpoint, load_checkpoint, load_weights, save_checkpoint,
+                                     save_weights)
 from findap.train.config import TrainConfig
+from findap.train.distributed import clip_gradients, finish_step, local_passes, same_on_all_ranks
 from findap.train.loss import token_loss_sum
 from findap.train.optim import build_optimizer, build_scheduler
 from findap.train.packing import collate_flat, collate_rows, pack_documents, packing_efficiency, trained_tokens
+from findap.train.select import resume_selection, selection_state, update_selection
 
 
 class TrainingDiverged(RuntimeError):
@@ -60,8 +63,10 @@ class PhaseResult:
     tokens: int = 0
     trained_tokens: int = 0
     wall_s: float = 0.0
-    best_dev_loss: float | None = None
+    best_dev_loss: float | None = None  # dev loss of the selected checkpoint (the lowest when selecting on it)
     best_step: int | None = None
+    select_on: str = "dev_loss"  # what selected best_step: dev_loss (lowest) or fineval (highest fineval_mean)
+    best_score: float | None = None  # the selecting value at best_step
     stopped_early: bool = False
     packing_efficiency: float = 0.0
     history: list[dict] = field(default_factory=list)
@@ -92,18 +97,14 @@ def train_step(model, batches: list[dict], backend: str, device, precision: str,
     dist = dist or Distributed()
     window = sum(trained_tokens(b) for b in batches)  # every rank sees the same plan, so no communication needed
     total = torch.zeros((), dtype=torch.float64)
-    for i, batch in enumerate(batches):
-        if i % dist.world != dist.rank:
-            continue
+    for i, weight in local_passes(model, len(batches), dist):  # weight 0: FSDP's padding pass (distributed.py)
+        batch = batches[i]
         with autocast(device, precision):
             loss_sum, _ = token_loss_sum(model, model_inputs(batch, backend, device), batch["labels"], chunk=chunk)
-        (loss_sum / max(window, 1)).backward()
-        total += loss_sum.detach().double().cpu()
-    if dist.world > 1:
-        from findap.train.distributed import sum_gradients
-
-        sum_gradients(model, dist)
-        dist.all_reduce(total)
+        ((loss_sum / max(window, 1)) * weight).backward()
+        if weight:
+            total += loss_sum.detach().double().cpu()
+    finish_step(model, dist, total)  # sums the loss over ranks, and the gradients of replicas
     return float(total) / max(window, 1), window
 
 
@@ -154,12 +155,16 @@ def _tensorboard(enabled: bool, log_dir: Path):
 
 def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, precision: str = "auto",
                 seed: int = 0, pad_id: int = 0, log: Callable[[dict], None] | None = None,
-                dist: Distributed | None = None, stop_after: int | None = None) -> PhaseResult:
+                dist: Distributed | None = None, stop_after: int | None = None, fineval=None) -> PhaseResult:
     """Train one phase with resumable checkpoints in `phase.out_dir/ckpt` and the best weights in `best/`.
 
-    `stop_after` (tests) ends the process-local run after that many steps, as a crash would.
+    `fineval` (a `findap.train.select.FinEvalScorer`) also scores FinEval dev tasks at evaluations; needed when
+    `cfg.select_on == "fineval"`. `stop_after` (tests) ends the process-local run after that many steps, as a
+    crash would.
     """
     dist = dist or Distributed()
+    if cfg.select_on == "fineval" and fineval is None:
+        raise ValueError("select_on=fineval needs a FinEval scorer: pass fineval=FinEvalScorer.from_config(...)")
     out = Path(phase.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda record: None)
@@ -169,11 +174,10 @@ def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
     optimizer = build_optimizer(model, phase.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
     scheduler = build_scheduler(optimizer, total, warmup, cfg.schedule, cfg.min_lr_ratio)
     result = PhaseResult(packing_efficiency=packing_efficiency([r for s in steps for r in s], cfg.seq_len))
-    state = {"global_step": 0, "best_dev_loss": None, "best_step": None, "bad_evals": 0, "tokens": 0,
-             "trained_tokens": 0, "wall_s": 0.0}
+    state = {"global_step": 0, **selection_state(cfg, fineval), "tokens": 0, "trained_tokens": 0, "wall_s": 0.0}
     ckpt = latest_checkpoint(out / "ckpt")
     if ckpt is not None:
-        state = load_checkpoint(ckpt, model, optimizer, scheduler)
+        state = resume_selection(load_checkpoint(ckpt, model, optimizer, scheduler), cfg, fineval)
     best_path = out / "best" / "model.safetensors"
     model.train()
     writer = _tensorboard(cfg.tensorboard and dist.rank == 0, out / "tensorboard")
@@ -189,8 +193,7 @@ def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
                 kept = latest_checkpoint(out / "ckpt")
                 raise TrainingDiverged(f"{phase.name}: loss is {loss} at step {step + 1}; weights not updated; "
                                        f"last good checkpoint: {kept or 'none (no checkpoint written yet)'}")
-            grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                         if cfg.grad_clip > 0 else torch.tensor(0.0))
+            grad_norm = clip_gradients(model, cfg.grad_clip)  # global norm, also over FSDP shards
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -203,15 +206,15 @@ def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
                       "grad_norm": round(float(grad_norm), 6), "tokens": state["tokens"],
                       "tokens_per_s": round(n_tokens / max(dt, 1e-9), 1)}
             last = step + 1 == total
-            if phase.dev_docs and ((step + 1) % cfg.eval_every == 0 or last):
-                dev = dev_loss(model, phase.dev_docs, cfg, backend, device, precision, pad_id)
-                record.update({k: round(v, 6) for k, v in dev.items()})
-                if state["best_dev_loss"] is None or dev["dev_loss"] < state["best_dev_loss"]:
-                    state.update(best_dev_loss=dev["dev_loss"], best_step=step + 1, bad_evals=0)
-                    if dist.rank == 0:
-                        _save_best(model, best_path)
-                else:
-                    state["bad_evals"] += 1
+            if (phase.dev_docs or fineval) and ((step + 1) % cfg.eval_every == 0 or last):
+                measured = dev_loss(model, phase.dev_docs, cfg, backend, device, precision, pad_id)
+                measured = same_on_all_ranks(measured, dist)  # rank 0's numbers: one save/stop decision for all
+                record.update({k: round(v, 6) for k, v in measured.items()})
+                if fineval is not None and fineval.due(step + 1, last):
+                    measured.update(fineval(model, out / "fineval" / f"step-{step + 1:06d}", dist))  # rank 0's
+                    record.update({k: v for k, v in measured.items() if k.startswith("fineval_")})
+                if update_selection(state, measured, step + 1):  # every rank: FSDP gathers the weights
+                    _save_best(model, best_path)
             if dist.rank == 0:
                 log(record)
                 if writer is not None:
@@ -222,7 +225,7 @@ def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
             result.history.append(record)
             stop = state["bad_evals"] >= cfg.patience
             state["wall_s"] = time.time() - started
-            if dist.rank == 0 and ((step + 1) % cfg.save_every == 0 or last or stop):
+            if (step + 1) % cfg.save_every == 0 or last or stop:  # every rank calls; rank 0 writes
                 save_checkpoint(out / "ckpt", model, optimizer, scheduler, state)
             if stop:
                 result.stopped_early = True
@@ -231,14 +234,20 @@ def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
                 break
     if writer is not None:
         writer.close()
-    if not phase.dev_docs and dist.rank == 0:
+    selects = phase.dev_docs if cfg.select_on == "dev_loss" else fineval is not None
+    if not selects:
         _save_best(model, best_path)  # no dev data: the final weights are the selection
     result.steps, result.tokens, result.trained_tokens = state["global_step"], state["tokens"], state["trained_tokens"]
     result.wall_s, result.best_dev_loss, result.best_step = state["wall_s"], state["best_dev_loss"], state["best_step"]
+    result.select_on, result.best_score = state["select_on"], state["best_score"]
     return result
 
 
 def _save_best(model, path: Path) -> None:
+    """Every rank calls it (under FSDP the full weights are gathered to rank 0); rank 0 writes."""
+    model = full_model(model)
+    if model is None:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".tmp-" + path.name)
     save_weights(model, tmp)

