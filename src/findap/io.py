@@ -36,11 +36,17 @@ def read_records(
     fmt: str | None = None,
     required: Sequence[str] = (),
     limit: int | None = None,
+    keep_line: bool = False,
 ) -> list[dict[str, Any]]:
-    """Read every record of `source`; fail with a DataError on the first malformed row or missing field."""
+    """Read every record of `source`; fail with a DataError on the first malformed row or missing field.
+
+    `keep_line=True` leaves each record's location in `record["__line__"]` (the file line for jsonl/csv/tsv/xlsx,
+    "item i" otherwise), for callers that check more fields and must name where a bad one is.
+    """
     src = str(source)
     if src.startswith("hf:"):
-        return _check_required(_read_hf(src[3:], limit), src, required, line_offset=0, index_word="row")
+        return _check_required(_read_hf(src[3:], limit), src, required, line_offset=0, index_word="row",
+                               keep_line=keep_line)
     path = Path(src).expanduser()
     if not path.exists():
         raise DataError(path, None, None, "file not found")
@@ -59,19 +65,22 @@ def read_records(
     rows = reader(path, limit)
     offset = {"csv": 1, "tsv": 1, "xlsx": 1}.get(kind, 0)  # header line
     word = "item" if kind in ("json", "parquet", "hf-disk") else "line"
-    return _check_required(rows, path, required, line_offset=offset, index_word=word)
+    return _check_required(rows, path, required, line_offset=offset, index_word=word, keep_line=keep_line)
 
 
-def _check_required(rows, file, required, *, line_offset: int, index_word: str):
+def _check_required(rows, file, required, *, line_offset: int, index_word: str, keep_line: bool = False):
     for i, row in enumerate(rows):
         # JSONL rows carry their own line number (blank lines are skipped, so index != line)
         line = row.pop("__line__", None) if isinstance(row, dict) else None
+        where = _where(i, line, line_offset, index_word)
         if not isinstance(row, dict):
-            raise DataError(file, _where(i, line, line_offset, index_word), None, f"expected an object, got {type(row).__name__}")
+            raise DataError(file, where, None, f"expected an object, got {type(row).__name__}")
         for name in required:
             value = row.get(name)
             if value is None or (isinstance(value, str) and not value.strip()):
-                raise DataError(file, _where(i, line, line_offset, index_word), name, "missing or empty")
+                raise DataError(file, where, name, "missing or empty")
+        if keep_line:
+            row["__line__"] = where
     return rows
 
 

@@ -3,19 +3,17 @@
     rows = load_demo("sentiment")                      # the shipped file
     rows = load_demo("sentiment", path="my_news.jsonl")  # your own data, same fields, same checks
 
-Errors are `findap.io.DataError`s naming file, line and field. The JSONL is read here rather than with
-`findap.io.read_records` because the checks below need each row's line number, which that reader drops.
+Errors are `findap.io.DataError`s naming file, line and field.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from importlib import resources
 from pathlib import Path
 
 from findap.demo.catalog import DemoSet, demo_set
-from findap.io import DataError
+from findap.io import DataError, read_records
 
 ANSWER_LINE = re.compile(r"^Answer: (-?\d+(?:\.\d+)?)$")
 
@@ -29,29 +27,11 @@ def load_demo(name: str, path: str | os.PathLike | None = None) -> list[dict]:
     """All rows of demo dataset `name`, validated. `path` reads your own file in the same format instead."""
     spec = demo_set(name)
     file = Path(path) if path is not None else data_path(name)
-    rows = []
-    for line, row in _read_jsonl(file):
-        _check_row(spec, row, file, line)
-        rows.append(row)
+    rows = read_records(file, fmt="jsonl", keep_line=True)  # keeps each row's line for the checks below
+    for row in rows:
+        _check_row(spec, row, file, row["__line__"])
     _check_unique(spec, rows, file)
     return rows
-
-
-def _read_jsonl(file: Path):
-    if not file.is_file():
-        raise DataError(file, None, None, "file not found")
-    with open(file, encoding="utf-8") as f:
-        for line, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(file, line, None, f"invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(file, line, None, f"expected a JSON object, got {type(row).__name__}")
-            row["__line__"] = line
-            yield line, row
 
 
 def _check_row(spec: DemoSet, row: dict, file: Path, line: int) -> None:

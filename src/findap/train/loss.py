@@ -44,7 +44,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, targets, chunk):
         grad_h = torch.empty_like(h)
-        grad_w = torch.zeros_like(weight)
+        grad_w = None  # the first chunk's product becomes it: no zero-fill and no add of a vocab x hidden buffer
         grad_b = torch.zeros_like(bias) if bias is not None else None
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for s in range(0, h.shape[0], chunk):
@@ -56,18 +56,23 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             g = probs.to(torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type)
                          else h.dtype)
             grad_h[s:s + chunk] = (g @ weight.to(g.dtype)).to(h.dtype)
-            grad_w += (g.t() @ hc.to(g.dtype)).to(weight.dtype)
+            part = (g.t() @ hc.to(g.dtype)).to(weight.dtype)
+            grad_w = part if grad_w is None else grad_w.add_(part)
             if grad_b is not None:
                 grad_b += g.sum(0).to(bias.dtype)
+        if grad_w is None:  # no rows at all
+            grad_w = torch.zeros_like(weight)
         ctx.save_for_backward(grad_h, grad_w, *( [grad_b] if grad_b is not None else []))
         ctx.has_bias = grad_b is not None
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
+        # In place: the saved gradients are this function's own buffers and are read exactly once (a vocab x hidden
+        # copy per micro-batch saved). Autograd checks their version when they are unpacked above, not after.
         saved = ctx.saved_tensors
-        grad_b = saved[2] * grad_out if ctx.has_bias else None
-        return saved[0] * grad_out, saved[1] * grad_out, grad_b, None, None
+        grad_b = saved[2].mul_(grad_out) if ctx.has_bias else None
+        return saved[0].mul_(grad_out), saved[1].mul_(grad_out), grad_b, None, None
 
 
 def selected_hidden(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
