@@ -187,27 +187,39 @@ def cpu_has_fast_bf16() -> bool:
     return any(f in flags for f in ("amx_bf16", "avx512_bf16"))
 
 
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The dtype autocast should use, or None for plain fp32."""
+def autocast_dtype(device: torch.device, precision: str = "auto", *, training: bool = False) -> torch.dtype | None:
+    """The dtype autocast should use, or None for plain fp32.
+
+    `training`: the loops here have no loss scaling (GradScaler), which fp16 autocast needs (small gradients
+    underflow in fp16). So training refuses an explicit fp16, and "auto" trains in fp32 on a GPU without native
+    bf16; inference (training=False) keeps fp16 there.
+    """
     if precision in ("fp32", "float32", "no"):
         return None
     if precision in ("bf16", "bfloat16"):
         return torch.bfloat16
     if precision in ("fp16", "float16"):
+        if training:
+            raise ValueError("precision fp16 is not supported for training (no loss scaling): use bf16 or fp32")
         return torch.float16
     if precision != "auto":
         raise ValueError(f"precision must be auto, bf16, fp16 or fp32, not {precision!r}")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # including_emulation=False: the default (True) also answers True on pre-Ampere GPUs (V100, T4) because a
+        # bf16 tensor can be created there (torch/cuda/__init__.py is_bf16_supported), but their bf16 matmuls are
+        # emulated and slow; native bf16 is compute capability >= 8.0.
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return torch.bfloat16
+        return None if training else torch.float16
     if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
     return None
 
 
-def autocast(device: torch.device | str, precision: str = "auto"):
+def autocast(device: torch.device | str, precision: str = "auto", *, training: bool = False):
     """bf16 autocast where the hardware has fast bf16, else a no-op; master weights stay fp32."""
     device = pick_device(device)
-    dtype = autocast_dtype(device, precision)
+    dtype = autocast_dtype(device, precision, training=training)
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)

@@ -78,7 +78,7 @@ def evaluate(model, rows: list[PackedRow], ref: dict, cfg: AlignConfig, by_id, p
     totals = _new_totals()
     device = next(model.parameters()).device
     for row in rows:
-        with autocast(device, precision):
+        with autocast(device, precision, training=True):  # the precision the training loss has
             _accumulate(totals, row_loss(model, row, ref, cfg, counts))
     model.train(was_training)
     return _finish(totals, counts.pairs)
@@ -159,7 +159,7 @@ def train(
         counts = step_counts(step_rows, by_id)
         totals = _new_totals()
         for row in step_rows:
-            with autocast(device, precision):
+            with autocast(device, precision, training=True):  # never fp16 without loss scaling
                 terms = row_loss(model, row, ref, cfg, counts)
             terms.loss.backward()
             _accumulate(totals, terms)

@@ -37,7 +37,7 @@ def reference_logprobs(
     out: dict[str, tuple[float, float]] = {}
     rows = pack_pairs(pairs, row_tokens, share_prompt)
     for row in tqdm(rows, desc="reference log-probs", disable=not progress):
-        with autocast(device, precision):
+        with autocast(device, precision, training=True):  # the precision the policy is trained at
             sums, _ = row_logprobs(model, row, chunk)
         sums = sums.float().cpu().tolist()
         for k, pid in enumerate(row.pair_ids):

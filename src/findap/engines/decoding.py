@@ -6,6 +6,7 @@ samples the same text whichever batch it lands in (up to floating-point differen
 """
 from __future__ import annotations
 
+import inspect
 import secrets
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -49,6 +50,19 @@ def _stop_hit(tokenizer, ids: list[int], stop: tuple[str, ...]) -> bool:
 
 
 @torch.inference_mode()
+def cache_argument(model) -> str:
+    """The name `model.forward` takes the KV cache under: transformers 5.24 renamed `past_key_values` to `cache`
+    (the old name warns, and goes in 5.40); earlier 5.x releases only know `past_key_values`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps forward(*args, **kw)
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def returned_cache(out):
+    """The KV cache of a forward's output, under either name (see cache_argument)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def generate_batch(
     model,
     tokenizer,
@@ -78,7 +92,8 @@ def generate_batch(
     generated: list[list[int]] = [[] for _ in range(B)]
     live = [b for b in range(B) if settings[b].max_new_tokens > 0]  # prompt rows still generating, in batch order
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1)
-    cache, next_pos = out.past_key_values, positions[:, -1:] + 1
+    cache, next_pos = returned_cache(out), positions[:, -1:] + 1
+    cache_kw = cache_argument(model)
     logits = out.logits[:, -1]
     if len(live) < B:
         logits, attention, next_pos = _keep_rows(cache, torch.tensor(live, device=device), logits, attention, next_pos)
@@ -111,10 +126,10 @@ def generate_batch(
             input_ids=torch.tensor(next_tokens, device=device)[:, None],
             attention_mask=attention,
             position_ids=next_pos,
-            past_key_values=cache,
             use_cache=True,
+            **{cache_kw: cache},
         )
-        cache, next_pos = out.past_key_values, next_pos + 1
+        cache, next_pos = returned_cache(out), next_pos + 1
         logits = out.logits[:, -1]
     return generated
 

@@ -10,8 +10,30 @@ from typing import Iterator, Sequence
 
 from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
 from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
-from findap.engines.text import encode_pair, render_prompt, truncate_at_stop
+from findap.engines.text import encode_pair, encode_prompt, render_prompt, truncate_at_stop
 from findap.models import resolve_model
+
+
+def prompt_ids(tokenizer, text: str, max_new_tokens: int, max_length: int) -> list[int]:
+    """Token ids of a rendered prompt, as the hf engine feeds them (HFEngine._prompt_ids).
+
+    Token ids, not text: given text, vLLM tokenizes with special tokens added, so a chat template that writes its
+    own BOS would get a second one (encode_prompt adds none then). Left-truncated to leave room for
+    `max_new_tokens`: vLLM rejects, for the whole batch, a prompt with no room for one output token
+    (vllm tests/v1/e2e/test_context_length.py: prompt_len + max_tokens must fit max_model_len).
+    """
+    ids = encode_prompt(tokenizer, text)
+    return ids[-max(1, max_length - max_new_tokens):]
+
+
+def scoring_ids(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """(context, continuation) fitted to vLLM's window: the prompt ctx + cont plus the one token that
+    `max_tokens=1` samples must fit max_model_len, so a long context keeps its end (as engines.scoring.plan_groups
+    does for the hf engine)."""
+    if len(cont) > max_length - 2:
+        raise ValueError(f"loglikelihood: a continuation of {len(cont)} tokens does not fit max_length={max_length}")
+    keep = max_length - 1 - len(cont)
+    return (ctx[-keep:] if len(ctx) > keep else ctx), cont
 
 
 class VLLMEngine:
@@ -57,7 +79,9 @@ class VLLMEngine:
                 )
                 for i in todo
             ]
-            outputs = self.llm.generate([texts[i] for i in todo], params, use_tqdm=progress)
+            prompts = [{"prompt_token_ids": prompt_ids(self.tokenizer, texts[i], requests[i].max_new_tokens,
+                                                       self.spec.max_length)} for i in todo]
+            outputs = self.llm.generate(prompts, params, use_tqdm=progress)
             yield [(i, truncate_at_stop(o.outputs[0].text, requests[i].stop)) for i, o in zip(todo, outputs)]
 
         return run_cached(self.cache, keys, compute)
@@ -68,8 +92,11 @@ class VLLMEngine:
         keys = loglikelihood_keys(self, requests)
 
         def compute(todo: list[int]) -> Iterator[list[tuple[int, LoglikelihoodResult]]]:
-            pairs = [encode_pair(self.tokenizer, requests[i].context, requests[i].continuation) for i in todo]
+            pairs = [scoring_ids(*encode_pair(self.tokenizer, requests[i].context, requests[i].continuation),
+                                 self.spec.max_length) for i in todo]
             prompts = [{"prompt_token_ids": ctx + cont} for ctx, cont in pairs]
+            # prompt_logprobs=1: per prompt position the top-1 AND the actual prompt token (vllm/logprobs.py:
+            # PromptLogprobs = list[dict[int, Logprob] | None], None at position 0; Logprob.rank >= 1)
             params = self._sampling_params(max_tokens=1, temperature=0.0, prompt_logprobs=1)
             outputs = self.llm.generate(prompts, params, use_tqdm=progress)
             batch = []

@@ -70,10 +70,25 @@ def hf_implementation(backend: str) -> str:
     return backend
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
+def resolve_backend(backend: str, device: torch.device, precision: str = "auto") -> str:
+    """The backend `backend` means on `device` at `precision` ("auto": flash_attention_2 where it can run).
+
+    flash-attn kernels take only fp16/bf16 inputs. transformers casts fp32 queries to the autocast dtype, or, with
+    no autocast, to the dtype of the model's Linear weights (integrations/flash_attention.py `get_target_dtype`),
+    which are our fp32 master weights: so without a half-precision autocast the first forward would fail inside
+    flash_attn ("FlashAttention only support fp16 and bf16 data type"). "auto" therefore picks flash only on CUDA
+    with a half-precision autocast, and an explicit flash_attention_2 without one is refused here, before loading.
+    """
+    from findap.models import autocast_dtype
+
+    half = device.type == "cuda" and autocast_dtype(device, precision, training=True) in (torch.bfloat16,
+                                                                                         torch.float16)
+    if backend == "flash_attention_2" and not half:
+        raise ValueError(f"attention=flash_attention_2 needs a CUDA device and bf16/fp16 autocast "
+                         f"(device={device}, precision={precision}); use attention: auto or varlen")
     if backend != "auto":
         return backend
-    if device.type == "cuda":
+    if half:
         import importlib.util
 
         if importlib.util.find_spec("flash_attn") is not None:
@@ -131,8 +146,12 @@ def model_inputs(batch: dict, backend: str, device) -> dict:
     if backend in FLAT_BACKENDS:
         if ids.shape[0] != 1:
             raise ValueError(f"backend {backend} needs a padding-free (1, T) batch (packing.collate_flat)")
+        # Names, dtype and device as transformers' flash path reads them (modeling_flash_attention_utils.py
+        # `_flash_attention_forward`: cu_seq_lens_q/k + max_length_q/k, all non-None, select the padding-free
+        # varlen branch; flash_attn's varlen kernel requires int32 cu_seqlens on the query's device). position_ids
+        # still restart per document: RoPE reads them. max length from the Python lists: no device sync.
         cu = cu_seqlens(batch["doc_lens"], device)
-        longest = int((cu[1:] - cu[:-1]).max())
+        longest = max(n for row in batch["doc_lens"] for n in row)
         kw.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=longest, max_length_k=longest)
         if backend == "flash_attention_2":
             kw["attention_mask"] = None

@@ -227,17 +227,28 @@ def _load_optimizer_state(model, optimizer, path: Path) -> None:
     _load_optimizer_file(model, optimizer, path)
     for group, kernel in zip(optimizer.param_groups, kernels):
         group.update(kernel)
+        if group.get("fused") or group.get("capturable"):
+            # Optimizer.load_state_dict places `step` by the SAVED group's flags (torch/optim/optimizer.py
+            # _process_value_according_to_param_policy): a foreach (FSDP) checkpoint leaves it a CPU scalar, but a
+            # fused/capturable CUDA update keeps `step` as a float32 tensor on the parameter's device, as its own
+            # _init_group creates it. Move it there.
+            for param in group["params"]:
+                step = optimizer.state.get(param, {}).get("step")
+                if torch.is_tensor(step) and (step.device != param.device or step.dtype != torch.float32):
+                    optimizer.state[param]["step"] = step.to(device=param.device, dtype=torch.float32)
 
 
 def _load_optimizer_file(model, optimizer, path: Path) -> None:
     if not is_sharded(model):
-        optimizer.load_state_dict(torch.load(path, weights_only=True))
+        # map_location="cpu": the file holds rank 0's CUDA tensors (cuda:0); without it every rank of a replicated
+        # (LoRA) run would first materialise them on GPU 0. load_state_dict moves them to each parameter's device.
+        optimizer.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
         return
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
     full = {}
     if _rank() == 0:
-        saved = torch.load(path, weights_only=True)
+        saved = torch.load(path, weights_only=True, map_location="cpu")
         names = {id(p): n for n, p in model.named_parameters()}
         order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
         if len(order) != sum(len(g["params"]) for g in saved["param_groups"]):

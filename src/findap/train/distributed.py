@@ -66,6 +66,23 @@ def from_env():
                        barrier=td.barrier)
 
 
+def rank_device(device: torch.device) -> torch.device:
+    """This process's device. Under a multi-process launch (WORLD_SIZE > 1) on CUDA: GPU LOCAL_RANK, explicitly.
+
+    A bare "cuda" would also land there once `from_env` has called `torch.cuda.set_device(LOCAL_RANK)`, but only
+    for code that runs after it; an explicit index makes the placement independent of call order (models,
+    batches, the FinEval engine). An explicit other index (e.g. `device: cuda:0` in the recipe) would put every
+    rank on one GPU, which NCCL rejects, so it is refused.
+    """
+    if device.type != "cuda" or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.index is not None and device.index != local:
+        raise ValueError(f"device {device} in a multi-process run: each process uses GPU LOCAL_RANK={local}; "
+                         "set device to auto or cuda")
+    return torch.device("cuda", local)
+
+
 def use_full_shard(cfg, world: int) -> bool:
     """Whether `cfg.sharding` shards parameters in a run of `world` processes (never in one process)."""
     if cfg.sharding == "none" or world <= 1:
@@ -106,7 +123,7 @@ def shard_model(model, cfg, dist, device, precision: str = "auto"):
     device = pick_device(device)
     mesh = init_device_mesh(device.type, (dist.world,))
     mp = MixedPrecisionPolicy()
-    if device.type == "cuda" and autocast_dtype(device, precision) == torch.bfloat16:
+    if device.type == "cuda" and autocast_dtype(device, precision, training=True) == torch.bfloat16:
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     base = base_model(model)
     # accelerate launch exports its config's fsdp_activation_checkpointing as FSDP_ACTIVATION_CHECKPOINTING

@@ -99,7 +99,7 @@ def train_step(model, batches: list[dict], backend: str, device, precision: str,
     total = torch.zeros((), dtype=torch.float64)
     for i, weight in local_passes(model, len(batches), dist):  # weight 0: FSDP's padding pass (distributed.py)
         batch = batches[i]
-        with autocast(device, precision):
+        with autocast(device, precision, training=True):  # never fp16 without loss scaling (models.autocast_dtype)
             loss_sum, _ = token_loss_sum(model, model_inputs(batch, backend, device), batch["labels"], chunk=chunk)
         ((loss_sum / max(window, 1)) * weight).backward()
         if weight:
@@ -121,7 +121,7 @@ def dev_loss(model, docs: list[dict], cfg: TrainConfig, backend: str, device, pr
         rows = pack_documents(kind_docs, cfg.seq_len, seed=None)
         s, n = 0.0, 0
         for batch in micro_batches(rows, cfg, backend, pad_id):
-            with autocast(device, precision):
+            with autocast(device, precision, training=True):  # the precision the training loss has
                 loss, count = token_loss_sum(model, model_inputs(batch, backend, device), batch["labels"],
                                              chunk=cfg.loss_chunk_tokens)
             s, n = s + float(loss), n + count

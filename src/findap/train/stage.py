@@ -19,7 +19,7 @@ from findap.models import load_model, load_tokenizer, pick_device
 from findap.train.attention import hf_implementation, resolve_backend
 from findap.train.checkpoint import save_model_dir
 from findap.train.config import GroupConfig, TrainConfig
-from findap.train.distributed import from_env, shard_model
+from findap.train.distributed import from_env, rank_device, shard_model
 from findap.train.loop import Phase, load_best, read_phase_done, train_phase, write_phase_done
 from findap.train.select import FinEvalScorer
 from findap.train.tokenize import TokenizeStats, tokenize_examples
@@ -80,15 +80,18 @@ def train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir: P
     """Run every phase of `cfg` from `model_name`; write `out_dir/model`; return the summary."""
     started = time.time()
     out_dir = Path(out_dir)
-    device = pick_device(device)
+    # First the process group: under torchrun / accelerate launch it sets this rank's GPU (LOCAL_RANK), before
+    # anything (the bf16 capability query of resolve_backend included) touches CUDA; then the device is that GPU,
+    # by index, for the model, the batches and the FinEval engine alike (one GPU per rank, never all on cuda:0).
+    dist = from_env()
+    device = rank_device(pick_device(device))
     if device.type == "cpu":
         keep_freed_memory()  # +23% tok/s on CPU: see findap.host_memory
-    backend = resolve_backend(cfg.attention, device)
+    backend = resolve_backend(cfg.attention, device, precision)
     tokenizer = load_tokenizer(model_name)
     stats = TokenizeStats()
     phases = build_phases(cfg, data_dir, tokenizer, out_dir, stats)
     fineval = FinEvalScorer.from_config(cfg, tokenizer, device=device, precision=precision)  # loads its dev items
-    dist = from_env()  # several processes under torchrun / accelerate launch (first: it picks this rank's GPU)
     torch.manual_seed(seed)
     model = load_model(model_name, device=device, attn_implementation=hf_implementation(backend))
     if cfg.gradient_checkpointing:
