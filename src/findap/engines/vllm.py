@@ -1,8 +1,9 @@
 """VLLMEngine: the same two methods on vLLM, for GPUs (optional extra: `pip install vllm`).
 
 `vllm` is imported inside the constructor, never at module import, so this file costs nothing to users without
-it. Not exercised by the test suite (no GPU or vllm here); it follows vLLM's documented offline API:
-`LLM.generate(prompts, SamplingParams)` with a seed per request, and `prompt_logprobs` for scoring.
+it. It follows vLLM's documented offline API: `LLM.generate(token-id prompts, SamplingParams)` with a seed per
+request, and `prompt_logprobs` for scoring. Without a GPU the suite runs it against a stand-in `vllm` module with
+that API (tests/test_gpu_paths_cpu.py), which checks its scores and prompt tokens against the hf engine's.
 """
 from __future__ import annotations
 
