@@ -30,6 +30,13 @@ def test_errors_name_path_value_and_allowed(tmp_path):
     assert "train.no_such_field" in msg and "unknown field" in msg
 
 
+def test_fp16_is_refused_for_training_stages_only(tmp_path):
+    with pytest.raises(RecipeError, match=r"fp16 cannot train \(train, align"):
+        load_recipe(write(tmp_path, "name: t\nprecision: fp16\n"))
+    r = load_recipe(write(tmp_path, "name: t\nprecision: fp16\nstages: [eval, report]\n"))  # inference only
+    assert r.precision == "fp16"
+
+
 def test_yaml_syntax_error_has_line(tmp_path):
     p = write(tmp_path, "name: t\nseed: [1, 2\n")
     with pytest.raises(RecipeError, match=r"r.yaml:\d+: invalid YAML"):

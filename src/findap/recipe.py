@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from findap.align.config import AlignConfig
 from findap.curate.config import CurateConfig
@@ -45,6 +45,15 @@ class Recipe(BaseModel):
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    @model_validator(mode="after")
+    def _fp16_cannot_train(self) -> "Recipe":
+        # Caught here, not when the train stage starts after a long curation: the loops have no loss scaling.
+        training = [s for s in ("train", "align") if s in self.stages and getattr(self, s).enabled]
+        if self.precision == "fp16" and training:
+            raise ValueError(f"fp16 cannot train ({', '.join(training)}: no loss scaling, small gradients underflow); "
+                             "use bf16 or fp32, or leave those stages out of `stages`")
+        return self
 
 
 class RecipeError(ValueError):
