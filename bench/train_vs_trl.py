@@ -64,7 +64,8 @@ def worker_findap(steps: int, backend: str) -> dict:
     from findap.train.optim import build_optimizer
     from findap.train.packing import packing_efficiency
 
-    keep_freed_memory()  # as findap.train.stage.train_model does on CPU
+    keep_memory = keep_freed_memory()  # as findap.train.stage.train_model does on CPU (held to process exit)
+    keep_memory.__enter__()
     tok, docs = documents(SEQ)
     cfg = TrainConfig(seq_len=SEQ, micro_batch_tokens=2 * SEQ, tokens_per_step=2 * SEQ)
     plan = plan_steps(docs, cfg, seed=0)
@@ -96,7 +97,7 @@ def worker_trl(steps: int, keep_memory: bool = False) -> dict:
     if keep_memory:  # the same allocator setting findap applies, so the ratio is not about malloc
         from findap.host_memory import keep_freed_memory
 
-        keep_freed_memory()
+        keep_freed_memory().__enter__()  # held until the worker process exits
     tok, docs = documents(SEQ)
     data = Dataset.from_list([{"input_ids": d["input_ids"], "labels": d["labels"]} for d in docs])
     times, seen = [], []

@@ -1,4 +1,5 @@
-"""keep_freed_memory: large blocks come from the reused heap, not a fresh mmap per allocation (glibc only)."""
+"""keep_freed_memory: inside the block large blocks come from the reused heap, not a fresh mmap per allocation;
+after it, glibc's defaults are back (glibc only)."""
 import subprocess
 import sys
 
@@ -17,10 +18,15 @@ class MallInfo2(ctypes.Structure):
 
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
-applied = keep_freed_memory() if sys.argv[1] == "on" else False
-before = libc.mallinfo2().hblks  # blocks mmapped while importing torch stay counted
-big = torch.empty(64 * 2**20, dtype=torch.uint8)  # 64 MB: above glibc's largest mmap threshold
-print(int(applied), libc.mallinfo2().hblks - before)
+def new_mmapped_blocks():  # blocks mmapped while importing torch stay counted: count the difference
+    before = libc.mallinfo2().hblks
+    big = torch.empty(64 * 2**20, dtype=torch.uint8)  # 64 MB: above glibc's largest mmap threshold
+    return libc.mallinfo2().hblks - before
+
+with keep_freed_memory(enabled=sys.argv[1] == "on") as applied:
+    inside = new_mmapped_blocks()
+after = new_mmapped_blocks()  # the block has ended: glibc's defaults again
+print(int(applied), inside, after)
 """
 
 
@@ -28,16 +34,17 @@ print(int(applied), libc.mallinfo2().hblks - before)
 @pytest.mark.parametrize("mode", ["on", "off"])
 def test_large_blocks_stay_in_the_heap_only_when_applied(mode):
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
-    applied, new_mmapped_blocks = map(int, out.stdout.split())
+    applied, inside, after = map(int, out.stdout.split())
     if mode == "on":
-        assert applied == 1 and new_mmapped_blocks == 0
+        assert applied == 1 and inside == 0
     else:  # negative control: glibc's default serves the 64 MB block with its own mmap
-        assert applied == 0 and new_mmapped_blocks == 1
+        assert applied == 0 and inside == 1
+    assert after == 1  # scoped: once the block ends, large blocks are mmapped (and unmapped) as by default
 
 
 def test_opt_out_by_environment(monkeypatch):
-    import findap.host_memory as hm
+    from findap.host_memory import keep_freed_memory
 
-    monkeypatch.setattr(hm, "_applied", None)
     monkeypatch.setenv("FINDAP_KEEP_FREED_MEMORY", "0")
-    assert hm.keep_freed_memory() is False
+    with keep_freed_memory() as applied:
+        assert applied is False

@@ -109,20 +109,20 @@ def run(recipe, ctx) -> dict:
              dropped, model_name)
 
     device = pick_device(recipe.device)
-    if device.type == "cpu":
-        keep_freed_memory()  # large temporaries reuse faulted pages: see findap.host_memory
-    torch.manual_seed(seed)  # LoRA initialisation and dropout: a rerun (or a resumed run) repeats the same run
-    model = drop_stale_gguf_marker(load_model(model_name, device=device))
-    ref = cached_reference_logprobs(
-        ctx.path("ref_logps.json"), model, train_pairs + dev_pairs, row_tokens=cfg.row_tokens,
-        share_prompt=cfg.share_prompt, chunk=cfg.logprob_chunk, precision=recipe.precision,
-    )
-    if cfg.lora:
-        model = add_lora(model, cfg)
-    summary = train(
-        model, train_pairs, dev_pairs, ref, cfg, seed=seed, precision=recipe.precision,
-        checkpoint_dir=ctx.path("checkpoint"),
-        save_best=lambda m: save_model_dir(m, tokenizer, ctx.path("model")),
-        log=ctx.log_metrics,
-    )
+    with keep_freed_memory(device.type == "cpu"):  # large temporaries reuse faulted pages: see findap.host_memory
+        torch.manual_seed(seed)  # LoRA initialisation and dropout: a rerun (or a resumed run) repeats the same run
+        model = drop_stale_gguf_marker(load_model(model_name, device=device))
+        ref = cached_reference_logprobs(
+            ctx.path("ref_logps.json"), model, train_pairs + dev_pairs, row_tokens=cfg.row_tokens,
+            share_prompt=cfg.share_prompt, chunk=cfg.logprob_chunk, precision=recipe.precision,
+        )
+        if cfg.lora:
+            model = add_lora(model, cfg)
+        summary = train(
+            model, train_pairs, dev_pairs, ref, cfg, seed=seed, precision=recipe.precision,
+            checkpoint_dir=ctx.path("checkpoint"),
+            save_best=lambda m: save_model_dir(m, tokenizer, ctx.path("model")),
+            log=ctx.log_metrics,
+        )
+        del model, ref  # freed inside the block, so its end hands their memory back to the OS
     return {**summary, "dropped_pairs": dropped, "model": str(ctx.path("model")), "policy": model_name}
