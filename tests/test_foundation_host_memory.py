@@ -48,3 +48,27 @@ def test_opt_out_by_environment(monkeypatch):
     monkeypatch.setenv("FINDAP_KEEP_FREED_MEMORY", "0")
     with keep_freed_memory() as applied:
         assert applied is False
+
+
+RELEASE_PROBE = r"""
+import torch
+from findap.host_memory import keep_freed_memory, release_free_memory
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+with keep_freed_memory():
+    big = torch.ones(256 * 2**20, dtype=torch.uint8)  # faulted in: resident
+    pinned = [torch.ones(1024) for _ in range(64)]  # later, smaller blocks: the freed big one is not the heap's top
+    del big
+    held = rss_mb()
+    release_free_memory()
+    print(held, rss_mb())
+"""
+
+
+@pytest.mark.skipif(_glibc() is None, reason="glibc only")
+def test_release_hands_free_heap_pages_back_while_the_block_is_on():
+    out = subprocess.run([sys.executable, "-c", RELEASE_PROBE], capture_output=True, text=True, check=True)
+    held, released = map(float, out.stdout.split())
+    assert held - released > 200  # MB: the freed 256 MB buffer was resident, and is not after the release

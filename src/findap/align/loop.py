@@ -20,6 +20,7 @@ from findap.align.logprobs import row_logprobs
 from findap.align.loss import DPONLLTerms, dpo_nll_loss
 from findap.align.packing import PackedRow, pack_pairs
 from findap.align.schedule import plan_steps, warmup_linear
+from findap.host_memory import release_free_memory
 from findap.models import autocast
 from findap.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from findap.train.optim import adamw_kernel
@@ -138,6 +139,7 @@ def train(
         """Dev loss now; returns True when patience is exhausted."""
         if not dev_rows:
             return False
+        release_free_memory()  # bounds heap fragmentation on CPU (findap.host_memory)
         metrics = evaluate(model, dev_rows, ref, cfg, by_id, precision)
         log({"step": step, **{f"dev_{k}": v for k, v in metrics.items()}})
         if state["best_dev"] is None or metrics["loss"] < state["best_dev"]:

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from findap.host_memory import release_free_memory
 from findap.io import write_json
 from findap.models import autocast
 from findap.train.attention import FLAT_BACKENDS, model_inputs
@@ -207,6 +208,7 @@ def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
                       "tokens_per_s": round(n_tokens / max(dt, 1e-9), 1)}
             last = step + 1 == total
             if (phase.dev_docs or fineval) and ((step + 1) % cfg.eval_every == 0 or last):
+                release_free_memory()  # bounds heap fragmentation on CPU (findap.host_memory)
                 measured = dev_loss(model, phase.dev_docs, cfg, backend, device, precision, pad_id)
                 measured = same_on_all_ranks(measured, dist)  # rank 0's numbers: one save/stop decision for all
                 record.update({k: round(v, 6) for k, v in measured.items()})
