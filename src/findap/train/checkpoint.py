@@ -79,10 +79,7 @@ def _is_trainable_only(path: Path) -> bool:
 def _load_trainable(model, path: Path) -> None:
     weights = load_file(str(path))
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    missing, unexpected = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
-    if missing or unexpected:
-        raise RuntimeError(f"{path}: trainable weights do not match the model's trainable parameters "
-                           f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    _require_same_names(path, "trainable weights do not match the model's trainable parameters", params, weights)
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
@@ -95,9 +92,16 @@ def load_weights(model, path: Path) -> None:
     if _is_trainable_only(path):
         return _load_trainable(model, path)
     missing, unexpected = load_model(model, str(path), strict=False)
-    if unexpected or missing:
-        raise RuntimeError(f"{path}: checkpoint does not match the model "
-                           f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    _report_mismatch(path, "checkpoint does not match the model", missing, unexpected)
+
+
+def _require_same_names(path: Path, what: str, expected, found) -> None:
+    _report_mismatch(path, what, sorted(set(expected) - set(found)), sorted(set(found) - set(expected)))
+
+
+def _report_mismatch(path: Path, what: str, missing, unexpected) -> None:
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: {what} (missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]})")
 
 
 def _rank() -> int:
@@ -196,11 +200,7 @@ def _load_sharded_weights(model, path: Path) -> None:
             for n in names:
                 if present and n not in state:
                     state[n] = state[present[0]]
-        expected = set(model.state_dict())
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        if missing or unexpected:
-            raise RuntimeError(f"{path}: checkpoint does not match the model "
-                               f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        _require_same_names(path, "checkpoint does not match the model", model.state_dict(), state)
     set_model_state_dict(model, state, options=_full_options(broadcast_from_rank0=True))
 
 
