@@ -99,8 +99,8 @@ PRIMARY_BY_ANSWER_TYPE = {
 }
 
 
-def _primary_metric(scores: dict, declared: str | None, answer_type: str | None = None,
-                    declared_metrics: Sequence[str] = ()) -> str | None:
+def primary_metric(scores: dict, declared: str | None, answer_type: str | None = None,
+                   declared_metrics: Sequence[str] = ()) -> str | None:
     """The metric a task's cell shows: named by the result (`primary_metric`), else the answer type's usual
     headline, else the first output of the task's own metric list, else a well-known name, else the first number."""
 
@@ -156,7 +156,7 @@ def parse_result(record: dict, path: Path) -> TaskResult:
     tags = record.get("tags") if isinstance(record.get("tags"), dict) else {}
     flat = {**record, **tags}
     spec = (record.get("settings") or {}).get("spec") or {}
-    metric = _primary_metric(scores, _first(record, "primary_metric", "metric"), _first(flat, "answer_type"),
+    metric = primary_metric(scores, _first(record, "primary_metric", "metric"), _first(flat, "answer_type"),
                              spec.get("metrics") or ())
     if metric is None and record.get("needs_judge"):
         metric = NOT_JUDGED  # answers written, judge not run yet: the row shows "–"

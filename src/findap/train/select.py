@@ -155,7 +155,7 @@ class FinEvalScorer:
 
     def _score(self, model, out_dir: Path, dist=None) -> dict[str, float]:
         from findap.engines import EngineSpec, make_engine
-        from findap.eval.report import _primary_metric
+        from findap.eval.report import primary_metric
         from findap.eval.runner import evaluate
 
         if out_dir.exists():
@@ -181,7 +181,7 @@ class FinEvalScorer:
         scores = {}
         for task in self.tasks:
             result = out["results"][task.name]
-            metric = _primary_metric(result, None, task.spec.answer_type, task.spec.metrics)
+            metric = primary_metric(result, None, task.spec.answer_type, task.spec.metrics)
             scores[f"fineval_{task.name}"] = float(result[metric])
         finite = [v for v in scores.values() if math.isfinite(v)]
         scores["fineval_mean"] = sum(finite) / len(finite) if len(finite) == len(scores) else float("nan")
