@@ -16,7 +16,7 @@ from findap.engines.batching import length_sorted_batches
 from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
 from findap.engines.decoding import RowSettings, decode_output, generate_batch
 from findap.engines.scoring import plan_groups, score_groups
-from findap.engines.text import encode_pair, encode_prompt, render_prompt
+from findap.engines.text import encode_pair, fitted_prompt_ids, render_prompt
 from findap.models import autocast, autocast_dtype, load_model, load_tokenizer, pick_device, resolve_model
 
 
@@ -107,9 +107,7 @@ class HFEngine:
         return run_cached(self.cache, keys, compute, to_json=list, from_json=tuple)
 
     def _prompt_ids(self, text: str, max_new_tokens: int) -> list[int]:
-        ids = encode_prompt(self.tokenizer, text)
-        room = max(1, self.spec.max_length - max_new_tokens)
-        return ids[-room:]  # keep the end: the question sits at the end of a long prompt
+        return fitted_prompt_ids(self.tokenizer, text, max_new_tokens, self.spec.max_length)
 
     def _autocast(self):
         return autocast(self.device, self.spec.precision)

@@ -56,6 +56,12 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=add_special)
 
 
+def fitted_prompt_ids(tokenizer, text: str, max_new_tokens: int, max_length: int) -> list[int]:
+    """`encode_prompt`, left-truncated so `max_new_tokens` still fit in `max_length` (at least one prompt token):
+    the question sits at the end of a long prompt. Every engine that feeds token ids uses it (hf, vllm)."""
+    return encode_prompt(tokenizer, text)[-max(1, max_length - max_new_tokens):]
+
+
 def truncate_at_stop(text: str, stop: Sequence[str] | None) -> str:
     """Cut `text` at the earliest occurrence of any stop string (the stop string itself is dropped)."""
     if not stop:

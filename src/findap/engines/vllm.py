@@ -11,20 +11,8 @@ from typing import Iterator, Sequence
 
 from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
 from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
-from findap.engines.text import encode_pair, encode_prompt, render_prompt, truncate_at_stop
+from findap.engines.text import encode_pair, fitted_prompt_ids, render_prompt, truncate_at_stop
 from findap.models import resolve_model
-
-
-def prompt_ids(tokenizer, text: str, max_new_tokens: int, max_length: int) -> list[int]:
-    """Token ids of a rendered prompt, as the hf engine feeds them (HFEngine._prompt_ids).
-
-    Token ids, not text: given text, vLLM tokenizes with special tokens added, so a chat template that writes its
-    own BOS would get a second one (encode_prompt adds none then). Left-truncated to leave room for
-    `max_new_tokens`: vLLM rejects, for the whole batch, a prompt with no room for one output token
-    (vllm tests/v1/e2e/test_context_length.py: prompt_len + max_tokens must fit max_model_len).
-    """
-    ids = encode_prompt(tokenizer, text)
-    return ids[-max(1, max_length - max_new_tokens):]
 
 
 def scoring_ids(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int], list[int]]:
@@ -80,8 +68,11 @@ class VLLMEngine:
                 )
                 for i in todo
             ]
-            prompts = [{"prompt_token_ids": prompt_ids(self.tokenizer, texts[i], requests[i].max_new_tokens,
-                                                       self.spec.max_length)} for i in todo]
+            # Token ids, not text: given text, vLLM tokenizes with special tokens added, so a chat template that
+            # writes its own BOS would get a second one. Left-truncated as the hf engine does: vLLM rejects, for
+            # the whole batch, a prompt with no room for one output token (vllm tests/v1/e2e/test_context_length.py).
+            prompts = [{"prompt_token_ids": fitted_prompt_ids(self.tokenizer, texts[i], requests[i].max_new_tokens,
+                                                              self.spec.max_length)} for i in todo]
             outputs = self.llm.generate(prompts, params, use_tqdm=progress)
             yield [(i, truncate_at_stop(o.outputs[0].text, requests[i].stop)) for i, o in zip(todo, outputs)]
 
