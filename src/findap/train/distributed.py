@@ -85,14 +85,8 @@ def rank_device(device: torch.device) -> torch.device:
 
 def use_full_shard(cfg, world: int) -> bool:
     """Whether `cfg.sharding` shards parameters in a run of `world` processes (never in one process)."""
-    if cfg.sharding == "none" or world <= 1:
-        return False
-    if cfg.finetune == "lora":
-        if cfg.sharding == "full_shard":
-            raise ValueError("train.sharding=full_shard is not supported with finetune=lora: use auto or none "
-                             "(LoRA trains data-parallel with full replicas)")
-        return False
-    return True
+    # LoRA keeps full replicas (TrainConfig already refuses sharding=full_shard with it)
+    return cfg.sharding != "none" and world > 1 and cfg.finetune != "lora"
 
 
 def is_sharded(model) -> bool:
