@@ -64,8 +64,7 @@ def worker_findap(steps: int, backend: str) -> dict:
     from findap.train.optim import build_optimizer
     from findap.train.packing import packing_efficiency
 
-    keep_memory = keep_freed_memory()  # as findap.train.stage.train_model does on CPU (held to process exit)
-    keep_memory.__enter__()
+    keep_freed_memory().__enter__()  # as findap.train.stage.train_model does on CPU; held until the worker exits
     tok, docs = documents(SEQ)
     cfg = TrainConfig(seq_len=SEQ, micro_batch_tokens=2 * SEQ, tokens_per_step=2 * SEQ)
     plan = plan_steps(docs, cfg, seed=0)
@@ -168,7 +167,9 @@ def worker_ceiling(steps: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from findap.models import load_model
+    from transformers import AutoConfig
+
+    from findap.models import resolve_model
     from findap.train.config import TrainConfig
     from findap.train.loop import micro_batches, plan_steps
 
@@ -186,7 +187,7 @@ def worker_ceiling(steps: int) -> dict:
     tok, docs = documents(SEQ)
     cfg = TrainConfig(seq_len=SEQ, micro_batch_tokens=2 * SEQ, tokens_per_step=2 * SEQ)
     plan = plan_steps(docs, cfg, seed=0)
-    c = load_model(MODEL, device="cpu").config
+    c = AutoConfig.from_pretrained(resolve_model(MODEL))  # the shapes only: no weights needed
     d, f, hd, heads = c.hidden_size, c.intermediate_size, c.hidden_size // c.num_attention_heads, c.num_attention_heads
     kv = c.num_key_value_heads * hd
     attention_cache: dict[int, float] = {}

@@ -10,6 +10,7 @@ is (re)entered and resumes from its own checkpoints. A stage left out of the rec
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.table import Table
 
+from findap.host_memory import release_free_memory
 from findap.recipe import STAGES, Recipe, recipe_to_dict
 from findap.runs import StageContext, read_done
 
@@ -66,6 +68,11 @@ def run_stage(recipe: Recipe, stage: str, *, force: bool = False) -> dict:
     ctx.save_config(recipe_to_dict(recipe))
     console.rule(f"[bold]{stage}")
     summary = stage_function(stage)(recipe, ctx)
+    # Stages run in one process: hand what this one freed back to the OS before the next starts. glibc keeps
+    # freed heap resident; after curating the real-data recipe that was 14.2 GB, 0.7 GB once trimmed, and the
+    # stages after it ran out of the machine's 24 GB.
+    gc.collect()
+    release_free_memory()
     return ctx.mark_done(summary or {})
 
 
