@@ -56,7 +56,6 @@ def timed(step_fn, steps: int) -> dict:
 def worker_findap(steps: int, backend: str) -> dict:
     import torch
 
-    from findap.host_memory import keep_freed_memory
     from findap.models import load_model
     from findap.train.attention import hf_implementation
     from findap.train.config import TrainConfig
@@ -64,7 +63,6 @@ def worker_findap(steps: int, backend: str) -> dict:
     from findap.train.optim import build_optimizer
     from findap.train.packing import packing_efficiency
 
-    keep_freed_memory().__enter__()  # as findap.train.stage.train_model does on CPU; held until the worker exits
     tok, docs = documents(SEQ)
     cfg = TrainConfig(seq_len=SEQ, micro_batch_tokens=2 * SEQ, tokens_per_step=2 * SEQ)
     plan = plan_steps(docs, cfg, seed=0)
@@ -84,7 +82,7 @@ def worker_findap(steps: int, backend: str) -> dict:
     return out
 
 
-def worker_trl(steps: int, keep_memory: bool = False) -> dict:
+def worker_trl(steps: int) -> dict:
     import tempfile
 
     from datasets import Dataset
@@ -93,10 +91,6 @@ def worker_trl(steps: int, keep_memory: bool = False) -> dict:
 
     from findap.models import load_model
 
-    if keep_memory:  # the same allocator setting findap applies, so the ratio is not about malloc
-        from findap.host_memory import keep_freed_memory
-
-        keep_freed_memory().__enter__()  # held until the worker process exits
     tok, docs = documents(SEQ)
     data = Dataset.from_list([{"input_ids": d["input_ids"], "labels": d["labels"]} for d in docs])
     times, seen = [], []
@@ -229,10 +223,15 @@ def main() -> None:
                          "findap's allocator setting), plain, ceiling (this machine's matmul + attention bound)")
     args = ap.parse_args()
     if args.worker:
+        from findap.host_memory import keep_freed_memory
+
         fn = {"findap": lambda s: worker_findap(s, "varlen"), "findap-sdpa": lambda s: worker_findap(s, "sdpa"),
-              "trl": worker_trl, "trl-malloc": lambda s: worker_trl(s, keep_memory=True), "plain": worker_plain,
+              "trl": worker_trl, "trl-malloc": worker_trl, "plain": worker_plain,
               "ceiling": worker_ceiling}[args.worker]
-        result = fn(args.steps)
+        # findap's allocator setting, as findap.train.stage.train_model applies it on CPU; trl-malloc gives TRL the
+        # same, so the ratio is not about malloc
+        with keep_freed_memory(enabled=args.worker in ("findap", "findap-sdpa", "trl-malloc")):
+            result = fn(args.steps)
         result["peak_mb"] = round(peak_mb())
         print(json.dumps(result))
         return
