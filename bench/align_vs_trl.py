@@ -64,7 +64,7 @@ def run_ours(pairs: list[dict], batch: int, steps_hint: int) -> dict:
     encoded = [tokenize_pair(tok, p, 2048) for p in pairs]
     shared = sum(t.n_tokens_shared for t in encoded)
     per_step = -(-shared // steps_hint)  # same number of optimizer steps as TRL
-    cfg = AlignConfig(beta=0.1, alpha=1.0, nll_norm="per_example", batch_tokens=per_step, row_tokens=per_step,
+    cfg = AlignConfig(beta=0.1, alpha=1.0, nll_norm="per_example", tokens_per_step=per_step, row_tokens=per_step,
                       eval_every=10**6, checkpoint_every=10**6, epochs=1.0)
     ref = reference_logprobs(model, encoded, row_tokens=cfg.row_tokens, progress=False)
     start = time.perf_counter()

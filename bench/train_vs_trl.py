@@ -12,6 +12,13 @@ bf16, batch 2 x 2048; `trl-malloc` is the same run with findap's allocator setti
 ratio shows what is the trainer and what is malloc. The plain loop pads batches of 4 documents cut at 512 tokens
 and uses model(labels=...). `ceiling` times only the bf16 matmuls and SDPA attention of the same timed steps, each
 in isolation: the most any trainer could reach on this machine with these kernels.
+
+`findap-ckpt` is the trainer as `train.memory` fits it to a tight budget (micro-batch 2048, activation
+checkpointing, loss chunk 512): the memory side of the trade. `attention` times the per-document SDPA the trainer
+uses against an alternative for packed causal documents on CPU (blocked bf16 matmuls that skip every block above
+the diagonal, flash-style backward; kept here, not in the trainer, because it is slower: see docs/training.md).
+`--calibrate` measures the trainer's peak RSS at several micro-batches with and without checkpointing against
+findap.training.memory's estimate.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # helpers.sample_data: the test suite's small training sets
 
 MODEL = "smollm2-135m-instruct"
 SEQ = 2048
@@ -32,7 +40,7 @@ SEQ = 2048
 
 def documents(seq_len: int):
     from findap.models import load_tokenizer
-    from findap.train.sample_data import ectsum_texts, fpb_conversations, gsm8k_conversations
+    from helpers.sample_data import ectsum_texts, fpb_conversations, gsm8k_conversations
     from findap.train.tokenize import tokenize_examples
 
     tok = load_tokenizer(MODEL)
@@ -41,7 +49,7 @@ def documents(seq_len: int):
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux: the same as VmHWM
 
 
 def timed(step_fn, steps: int) -> dict:
@@ -53,20 +61,31 @@ def timed(step_fn, steps: int) -> dict:
     return {"tokens": tokens, "wall_s": round(wall, 2), "tok_per_s": round(tokens / wall, 1)}
 
 
-def worker_findap(steps: int, backend: str) -> dict:
+def worker_findap(steps: int, backend: str, micro_tokens: int = 2 * SEQ, checkpointing: bool = False,
+                  loss_chunk: int = 2048) -> dict:
     import torch
 
     from findap.models import load_model
     from findap.train.attention import hf_implementation
     from findap.train.config import TrainConfig
     from findap.train.loop import micro_batches, plan_steps, train_step
-    from findap.train.optim import build_optimizer
+    from findap.training.memory import GB, ModelShape, plan_memory, resident_bytes
+    from findap.training.optim import build_optimizer
     from findap.train.packing import packing_efficiency
+    from transformers import AutoConfig
+
+    from findap.models import resolve_model
 
     tok, docs = documents(SEQ)
-    cfg = TrainConfig(seq_len=SEQ, micro_batch_tokens=2 * SEQ, tokens_per_step=2 * SEQ)
+    cfg = TrainConfig(seq_len=SEQ, micro_batch_tokens=micro_tokens, tokens_per_step=max(micro_tokens, 2 * SEQ),
+                      gradient_checkpointing=checkpointing, loss_chunk_tokens=loss_chunk, memory="off")
     plan = plan_steps(docs, cfg, seed=0)
+    # the trainer's own estimate (findap.training.memory), from the same point: before the model loads
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(resolve_model(MODEL)))
+    estimate = plan_memory(cfg, shape, backend=backend, half=True, baseline=resident_bytes())
     model = load_model(MODEL, device="cpu", attn_implementation=hf_implementation(backend)).train()
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt = build_optimizer(model, 5e-6)
 
     def step(i):
@@ -79,6 +98,8 @@ def worker_findap(steps: int, backend: str) -> dict:
 
     out = timed(step, steps)
     out["packing"] = round(packing_efficiency([r for s in plan for r in s], SEQ), 4)
+    out["estimate_mb"] = round(estimate.estimate_bytes / 2**20)
+    out["baseline_mb"] = round(estimate.parts["baseline"] / 2**20)
     return out
 
 
@@ -206,6 +227,124 @@ def worker_ceiling(steps: int) -> dict:
             "matmul_s": round(mm_s, 2), "attention_s": round(attn_s, 2), "packing": float("nan")}
 
 
+def calibrate(steps: int) -> None:
+    """Measured peak RSS (VmHWM of a fresh process) vs findap.training.memory's estimate."""
+    print(f"{'micro-batch':>11s} {'checkpointing':>13s} {'baseline MB':>11s} {'estimate MB':>11s} {'peak MB':>8s} "
+          f"{'est/peak':>8s} {'tok/s':>7s}")
+    for mode, sizes in (("full", (2048, 4096)), ("ckpt", (2048, 4096, 8192))):  # 8192 without: ~13 GB
+        for tokens in sizes:
+            r = run_worker(f"calibrate-{tokens}-{mode}", steps)
+            print(f"{tokens:11d} {mode == 'ckpt'!s:>13s} {r['baseline_mb']:11d} {r['estimate_mb']:11d} "
+                  f"{r['peak_mb']:8.0f} {r['estimate_mb'] / r['peak_mb']:8.2f} {r['tok_per_s']:7.1f}", flush=True)
+
+
+def blocked_causal_attention(q, k, v, block: int = 256):
+    """The alternative to SDPA measured by `worker_attention`: causal attention of one document from bf16 batched
+    matmuls over query blocks, each block against only the keys at or before it (no masked block beyond the
+    diagonal is computed), grouped-query heads folded into the query rows (no repeated key/value heads), softmax in
+    fp32, and a flash-style backward that recomputes each block's probabilities from the saved log-sum-exp (memory
+    O(length), like SDPA). q (1, heads, n, hd), k/v (1, kv_heads, n, hd)."""
+    import torch
+
+    class Blocked(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v):
+            g, rep, n, hd = q.shape
+            scale = hd ** -0.5
+            out, lse = torch.empty_like(q), torch.empty(g, rep, n)
+            for s in range(0, n, block):
+                e = min(s + block, n)
+                p, l = Blocked.probs(q[:, :, s:e], k[:, :e], None, s, scale)
+                lse[:, :, s:e] = l
+                out[:, :, s:e] = torch.bmm(p.to(v.dtype).flatten(1, 2), v[:, :e]).view(g, rep, e - s, hd)
+            ctx.save_for_backward(q, k, v, out, lse)
+            return out
+
+        @staticmethod
+        def probs(qb, k, lse, s, scale):
+            g, rep, m, hd = qb.shape
+            scores = torch.bmm(qb.reshape(g, rep * m, hd), k.transpose(1, 2)).float().mul_(scale)
+            scores = scores.view(g, rep, m, k.shape[1])
+            scores[..., s:].masked_fill_(torch.ones(m, m, dtype=torch.bool).triu_(1), float("-inf"))
+            lse = torch.logsumexp(scores, -1) if lse is None else lse
+            return scores.sub_(lse[..., None]).exp_(), lse
+
+        @staticmethod
+        def backward(ctx, dout):
+            q, k, v, out, lse = ctx.saved_tensors
+            g, rep, n, hd = q.shape
+            scale = hd ** -0.5
+            dq, dk, dv = torch.empty_like(q), torch.zeros(k.shape), torch.zeros(v.shape)
+            delta = (dout.float() * out.float()).sum(-1)
+            for s in range(0, n, block):
+                e = min(s + block, n)
+                p, _ = Blocked.probs(q[:, :, s:e], k[:, :e], lse[:, :, s:e], s, scale)
+                do = dout[:, :, s:e].reshape(g, rep * (e - s), hd)
+                dv[:, :e] += torch.bmm(p.to(q.dtype).flatten(1, 2).transpose(1, 2), do).float()
+                dp = torch.bmm(do, v[:, :e].transpose(1, 2)).float().view(p.shape)
+                ds = p.mul_(dp.sub_(delta[:, :, s:e, None])).mul_(scale).to(q.dtype).flatten(1, 2)
+                dq[:, :, s:e] = torch.bmm(ds, k[:, :e]).view(g, rep, e - s, hd)
+                dk[:, :e] += torch.bmm(ds.transpose(1, 2), q[:, :, s:e].reshape(g, rep * (e - s), hd)).float()
+            return dq, dk.to(k.dtype), dv.to(v.dtype)
+
+    heads, kv_heads = q.shape[1], k.shape[1]
+    grouped = q.view(kv_heads, heads // kv_heads, q.shape[2], q.shape[3])
+    return Blocked.apply(grouped, k[0], v[0]).view(q.shape)
+
+
+def worker_attention(steps: int) -> dict:
+    """Causal attention of every document of the timed steps, forward + backward, x 30 layers, bf16: the trainer's
+    per-document SDPA (key/value heads repeated, as findap.train.attention does) against the blocked-matmul
+    alternative above; plus the largest difference of outputs and input gradients in fp32 on a 1,024-token
+    document (the equality a replacement would need)."""
+    import torch
+    import torch.nn.functional as F
+
+    from transformers import AutoConfig
+
+    from findap.models import resolve_model
+    from findap.train.config import TrainConfig
+    from findap.train.loop import micro_batches, plan_steps
+
+    c = AutoConfig.from_pretrained(resolve_model(MODEL))
+    heads, kv_heads, hd = c.num_attention_heads, c.num_key_value_heads, c.hidden_size // c.num_attention_heads
+
+    def sdpa(q, k, v):
+        rep = heads // kv_heads
+        return F.scaled_dot_product_attention(q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1),
+                                              is_causal=True)
+
+    def inputs(n, dtype):
+        torch.manual_seed(n)
+        return [torch.randn(1, h, n, hd, dtype=dtype, requires_grad=True) for h in (heads, kv_heads, kv_heads)]
+
+    def fwd_bwd(fn, n, cache={}):
+        if (fn, n) not in cache:
+            x = inputs(n, torch.bfloat16)
+            run = lambda: fn(*x).sum().backward()  # noqa: E731
+            run()
+            t0 = time.perf_counter()
+            run()
+            cache[fn, n] = time.perf_counter() - t0
+        return cache[fn, n]
+
+    x = inputs(1024, torch.float32)
+    ref, mine = sdpa(*x), blocked_causal_attention(*x)
+    grads = [torch.autograd.grad(o.sum(), x) for o in (ref, mine)]
+    diff = max([float((ref - mine).detach().abs().max())] + [float((a - b).abs().max()) for a, b in zip(*grads)])
+    tok, docs = documents(SEQ)
+    cfg = TrainConfig(seq_len=SEQ, micro_batch_tokens=2 * SEQ, tokens_per_step=2 * SEQ)
+    plan = plan_steps(docs, cfg, seed=0)
+    lengths = [n for i in range(1, min(steps, 1) + 1)  # the first timed step: the kernels, not the data, differ
+               for b in micro_batches(plan[i], cfg, "varlen", tok.pad_token_id) for n in b["doc_lens"][0]]
+    sdpa_s = c.num_hidden_layers * sum(fwd_bwd(sdpa, n) for n in lengths)
+    blocked_s = c.num_hidden_layers * sum(fwd_bwd(blocked_causal_attention, n) for n in lengths)
+    tokens = sum(lengths)
+    return {"tokens": tokens, "wall_s": round(sdpa_s, 2), "tok_per_s": round(tokens / sdpa_s, 1),
+            "sdpa_s": round(sdpa_s, 2), "blocked_s": round(blocked_s, 2), "fp32_max_diff": diff,
+            "packing": float("nan")}
+
+
 def run_worker(name: str, steps: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--steps", str(steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -218,19 +357,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=4, help="timed optimizer steps per trainer (after one warm-up)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--only", nargs="*", default=["findap", "trl", "trl-malloc", "plain", "ceiling"],
-                    help="trainers to run: findap (varlen), findap-sdpa (4-D mask), trl, trl-malloc (TRL with "
-                         "findap's allocator setting), plain, ceiling (this machine's matmul + attention bound)")
+    ap.add_argument("--only", nargs="*",
+                    default=["findap", "findap-ckpt", "trl", "trl-malloc", "plain", "ceiling", "attention"],
+                    help="trainers to run: findap (varlen, micro-batch 4096, no checkpointing), findap-ckpt (micro-"
+                         "batch 2048, activation checkpointing, loss chunk 512: what train.memory picks under a "
+                         "tight budget), findap-sdpa (4-D mask), trl, trl-malloc (TRL with findap's allocator "
+                         "setting), plain, ceiling (this machine's matmul + attention bound), attention (per-document "
+                         "SDPA vs the blocked-matmul alternative, first timed step)")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="instead: peak RSS of findap's trainer at micro-batches of 2048 and 4096 tokens without and "
+                         "2048, 4096 and 8192 tokens with activation checkpointing, each in a fresh process, against its estimate")
     args = ap.parse_args()
+    if args.calibrate:
+        calibrate(args.steps)
+        return
     if args.worker:
         from findap.host_memory import keep_freed_memory
 
         fn = {"findap": lambda s: worker_findap(s, "varlen"), "findap-sdpa": lambda s: worker_findap(s, "sdpa"),
+              "findap-ckpt": lambda s: worker_findap(s, "varlen", 1 * SEQ, True, 512),
               "trl": worker_trl, "trl-malloc": worker_trl, "plain": worker_plain,
-              "ceiling": worker_ceiling}[args.worker]
+              "ceiling": worker_ceiling, "attention": worker_attention}.get(args.worker)
+        if fn is None and args.worker.startswith("calibrate-"):  # calibrate-<micro tokens>-<ckpt|full>
+            _, tokens, mode = args.worker.split("-")
+            fn = lambda s: worker_findap(s, "varlen", int(tokens), mode == "ckpt")  # noqa: E731
         # findap's allocator setting, as findap.train.stage.train_model applies it on CPU; trl-malloc gives TRL the
         # same, so the ratio is not about malloc
-        with keep_freed_memory(enabled=args.worker in ("findap", "findap-sdpa", "trl-malloc")):
+        keep = args.worker.startswith(("findap", "calibrate")) or args.worker == "trl-malloc"
+        with keep_freed_memory(enabled=keep):
             result = fn(args.steps)
         result["peak_mb"] = round(peak_mb())
         print(json.dumps(result))
@@ -239,11 +393,21 @@ def main() -> None:
     for name in args.only:
         results[name] = run_worker(name, args.steps)
         print(f"{name:12s} {json.dumps(results[name])}", flush=True)
-    print(f"\n{'trainer':12s} {'tok/s':>8s} {'packing':>8s} {'peak MB':>8s} {'vs trl':>7s} {'vs plain':>8s}")
+    attention = results.pop("attention", None)
+    trl = results.get("trl")
+    print(f"\n{'trainer':12s} {'tok/s':>8s} {'packing':>8s} {'peak MB':>8s} {'vs trl':>7s} {'peak/trl':>8s} "
+          f"{'vs plain':>8s}")
     for name, r in results.items():
-        vs_trl = r["tok_per_s"] / results["trl"]["tok_per_s"] if "trl" in results else float("nan")
+        vs_trl = r["tok_per_s"] / trl["tok_per_s"] if trl else float("nan")
+        peak_vs_trl = r["peak_mb"] / trl["peak_mb"] if trl else float("nan")
         vs_plain = r["tok_per_s"] / results["plain"]["tok_per_s"] if "plain" in results else float("nan")
-        print(f"{name:12s} {r['tok_per_s']:8.1f} {r['packing']:8.2%} {r['peak_mb']:8.0f} {vs_trl:7.2f} {vs_plain:8.2f}")
+        print(f"{name:12s} {r['tok_per_s']:8.1f} {r['packing']:8.2%} {r['peak_mb']:8.0f} {vs_trl:7.2f} "
+              f"{peak_vs_trl:8.2f} {vs_plain:8.2f}")
+    if attention:
+        print(f"\nattention of the first timed step's documents, forward + backward x 30 layers, bf16: per-document "
+              f"SDPA {attention['sdpa_s']} s, blocked matmuls {attention['blocked_s']} s "
+              f"({attention['blocked_s'] / attention['sdpa_s']:.2f}x); fp32 max difference "
+              f"{attention['fp32_max_diff']:.1e}")
     if "ceiling" in results and "findap" in results:
         c = results["ceiling"]
         print(f"\nceiling: {c['matmul_s']} s of bf16 matmuls + {c['attention_s']} s of SDPA attention for the timed "

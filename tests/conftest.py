@@ -42,7 +42,7 @@ def tiny_train_set():
     import copy
 
     from findap.models import tiny_llama
-    from findap.train.sample_data import ectsum_texts, fpb_conversations
+    from helpers.sample_data import ectsum_texts, fpb_conversations
     from findap.train.tokenize import tokenize_examples
 
     model, tok = tiny_llama(seed=5)

@@ -53,7 +53,7 @@ def models():
 def test_pipeline_loss_equals_hand_computed(models, nll_norm):
     policy, ref_model, tok = models
     pairs = [tokenize_pair(tok, p, 512) for p in PAIRS]
-    cfg = AlignConfig(beta=0.3, alpha=0.7, nll_norm=nll_norm, logprob_chunk=5)
+    cfg = AlignConfig(beta=0.3, alpha=0.7, nll_norm=nll_norm, loss_chunk_tokens=5)
     ref = reference_logprobs(ref_model, pairs, row_tokens=4096, precision="fp32", progress=False)
     ours = evaluate(policy, pack_pairs(pairs, 4096), ref, cfg, {p.id: p for p in pairs}, "fp32")["loss"]
 
@@ -97,7 +97,7 @@ def test_overfit_raises_margin_and_chosen_logp():
     policy, tok = tiny_llama(seed=3)
     pairs = [tokenize_pair(tok, p, 512) for p in PAIRS]
     by_id = {p.id: p for p in pairs}
-    cfg = AlignConfig(lr=3e-3, warmup=0.0, batch_tokens=64, row_tokens=512, epochs=12, eval_every=1000,
+    cfg = AlignConfig(lr=3e-3, warmup=0.0, tokens_per_step=64, row_tokens=512, epochs=12, eval_every=1000,
                       checkpoint_every=1000, beta=0.1, alpha=1.0)
     ref = reference_logprobs(policy, pairs, row_tokens=512, precision="fp32", progress=False)
     rows = pack_pairs(pairs, 512)

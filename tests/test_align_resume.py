@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from findap.align.loop import resume
 from findap.io import read_jsonl_tolerant
 from findap.models import save_tiny_llama
-from findap.train.checkpoint import latest_checkpoint
+from findap.training.checkpoint import latest_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 QUESTIONS = [("What is 10% of 90?", "9", "90"), ("Add 17 and 25.", "42", "32"), ("Half of 64?", "32", "128"),
@@ -46,7 +46,7 @@ def write_recipe(tmp, name, model, **align):
                                              "rejected": f"Answer: {bad}"}) + "\n"
                                  for i, (q, good, bad) in enumerate(QUESTIONS)))
     recipe = {"name": name, "runs_dir": str(tmp / "runs"), "precision": "fp32", "device": "cpu", "stages": ["align"],
-              "align": {"model": model, "pairs": str(pairs), "lr": 1e-3, "batch_tokens": 64, "row_tokens": 256,
+              "align": {"model": model, "pairs": str(pairs), "lr": 1e-3, "tokens_per_step": 64, "row_tokens": 256,
                         "eval_every": 2, "checkpoint_every": 1, "dev_fraction": 0.34, "epochs": 6, "max_steps": 5,
                         **align}}
     path = tmp / f"{name}.yaml"
@@ -67,7 +67,7 @@ def assert_same_tensors(want: dict, got: dict):
 
 
 @pytest.mark.slow  # spawns three Python processes (~20-40 s per case on the shared 2-core machine)
-@pytest.mark.parametrize("align", [{}, {"lora": True, "lora_r": 4, "lora_dropout": 0.1}], ids=["full", "lora"])
+@pytest.mark.parametrize("align", [{}, {"finetune": "lora", "lora_r": 4, "lora_dropout": 0.1}], ids=["full", "lora"])
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, align):
     model = save_tiny_llama(tmp_path / "policy", seed=0)
     ref_recipe = write_recipe(tmp_path, "ref", model, **align)
@@ -87,7 +87,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, align):
     assert want_ckpt.name == got_ckpt.name == "ckpt-000005"
     assert sorted(p.name for p in (run_dir / "checkpoint").iterdir()) == ["LATEST", "ckpt-000005"]
     want_state, got_state = (json.loads((c / "state.json").read_text()) for c in (want_ckpt, got_ckpt))
-    assert set(got_state) == {"step", "best_dev", "best_step", "bad_evals", "tokens"}
+    assert got_state["step"] == 5 and got_state["select_on"] == "dev_loss"  # findap.training.state.TrainingState
+    for key in ("wall_s", "selection_signature", "select_on"):  # wall time differs; the rest is compared exactly
+        assert key == "wall_s" or got_state[key] == want_state[key]
+        del got_state[key], want_state[key]
     assert got_state == pytest.approx(want_state, abs=1e-6)
     weights = load_file(got_ckpt / "model.safetensors")
     if align:  # trainable-only: the adapters, not the frozen base

@@ -25,7 +25,7 @@ def make(tmp_path, **align):
     model_dir = save_tiny_llama(tmp_path / "policy", seed=0)
     write_pairs(tmp_path / "pairs.jsonl")
     recipe = Recipe(name="t", runs_dir=str(tmp_path / "runs"), precision="fp32", device="cpu",
-                    align={"lr": 1e-3, "batch_tokens": 64, "row_tokens": 256, "eval_every": 2,
+                    align={"lr": 1e-3, "tokens_per_step": 64, "row_tokens": 256, "eval_every": 2,
                            "checkpoint_every": 1, "dev_fraction": 0.34, "epochs": 6, **align})
     ctx = StageContext(run_dir=recipe.run_dir, name="align",
                        inputs={"model": model_dir, "pairs": tmp_path / "pairs.jsonl"})
@@ -50,7 +50,7 @@ def test_stage_trains_selects_and_resumes(tmp_path):
 
 
 def test_lora_option_saves_merged_model(tmp_path):
-    recipe, ctx = make(tmp_path, max_steps=1, lora=True, lora_r=4)
+    recipe, ctx = make(tmp_path, max_steps=1, finetune="lora", lora_r=4)
     out = run(recipe, ctx)
     model = load_model(out["model"])
     assert not any("lora" in name for name, _ in model.named_parameters())

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from findap.curate.config import CurateConfig, DedupConfig, SourceConfig
 from findap.curate.decontam import EvalIndex, decontaminate, words
 from findap.curate.dedup import dedup, minhash, shingles
@@ -108,3 +110,96 @@ def test_gather_eval_texts_from_files_is_the_reserved_portion(shared_data):
     assert {"fpb", "finer", "fomc", "credit", "tatqa", "cfa", "ectsum", "ectsum_val", "mmlu", "mtbench"} <= set(texts)
     assert texts["fpb"] and all(reserved_for_eval("fpb", s, 0.3) for s in texts["fpb"])
     assert len(texts["ectsum_val"]) == 249 and len(texts["mtbench"]) == 160
+
+
+# ---- every probe of every scored doc: question alone, question + options, input text ---------------------------
+@pytest.fixture(scope="module")
+def registry(shared_data):
+    from findap.curate.eval_texts import from_registry
+
+    texts, skipped = from_registry(shared_data)
+    return texts, skipped, EvalIndex(texts)
+
+
+def _mmlu_docs(shared_data):
+    from findap.eval.registry import get_task
+
+    task = get_task("mmlu", root=shared_data)
+    return task.splits["dev"] + task.splits["unseen"]
+
+
+def _background(shared_data) -> str:
+    return transcripts(shared_data, 1)[0][:3000]
+
+
+def test_copied_mmlu_question_without_its_options_is_removed(shared_data, registry):
+    """The old index joined question + options into one input: a question copied without its (long) options
+    held too few of the joined 13-grams and the CPT text survived."""
+    _, _, index = registry
+    doc = next(d for d in _mmlu_docs(shared_data) if len(words(d["question"])) >= 20
+               and sum(len(words(c)) for c in d["choices"]) > 2 * len(words(d["question"])))
+    copied = cpt_example("planted", "q", f"{_background(shared_data)}\n\nQuiz time. {doc['question']} Think "
+                         "about it before you read the answer below.", "finance", "concept")
+    clean = cpt_example("clean", "c", _background(shared_data), "finance", "concept")
+    kept, removed = decontaminate([copied, clean], index)
+    assert [ex["id"] for ex in kept] == [clean["id"]] and removed == {"mmlu": {"planted": 1}}
+
+
+def test_short_question_counts_as_a_whole_line_only(shared_data, registry):
+    """Questions under 13 words (rule: the whole question, normalised, is a line of the training text, after an
+    optional 'Question:' label); the same words inside a longer line are not evidence of a copy."""
+    _, _, index = registry
+    doc = next(d for d in _mmlu_docs(shared_data) if 8 <= len(words(d["question"])) < 13)
+    question = doc["question"]
+    as_line = cpt_example("planted", "line", f"{_background(shared_data)}\nQuestion: {question.upper()}\n",
+                          "finance", "concept")
+    inside = cpt_example("clean", "inside", f"My friend once asked, in passing, {question} and we laughed.",
+                         "finance", "concept")
+    kept, removed = decontaminate([as_line, inside], index)
+    assert [ex["id"] for ex in kept] == [inside["id"]] and removed == {"mmlu": {"planted": 1}}
+
+
+def test_templated_credit_rows_copied_caught_others_kept(shared_data, registry):
+    """German credit rows share their field names and most values ("checking account: ...; duration in months:
+    ..."): every real training row stays, while a scored row copied into training (curation's own format) goes."""
+    from findap.eval.registry import get_task
+
+    texts, _, index = registry
+    cfg = CurateConfig(data_root=str(shared_data))
+    training, _ = load_source(SourceConfig(name="credit"), cfg)
+    scored = get_task("flare_german", root=shared_data).splits["unseen"][0]
+    copy = it_example("planted", "row", "Assess this applicant.\n\n" + scored["text"].replace("; ", "\n- "),
+                      "bad", "finance", "task")
+    kept, removed = decontaminate(training + [copy], index)
+    assert len(kept) == len(training) == 703 and removed == {"flare_german": {"planted": 1}}
+    assert index.templated_probes >= 250  # the credit rows are matched whole, not by their few distinctive grams
+    # why: counting each row's non-template 13-grams alone, training rows of the same form reach half of them
+    untemplated = EvalIndex({"flare_german": texts["flare_german"]}, template_share=1.0)
+    assert len(decontaminate(training, untemplated)[0]) < len(training)
+
+
+def test_every_task_is_checked_or_listed_with_a_reason(shared_data, registry):
+    from findap.curate.curation import decontam_coverage
+    from findap.curate.stage import summarize
+    from findap.eval.registry import all_specs
+
+    texts, skipped, _ = registry
+    specs = all_specs()
+    assert set(texts) | set(skipped) == set(specs) and not set(texts) & set(skipped)
+    for name, spec in specs.items():
+        if spec.source is None:  # no hub cache on this machine: listed, never downloaded
+            assert name in texts or "local Hugging Face cache" in skipped[name], (name, skipped.get(name))
+    local = {"fpb", "fomc", "ner", "flare_german", "tatqa", "cfa_easy", "gsm8k", "ectsum", "mmlu", "mmlu_finance",
+             "arc", "boolq", "piqa", "mt_bench", "demo_sentiment", "demo_stance", "demo_concepts", "demo_exercises"}
+    assert local <= set(texts)
+    mmlu_item = texts["mmlu"][0]
+    assert len(mmlu_item) == 2 and mmlu_item[0].startswith(mmlu_item[1])  # question + options, question alone
+    record = {"removed": {"fpb": {"fpb": 5}, "ner": {"finer": 7}}, "eval_source": "registry",
+              "eval_tasks": {t: len(v) for t, v in texts.items()}, "skipped_tasks": skipped}
+    manifest = {"input_docs": 1, "docs_per_s": 1.0, "wall_s": 1.0, "sources": {}, "groups": {},
+                "filters": {"dedup": {"exact_total": 0, "near_total": 0}, "quality": {},
+                            "decontam": record | decontam_coverage(record)}}
+    summary = summarize(manifest)["decontamination"]
+    assert summary["removed"] == 12 and summary["checked"] == sorted(texts) and summary["unchecked"] == skipped
+    assert summary["note"].startswith(f"Decontaminated against {len(texts)} of {len(specs)} FinEval tasks")
+    assert all(name in summary["note"] for name in skipped)

@@ -150,3 +150,28 @@ def test_records_converter_reads_user_files(tmp_path, shared_data):
                                                 prompt_field="q", response_field="a"), cfg)
     assert [m["content"] for m in examples[0]["messages"]] == ["What is a bond?", "A loan to an issuer."]
     assert len(report.bad_rows) == 1 and "field 'q'" in report.bad_rows[0]
+
+
+def test_credit_training_and_eval_use_one_code_book(shared_data):
+    """The same german.data row reads the same words in a training prompt and in a FinEval item."""
+    from findap.eval.registry import get_task
+
+    examples, _ = convert(shared_data, "credit", limit=None, eval_holdout=0.0)
+    train_text = examples[0]["messages"][0]["content"]
+    doc = next(d for d in get_task("flare_german", root=shared_data).all_docs if d["id"] == "german-1")
+    for part in doc["text"].split("; "):
+        assert f"- {part}" in train_text, part
+
+
+def test_credit_bad_code_names_file_line_and_attribute(tmp_path):
+    from findap.eval.loaders import load_german
+    from findap.eval.registry import get_task
+    from findap.io import DataError
+
+    bad = tmp_path / "credit" / "german.data"
+    bad.parent.mkdir()
+    bad.write_text("A11 6 A34 A43 1169 A65 A75 4 A93 A101 4 A121 67 A143 A152 2 A173 1 A192 A201 1\n"
+                   "A11 6 A34 A99 1169 A65 A75 4 A93 A101 4 A121 67 A143 A152 2 A173 1 A192 A201 1\n")
+    spec = get_task("flare_german", root=tmp_path).spec
+    with pytest.raises(DataError, match=r"german.data:2.*purpose.*A99"):
+        load_german(tmp_path, spec, "credit/german.data")

@@ -82,7 +82,7 @@ def test_orm_verdicts():
     ("Step 1: ...\nAnswer: $2,490.00", "2490", "number", True),
     ("Answer: 22.2%", "-22.22", "number", False),
     ("Answer: (22.22)", "-22.22", "number", True),
-    ("Answer: 0.2222", "22.22", "number", True),  # a percent written as a fraction
+    ("Answer: 0.2222", "22.22", "number", False),  # was True (the bug): the question does not say percent
     ("The liquidity premium explains it.\n**Answer:** C", "C", "choice", True),
     ("Answer: B) maturity", "C", "choice", False),
     ("I could not finish.", "3", "number", None),
@@ -120,3 +120,106 @@ def test_pair_policies():
     assert decide(mk(0, True, "x", judge=False), "both") is None
     assert decide(mk(0, True, "x", judge=False), "check") is True
     assert decide(mk(0, True, "x", judge=False), "judge") is False
+
+
+# ---------------------------------------------------------------------------------- labels you can trust
+from findap.distill.genprm import numbered_steps, step_index  # noqa: E402
+from findap.distill.judges import StepJudgement, prm_messages  # noqa: E402
+from findap.distill.trajectories import REL_TOL, asks_percent, numbers_match  # noqa: E402
+from findap.eval.answers import single_number  # noqa: E402
+
+
+def _match(pred: str, gold: str, percent_question: bool = False) -> bool:
+    return numbers_match(single_number(pred), single_number(gold), percent_question)
+
+
+def test_tolerance_rule_by_hand():
+    # the documented rule: |pred - gold| <= max(0.1% of |gold|, half a unit in the gold's last decimal place)
+    assert REL_TOL == 1e-3
+    assert _match("1001", "1000") and not _match("1001.01", "1000")  # 0.1% of 1000 is 1
+    assert _match("0.375", "0.37") and not _match("0.3751", "0.37")  # gold written to 2 decimals: +-0.005
+    assert _match("-22.2", "-22.22") and not _match("22.22", "-22.22")
+    assert not _match("101", "100") and not _match("0.085", "0.0825")  # the old 1% / 0.01 accepted both
+
+
+def test_factor_100_only_for_percent():
+    assert not _match("5", "500") and not _match("500", "5")  # the issue: wrong solutions became "chosen"
+    assert not _match("5", "500", percent_question=False) and _match("0.25", "25", percent_question=True)
+    assert _match("25", "0.25", percent_question=True) and not _match("0.25", "25")
+    assert _match("8.25%", "0.0825") and _match("25", "25%")  # a written '%' is exact: 8.25% is 0.0825
+
+
+def test_asks_percent_reads_the_question_not_the_table():
+    table_question = "Revenue | 10% | 20%\nCost | 5% | 7%\n\nQuestion: How many segments grew?"
+    assert not asks_percent(table_question)
+    assert asks_percent("Revenue | 10% | 20%\n\nQuestion: What is the change? (answer in percent)")
+    assert asks_percent("What percentage of the loan is repaid after 3 years?")
+    item = ReasoningItem("t", table_question, "20", "number", "tatqa")
+    assert check_answer("Answer: 0.2", item) is False
+
+
+def test_unreadable_gold_is_unchecked_not_wrong():
+    for gold in ("between 10 and 15", "N/A", ""):
+        assert check_answer("Answer: 12", ReasoningItem("x", "q", gold, "number", "t")) is None
+    assert check_answer("Answer: 12", ReasoningItem("x", "q", "", "choice", "t")) is None
+
+
+def test_check_mode_sends_unreadable_gold_to_the_judge(tmp_path):
+    """Real tiny model as policy and judge: under label_mode 'check' the candidate of an unreadable gold is
+    judged (the tiny judge never gives a verdict: dropped and counted), never silently labelled wrong."""
+    from findap.distill.config import DistillConfig
+    from findap.distill.driver import process_batch
+    from findap.engines import EngineSpec, make_engine
+    from findap.models import save_tiny_llama
+
+    engine = make_engine(EngineSpec(kind="hf", model=save_tiny_llama(tmp_path / "tiny", seed=0), device="cpu",
+                                    precision="fp32", batch_size=4))
+    items = [ReasoningItem("unreadable", "Estimate the multiple.", "between 10 and 15", "number", "t"),
+             ReasoningItem("readable", "What is 2 + 2?", "4", "number", "t")]
+    cfg = DistillConfig(label_mode="check", genprm=False, n_samples=1, max_new_tokens=4,
+                        judge_max_new_tokens=4, judge_retries=0)
+    unreadable, readable = process_batch(items, engine, engine, cfg, seed=0, progress=False)
+    assert unreadable.unchecked == 1 and unreadable.drops["orm_judge_unparsable"] == 1 and unreadable.correct == 0
+    assert "label_disagreement" not in unreadable.drops
+    assert readable.unchecked == 0 and "orm_judge_unparsable" not in readable.drops  # its check decides
+
+
+def test_genprm_numbers_unlabelled_steps_and_maps_the_verdict_back():
+    solution = "Rate = 8.25 / 100 = 0.0825\nInterest = 1500 × 0.0825 × 8 = 99\nTotal = 1500 + 99 = 1599\nAnswer: 1599"
+    steps = split_steps(solution)
+    shown = numbered_steps(steps)
+    assert shown == ["Step 1: Rate = 8.25 / 100 = 0.0825", "Step 2: Interest = 1500 × 0.0825 × 8 = 99",
+                     "Step 3: Total = 1500 + 99 = 1599"]
+    item = ReasoningItem("x", "Simple interest on 1500 at 8.25% for 8 years, and the total?", "2490", "number", "t")
+    assert "Step 2: Interest = 1500 × 0.0825 × 8 = 99" in prm_messages(item, shown)[1]["content"]
+    judged = parse_prm("Step 2 multiplies wrongly.\nFirst error: Step 2\n"
+                       "Correction: Step 2: Interest = 1500 × 0.0825 × 8 = 990")
+    assert step_index(judged.first_error, len(steps)) == 1  # 'Step 2' is the second line, index 1
+    assert corrected_prefix(steps, judged) == "Rate = 8.25 / 100 = 0.0825\nStep 2: Interest = 1500 × 0.0825 × 8 = 990"
+    assert step_index(0, 3) is None and step_index(4, 3) is None
+    with pytest.raises(ValueError, match="step 4"):
+        corrected_prefix(steps, StepJudgement(4, "Step 4: x"))
+    # a labelled solution that skips a number is renumbered, so 'Step K' is still steps[K - 1]
+    assert numbered_steps(["Let us think.\nStep 1: a = 2", "Step 3: b = 3"]) == [
+        "Let us think.\nStep 1: a = 2", "Step 2: b = 3"]
+
+
+def test_correction_is_read_after_its_conclusion():
+    text = ("First error: Step 1\nCorrection: Step 1: x = 1\nHmm, actually step 1 is fine.\n"
+            "First error: Step 2\nCorrection: Step 2: First multiply 40 by 2 to get 80")
+    assert parse_prm(text) == StepJudgement(2, "Step 2: First multiply 40 by 2 to get 80")
+    assert parse_prm("First error: Step 1\nCorrection: Step 1: r = 0.05\nNo, step 1 is right.\nFirst error: Step 3") is None
+
+
+@pytest.mark.parametrize("solution, expected", [
+    ("Answer: C, since option A ignores the tax shield.", "C"),
+    ("B. Option A ignores taxes.", "B"),
+    ("The correct option is C. A and B ignore inflation.", "C"),
+])
+def test_choice_answers_read_like_fineval(solution, expected):
+    assert extract_answer(solution, "choice") == expected
+
+
+def test_number_answers_read_after_the_marker():
+    assert extract_answer("Step 1: 1500 × 0.0825 × 8 = 990\nAnswer: 990 (rounded to 2 decimals)", "number") == "990"
+    assert extract_answer("Answer: -22.22%", "number") == "-22.22%"

@@ -97,3 +97,50 @@ def test_ner_lines_to_iob_tags():
 def test_final_answer_keeps_text_after_last_marker():
     assert final_answer("Reasoning... Answer: A\nWait.\nFinal answer: B") == "B"
     assert final_answer("no marker here") == "no marker here"
+
+
+FOMC = _spec(labels=["dovish", "hawkish", "neutral"])
+
+
+@pytest.mark.parametrize("spec, output, expected", [
+    # issue #11: label order used to decide; the label the answer states (and is not negated) wins now
+    (SENTIMENT, "Negative. It is not a positive development.", "negative"),
+    (FOMC, "Answer: neutral (neither hawkish nor dovish)", "neutral"),
+    (FOMC, "Hawkish. The Committee will keep raising rates; it is not dovish.", "hawkish"),
+    (SENTIMENT, "Despite positive sales, the overall sentiment is **negative**.", "negative"),
+    (SENTIMENT, "The news is not negative; the tone is neutral.", "neutral"),
+    (STOCK, "It will not rise; I predict a fall.", "fall"),
+])
+def test_label_is_the_one_stated(spec, output, expected):
+    assert extract_label(output, {}, spec) == expected
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("Answer: C, since option A ignores the tax shield.", 2),  # issue #11: was A
+    ("B. Option A ignores taxes.", 1),  # issue #11: was A
+    ("The answer is D.", 3),
+    ("I think it's A, but actually C.", 2),
+    ("**Answer:** B", 1),
+    ("Reasoning about option A and option B...\nTherefore, the answer is (B).", 1),
+])
+def test_letter_is_the_one_the_answer_states(output, expected):
+    assert extract_letter(output, {"choices": ["w", "x", "y", "z"]}, None) == expected
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("Answer: 990 (rounded to 2 decimals)", "990"),  # issue #11
+    ("Answer: 990 dollars after 8 years", "990"),  # issue #11: was 8
+    ("After 8 years, the balance is $2,490.", "2490"),
+    ("Growth: 12%", "12"),
+    ("Answer: −3.5", "-3.5"),
+])
+def test_number_right_after_the_marker(output, expected):
+    assert extract_number(output, {}, None) == expected
+
+
+def test_tatqa_reads_the_stated_number_and_its_scale():
+    assert extract_tatqa("Answer: 12.6 million (up from 10.1 million in 2018)", {}, None) == {
+        "answer": ["12.6"], "scale": "million"}
+    assert extract_tatqa("Answer: revenue was $12.6 million in 2019", {}, None) == {
+        "answer": ["12.6"], "scale": "million"}
+    assert extract_tatqa("Answer: fiscal 2019 revenue", {}, None) == {"answer": ["fiscal 2019 revenue"], "scale": ""}

@@ -130,3 +130,97 @@ def test_tatqa_matches_hand_computed_official_values(tatqa_docs, raw, gold_type,
 def test_tatqa_empty_prediction_scores_zero(tatqa_docs):
     doc = tatqa_docs[0]
     assert tatqa_em_f1([], "", doc["gold_raw"], doc["gold_type"], doc["scale"]) == (0.0, 0.0)
+
+
+# TAT-QA's official scorer leaves DROP's number rule switched off ("# if _match_numbers_if_present(...): no need to
+# match number in tatqa" in tatqa_metric.py `_align_bags`); `tatqa_f1_drop` switches it on. Values by hand:
+@pytest.mark.parametrize(
+    "pred,official,drop",
+    [
+        # {3.5, years} vs gold {2.5, years}: P = R = 1/2 -> F1 0.5; the gold number 2.5 is absent -> DROP 0
+        (["3.5 years"], 0.5, 0.0),
+        # {about, 2.5, years} vs {2.5, years}: P = 2/3, R = 1 -> F1 0.8; the number is there -> DROP keeps 0.8
+        (["about 2.5 years"], 0.8, 0.8),
+        (["2.5 years"], 1.0, 1.0),
+    ],
+)
+def test_tatqa_drop_number_rule_on_a_real_span_gold(tatqa_docs, pred, official, drop):
+    doc = _find(tatqa_docs, ["2.5 years"], "span")
+    gold = (doc["gold_raw"], doc["gold_type"], doc["scale"])
+    assert tatqa_em_f1(pred, "", *gold)[1] == pytest.approx(official)
+    assert tatqa_em_f1(pred, "", *gold, numbers_must_match=True)[1] == pytest.approx(drop)
+
+
+def test_tatqa_metric_reports_official_and_drop_f1():
+    # the issue's example: 2 of 3 tokens shared -> official F1 0.67; gold number 2018 not stated -> DROP F1 0
+    spec = _spec(answer_type="numeric_qa", labels=[], metrics=["tatqa"])
+    docs = [{"gold": ["fiscal 2018 revenue"], "gold_raw": ["fiscal 2018 revenue"], "gold_type": "span", "scale": ""}]
+    got = score([{"answer": ["fiscal 2019 revenue"], "scale": ""}], docs, spec, "direct")
+    assert got == {"tatqa_em": 0.0, "tatqa_f1": pytest.approx(0.67), "tatqa_f1_drop": 0.0}
+
+
+def test_rouge_lsum_on_multi_sentence_summaries_equals_rouge_score():
+    """ECTSum-style: gold bullet lines, predictions written as one paragraph. rougeLsum is rouge-score's, on the
+    texts split one sentence per line (here split by hand for the reference), and differs from plain rougeL."""
+    from rouge_score import rouge_scorer
+
+    gold_sentences = [["Q1 adjusted earnings per share $1.01.", "Sees fiscal 2021 revenue of $6.1 billion."],
+                      ["Net sales rose 12% to $2.3 billion.", "Company raises full-year guidance."]]
+    pred_sentences = [["Sees fiscal 2021 revenue of $6.1 billion.", "Q1 adjusted earnings per share were $1.01."],
+                      ["The company raises guidance.", "Sales rose 12% to $2.3 billion!", "Margins fell."]]
+    docs = [{"gold": "\n".join(g)} for g in gold_sentences]
+    preds = [" ".join(p) for p in pred_sentences]
+    spec = _spec(answer_type="summarization", labels=[], metrics=["rouge_sum"])
+    got = score(preds, docs, spec, "direct")
+    assert set(got) == {"rouge1", "rouge2", "rougeLsum"}
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
+    ref = [scorer.score("\n".join(g), "\n".join(p)) for g, p in zip(gold_sentences, pred_sentences)]
+    for key in ("rouge1", "rouge2", "rougeLsum"):
+        assert got[key] == pytest.approx(sum(r[key].fmeasure for r in ref) / 2)
+    plain_l = sum(r["rougeL"].fmeasure for r in ref) / 2
+    assert got["rougeLsum"] > plain_l + 0.05  # sentence order swapped: summary-level LCS recovers it
+
+
+def test_ectsum_and_edtsum_report_rouge_lsum():
+    for name in ("ectsum", "edtsum"):
+        assert get_task(name).spec.metrics == ["rouge_sum"]
+
+
+def _resampled(values: list, counts) -> list:
+    return [v for v, c in zip(values, counts) for _ in range(int(c))]
+
+
+def test_resampled_scores_from_item_stats_equal_sklearn_and_seqeval():
+    """The bootstrap's shortcut (column sums of per-item statistics) gives on each resample exactly what the
+    reference libraries give on that resample written out item by item."""
+    import numpy as np
+    from seqeval.metrics import f1_score as seq_f1
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    from findap.eval.metrics import item_stats
+
+    rng = random.Random(3)
+    labels = ["positive", "neutral", "negative"]
+    gold = [rng.choice(labels) for _ in range(60)]
+    preds = [g if rng.random() < 0.6 else rng.choice(labels + [None]) for g in gold]
+    spec = _spec(metrics=["f1_weighted", "f1_macro", "mcc"])
+    stats = item_stats(preds, [{"gold": g} for g in gold], spec, "direct")
+    filled = [p if p is not None else "missing" for p in preds]
+    counts = np.random.default_rng(0).multinomial(60, [1 / 60] * 60, size=5).astype(float)
+    for c in counts:
+        g, p = _resampled(gold, c), _resampled(filled, c)
+        assert stats["f1_weighted"].reduce(c @ stats["f1_weighted"].table)["f1_weighted"] == pytest.approx(
+            f1_score(g, p, labels=labels, average="weighted", zero_division=0))
+        assert stats["f1_macro"].reduce(c @ stats["f1_macro"].table)["f1_macro"] == pytest.approx(
+            f1_score(g, p, labels=labels, average="macro", zero_division=0))
+        assert stats["mcc"].reduce(c @ stats["mcc"].table)["mcc"] == pytest.approx(matthews_corrcoef(g, p))
+
+    tags = [["B-ORG", "I-ORG", "O", "B-PER"], ["O", "B-LOC", "O"], ["B-PER", "O"], ["O", "O", "B-ORG"]]
+    pred_tags = [["B-ORG", "I-ORG", "O", "O"], ["O", "B-LOC", "B-PER"], ["B-PER", "O"], None]
+    ner = item_stats(pred_tags, [{"tags": t, "gold": t} for t in tags],
+                     _spec(answer_type="ner", labels=[], metrics=["entity_f1"]), "direct")["entity_f1"]
+    filled_tags = [p or ["O"] * len(t) for p, t in zip(pred_tags, tags)]
+    for c in ([1, 1, 1, 1], [2, 0, 1, 3], [0, 3, 0, 1]):
+        c = np.asarray(c, dtype=float)
+        assert ner.reduce(c @ ner.table)["entity_f1"] == pytest.approx(
+            seq_f1(_resampled(tags, c), _resampled(filled_tags, c), zero_division=0))

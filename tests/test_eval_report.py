@@ -105,7 +105,27 @@ def test_leaderboard_numbers_equal_the_inputs(runs, tmp_path):
     assert mt[1].endswith("\\*") and cell_number(mt[3]) == 4.25 and "(-0.8)" in mt[4]
     assert "25.0%" in md  # the judge parse-failure rate is reported
     cost = next(r for r in md_rows if r[:2] == ["tuned", "train"])
-    assert cost[2:] == ["yes", "40.0", "81,920", "2,048"]  # tokens/s = 81920 / 40
+    assert cost[2:6] == ["yes", "40.0", "81,920", "2,048"]  # tokens/s = 81920 / 40
+
+
+def test_cost_table_shows_each_stages_peak_rss(runs, tmp_path):
+    """The peak RSS column comes from each stage's DONE (findap.host_memory.peak_memory): the larger of the stage
+    process's own peak and its launcher workers'; a DONE without one shows a dash, not 0."""
+    (runs / "tuned" / "train" / "DONE").write_text(json.dumps(
+        {"wall_s": 40.0, "tokens": 81920, "peak_rss_gb": 3.456, "peak_rss_children_gb": 5.25}))
+    (runs / "tuned" / "distill").mkdir()
+    (runs / "tuned" / "distill" / "DONE").write_text(json.dumps({"wall_s": 9.0, "peak_rss_gb": 1.755}))
+    (runs / "tuned" / "curate" / "DONE").write_text(json.dumps({"wall_s": 2.0}))
+    paths = build_report([runs / "tuned"], tmp_path / "out")
+    md = Path(paths["markdown"]).read_text()
+    assert "| run | stage | done | wall time (s) | tokens | tokens/s | peak RSS (GB) |" in md
+    rows = {r[1]: r for r in markdown_rows(md) if r[0] == "tuned"}
+    assert rows["train"][-1] == "5.25" and rows["distill"][-1] == "1.75" and rows["curate"][-1] == "–"
+    board = json.loads(Path(paths["json"]).read_text())
+    assert {c["stage"]: c["peak_rss_gb"] for c in board["costs"]} == {"curate": None, "distill": 1.755,
+                                                                      "train": 5.25}
+    page = Path(paths["html"]).read_text()
+    assert "<th>peak RSS (GB)</th>" in page and "<td>5.25</td>" in page
 
 
 def test_html_is_self_contained_and_plots_decode(runs, tmp_path):
@@ -216,20 +236,189 @@ def test_report_from_real_runner_outputs_of_two_tiny_models(tmp_path):
     assert rows["arc"]["deltas"]["tuned"] == pytest.approx(rows["arc"]["values"]["tuned"] - rows["arc"]["values"]["base"])
 
 
-def test_report_stage_over_a_run_directory(tmp_path):
-    from findap.eval.report import report_stage
+def test_report_is_a_stage_like_the_others(tmp_path):
+    """The pipeline finds the report stage as it finds every other (`findap.report.stage.run`) and runs it."""
+    from findap.pipeline import run_stage, stage_function
     from findap.recipe import Recipe
-    from findap.runs import StageContext
+    from findap.report import stage as report_stage
 
+    assert stage_function("report") is report_stage.run
     recipe = Recipe(name="demo", runs_dir=str(tmp_path / "runs"))
     for label, value in (("base", 0.25), ("cpt_it", 0.5)):
         write_result(recipe.run_dir / "eval" / label / "fpb.direct.json", "fpb", "task", "finance", "similar",
                      "f1_weighted", value, label)
     (recipe.run_dir / "train" / "model").mkdir(parents=True)
     (recipe.run_dir / "train" / "model" / "config.json").write_text("{not json: model files are never read}")
-    summary = report_stage(recipe, StageContext(run_dir=recipe.run_dir, name="report"))
+    summary = run_stage(recipe, "report")
     assert summary["base"] == "base" and summary["models"] == ["base", "cpt_it"]
+    assert (recipe.run_dir / "report" / "DONE").exists()
     board = json.loads(Path(summary["outputs"]["json"]).read_text())
     fpb = next(r for r in board["rows"] if r["label"] == "fpb")
     assert fpb["deltas"]["cpt_it"] == pytest.approx(25.0)
     assert Path(summary["outputs"]["html"]).parent == recipe.run_dir / "report"
+
+
+# ---- the FinCap view: capability x domain x novelty, each cell the mean of its tasks ---------------------------
+def write_scored_result(path: Path, model: str, task: str, preds: list, gold: list) -> dict:
+    """A per-task result in the eval runner's layout, scored by the real metrics (so intervals and pairing work)."""
+    from findap.eval.metrics import score
+    from findap.eval.registry import get_task
+
+    spec = get_task(task).spec
+    docs = [{"id": f"{task}-{i}", "gold": g} for i, g in enumerate(gold)]
+    record = {
+        "task": task, "mode": "direct", "model": model, "n": len(docs),
+        "tags": {"capability": spec.capability.value, "domain": spec.domain.value, "novelty": spec.novelty.value,
+                 "answer_type": spec.answer_type, "role": "unseen"},
+        "scores": score(preds, docs, spec, "direct"),
+        "settings": {"spec": spec.model_dump(mode="json", exclude={"description", "groups"})},
+        "samples": [{"id": d["id"], "prediction": p, "gold": d["gold"]} for d, p in zip(docs, preds)],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return record
+
+
+# task -> accuracy of (base, tuned): the similar finance tasks gain, the novel ones stay where they were
+FINCAP_TASKS = {"fpb": (0.5, 0.85), "fiqa_sa": (0.55, 0.85), "flare_german": (0.6, 0.6), "sm_acl": (0.5, 0.5)}
+
+
+@pytest.fixture
+def fincap_runs(tmp_path):
+    import numpy as np
+
+    from findap.eval.registry import get_task
+
+    rng = np.random.default_rng(4)
+    headline = {}  # (task, model) -> the headline score the result file holds, x100
+    for task, accuracies in FINCAP_TASKS.items():
+        labels = get_task(task).spec.labels
+        gold = [str(x) for x in rng.choice(labels, size=240)]
+        for model, accuracy in zip(("base", "tuned"), accuracies):
+            preds = [g if rng.random() < accuracy else str(rng.choice(labels)) for g in gold]
+            record = write_scored_result(tmp_path / "runs" / model / "eval" / f"{task}.direct.json", model, task,
+                                         preds, gold)
+            headline[task, model] = 100 * record["scores"]["f1_weighted"]
+    return tmp_path / "runs", headline
+
+
+def test_fincap_cells_are_the_mean_of_their_tasks(fincap_runs, tmp_path):
+    runs, headline = fincap_runs
+    paths = build_report([runs], tmp_path / "out", base="base", n_boot=300)
+    board = json.loads(Path(paths["json"]).read_text())
+    cells = {(c["capability"], c["domain"], c["novelty"]): c for c in board["capabilities"]}
+    assert list(cells) == [("task", "finance", "similar"), ("task", "finance", "novel")]
+    members = {("task", "finance", "similar"): ["fiqa_sa", "fpb"],
+               ("task", "finance", "novel"): ["flare_german", "sm_acl"]}
+    for key, tasks in members.items():
+        cell = cells[key]
+        assert sorted(cell["tasks"]) == tasks and cell["split"] == "unseen"
+        for model in ("base", "tuned"):
+            mean = sum(headline[t, model] for t in tasks) / len(tasks)
+            assert cell["values"][model] == pytest.approx(mean)
+            ci = cell["intervals"][model]
+            assert ci["lo"] < mean < ci["hi"]
+        # every item is shared, so the paired delta is the plain difference of the means
+        delta = sum(headline[t, "tuned"] - headline[t, "base"] for t in tasks) / len(tasks)
+        assert cell["paired"]["tuned"]["delta"] == pytest.approx(delta)
+    assert cells["task", "finance", "similar"]["paired"]["tuned"]["significant"]
+    assert not cells["task", "finance", "novel"]["paired"]["tuned"]["significant"]
+
+    # the Markdown table shows the same means (rounded) under its own heading, with the tasks behind each cell
+    md = Path(paths["markdown"]).read_text()
+    table = md.split("## FinCap capabilities - unseen", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in table.splitlines() if line.startswith("| Task") or line.startswith("|  |")]
+    assert len(lines) == 2
+    similar = [c.strip() for c in lines[0].strip("|").split("|")]
+    mean_base = sum(headline[t, "base"] for t in ("fpb", "fiqa_sa")) / 2
+    assert similar[:3] == ["Task", "finance", "similar"] and cell_number(similar[3]) == round(mean_base, 1)
+    assert "]*)" in similar[4] and similar[5] == "fiqa_sa, fpb"
+    page = Path(paths["html"]).read_text()
+    assert "FinCap capabilities - unseen" in page and "fincap_unseen" in page
+    assert "fincap_unseen.png" in {Path(p).name for p in paths["plots"]}
+
+
+def test_fincap_cell_of_one_task_keeps_the_task_interval(runs, tmp_path):
+    board = json.loads(Path(build_report([runs], tmp_path / "out", base="base")["json"]).read_text())
+    task_rows = {r["label"]: r for r in board["rows"] if r["kind"] == "task"}
+    reasoning = next(c for c in board["capabilities"] if c["capability"] == "reasoning")
+    assert reasoning["tasks"] == ["cfa_easy"] and reasoning["values"] == task_rows["cfa_easy"]["values"]
+    chat = next(c for c in board["capabilities"] if c["capability"] == "chat")
+    assert chat["values"]["base"] == pytest.approx(4.25)  # a judge rating stays on its 1-10 scale
+
+
+# ---- plots: the numbers that go into them --------------------------------------------------------------------
+def write_curriculum_metrics(stage_dir: Path) -> None:
+    """train/metrics.jsonl as the train loop writes it: each curriculum group counts its steps from 1."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for phase, steps, start_loss in (("group1", 8, 10.8), ("group2", 5, 10.45)):
+        for step in range(1, steps + 1):
+            row = {"time": float(len(rows)), "phase": phase, "step": step, "loss": start_loss - 0.05 * step}
+            if step % 2 == 0:
+                row["dev_loss"] = start_loss - 0.04 * step
+            rows.append(row)
+    (stage_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_loss_plot_draws_one_series_per_curriculum_group(tmp_path):
+    from findap.eval.render import loss_plot, loss_plot_data
+    from findap.eval.results import loss_curves
+
+    write_curriculum_metrics(tmp_path / "run" / "train")
+    curves = loss_curves([tmp_path / "run"])
+    data = loss_plot_data(curves)
+    series = {s.label: s for s in data.series}
+    assert list(series) == ["group1 train", "group1 dev", "group2 train", "group2 dev"]
+    # group2 continues the axis after group1 instead of jumping back to step 1: no line turns back on itself
+    assert series["group1 train"].x == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert series["group2 train"].x == [9, 10, 11, 12, 13]
+    assert series["group2 dev"].x == [10, 12]
+    assert series["group2 train"].y == pytest.approx([10.45 - 0.05 * s for s in range(1, 6)])
+    assert all(s.x == sorted(s.x) for s in data.series)
+    assert series["group1 train"].color != series["group2 train"].color
+    assert data.boundaries == [(8.5, "group2")]
+    assert Image.open(io.BytesIO(loss_plot(curves))).format == "PNG"
+
+
+def test_a_short_loss_series_is_drawn_with_markers(tmp_path):
+    from findap.eval.render import loss_plot_data
+    from findap.eval.results import loss_curves
+
+    align = tmp_path / "run" / "align"
+    align.mkdir(parents=True)
+    rows = [{"step": 0, "dev_loss": 10.75}, {"step": 1, "loss": 10.73}, {"step": 1, "dev_loss": 10.67}]
+    (align / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = loss_plot_data(loss_curves([tmp_path / "run"]))
+    train = next(s for s in data.series if s.label == "train")
+    assert train.x == [1] and train.markers  # one point: a line alone would draw nothing
+    assert data.boundaries == [] and data.xlabel == "step"
+
+
+def test_all_zero_bars_start_the_axis_at_zero_and_missing_bars_say_so(tmp_path):
+    from findap.eval.render import MISSING, capability_figure
+    from findap.eval.results import build_leaderboard
+
+    for task in ("fpb", "fomc"):
+        for model in ("base", "tuned"):
+            write_result(tmp_path / "runs" / model / "eval" / f"{task}.json", task, "task", "finance", "similar",
+                         "f1_weighted", 0.0, model)
+    write_result(tmp_path / "runs" / "other" / "eval" / "fpb.json", "fpb", "task", "finance", "similar",
+                 "f1_weighted", 0.0, "other")
+    board = build_leaderboard(load_results([tmp_path / "runs"]), base="base")
+    ax = capability_figure(board, "unseen", "task").axes[0]
+    low, high = ax.get_ylim()
+    assert low == 0.0 and high > 1.0  # not matplotlib's -0.055..0.055 around a collapsed line
+    texts = [t.get_text() for t in ax.texts]
+    assert texts.count(MISSING) == 1  # "other" has no fomc
+    assert texts.count("0") == 5  # every bar that is there is 0: labelled, so it is not read as missing
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["base", "other", "tuned"]
+
+
+def test_the_key_to_a_cell_is_short_lines(runs, tmp_path):
+    md = Path(build_report([runs], tmp_path / "out", base="base")["markdown"]).read_text()
+    head = md.split("## ", 1)[0]
+    key = [line for line in head.splitlines() if line.startswith("- `")]
+    assert len(key) >= 5 and all(len(line) < 140 for line in key)
+    assert max(len(line) for line in head.splitlines()) < 260

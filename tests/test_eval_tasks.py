@@ -117,13 +117,35 @@ def test_carving_is_deterministic_disjoint_and_few_shot_never_scored(shared_data
     assert msgs[1]["content"] in ("positive", "neutral", "negative")
 
 
-def test_few_shot_falls_back_to_the_other_role_when_no_train_part(shared_data):
+def test_few_shot_without_train_part_uses_dev_for_unseen_scoring(shared_data):
     task = get_task("mmlu_finance", root=shared_data)
-    spec = task.spec.model_copy(update={"few_shot": 2})
-    t = Task(spec, root=shared_data)
-    dev_ids = {d["id"] for d in t.docs("dev")}
+    t = Task(task.spec.model_copy(update={"few_shot": 2}), root=shared_data)
+    assert not t.splits["train"]
+    dev_ids = {d["id"] for d in t.splits["dev"]}
     for doc in t.docs("unseen"):
-        assert all(s["id"] in dev_ids for s in t.shots(doc, "unseen"))
+        shots = t.shots(doc, "unseen")
+        assert len(shots) == 2 and all(s["id"] in dev_ids for s in shots)
+
+
+@pytest.mark.parametrize("name", ["mmlu_finance", "ectsum", "fpb", "demo_sentiment", "cfa_easy"])
+def test_dev_role_prompts_never_hold_an_unseen_or_scored_item(shared_data, name):
+    """Dev scoring (model selection) must not show final-report items: without a train part there is no legal
+    pool, and asking for shots is a clear error before anything is scored (the old code drew them from unseen)."""
+    t = Task(get_task(name, root=shared_data).spec.model_copy(update={"few_shot": 2}), root=shared_data)
+    unseen = t.splits["unseen"]
+    scored_ids = {d["id"] for d in t.splits["dev"]}
+    if not t.splits["train"]:
+        with pytest.raises(ValueError, match=rf"task {name}: few_shot=2 but scoring role 'dev' has no legal"):
+            t.docs("dev")
+        with pytest.raises(ValueError, match="unseen part is never a few-shot pool"):
+            t.messages(t.splits["dev"][0], "direct", "dev")
+        return
+    unseen_inputs = [t.user_message(d, "direct") for d in unseen]
+    for doc in t.docs("dev", limit=15):
+        shots = t.shots(doc, "dev")
+        assert len(shots) == 2 and not {s["id"] for s in shots} & ({d["id"] for d in unseen} | scored_ids)
+        shown = [m["content"] for m in t.messages(doc, "direct", "dev")[:-1] if m["role"] == "user"]
+        assert len(shown) == 2 and not set(shown) & set(unseen_inputs)
 
 
 # ---- broken copies: the error names file, line and field ----------------------------------------------------

@@ -1,5 +1,6 @@
 """Recipes: validation errors name the field path, the value and what is allowed; overrides; run dirs."""
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -46,6 +47,72 @@ def test_yaml_syntax_error_has_line(tmp_path):
 def test_bad_override_syntax(tmp_path):
     with pytest.raises(RecipeError, match="key.path=value"):
         load_recipe(write(tmp_path, "name: t\n"), ["seed"])
+
+
+DEMO = Path(__file__).parents[1] / "recipes" / "demo.yaml"
+
+
+def test_override_indexes_list_items():
+    # used to fail with "'groups' is a value, not a section": no group's learning rate could be set
+    r = load_recipe(DEMO, ["train.groups.1.lr=2e-5", "train.groups.0.train=[a.jsonl, b.jsonl]", "eval.tasks.0=fpb"])
+    assert [g.lr for g in r.train.groups] == [5e-5, 2e-5]
+    assert r.train.groups[0].train == ["a.jsonl", "b.jsonl"] and r.eval.tasks[0] == "fpb"
+
+
+def test_override_star_sets_every_item():
+    r = load_recipe(DEMO, ["train.groups.*.lr=1e-5", "train.groups.*.warmup=0.2"])
+    assert [(g.name, g.lr, g.warmup) for g in r.train.groups] == [("group1", 1e-5, 0.2), ("group2", 1e-5, 0.2)]
+
+
+def test_override_reaches_default_lists_and_sections(tmp_path):
+    from findap.curate.config import CurateConfig
+
+    # no train:/curate: section in the file: the default lists are filled in, then indexed
+    r = load_recipe(write(tmp_path, "name: t\n"), ["train.groups.*.lr=3e-5", "curate.groups.1.extends=null",
+                                                    "eval.judge.model=gpt-x", "eval.models.mine=/m"])
+    assert [g.lr for g in r.train.groups] == [3e-5]
+    default = CurateConfig().groups
+    assert [(g.name, g.sources) for g in r.curate.groups] == [(g.name, g.sources) for g in default]
+    assert default[1].extends is not None and r.curate.groups[1].extends is None
+    assert (r.eval.judge.model, r.eval.models) == ("gpt-x", {"mine": "/m"})
+
+
+def test_override_values_are_yaml(tmp_path):
+    r = load_recipe(DEMO, ["train.groups=[{name: only, lr: 1e-4}]", "stages=[train, eval]", "seed=0x10",
+                           "eval.limit=null"])
+    assert [(g.name, g.lr) for g in r.train.groups] == [("only", 1e-4)]
+    assert (r.stages, r.seed, r.eval.limit) == (["train", "eval"], 16, None)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.groups.7.lr=1e-5", "train.groups.7: only 2 groups; to add one, set the whole list: train.groups=[...]"),
+    ("train.groups.x.lr=1e-5", "train.groups.x: train.groups is a list of 2 groups: index it with 0..1 or *"),
+    ("train.groups.0.lrr=1e-5", "train.groups.0.lrr: unknown field; train.groups.0 has: name, train, dev, lr"),
+    ("train.nope=1", "train.nope: unknown field; train has: "),
+    ("nope=1", "nope: unknown field; a recipe has: name, model"),
+    ("seed.x=1", "seed is a value (0), not a section or list: nothing to find at 'x'"),
+    ("train.*.lr=1", "train.*: '*' selects every item of a list, and train is a section"),
+    ("train.groups.0=", "train.groups.0: Input should be a valid dictionary"),
+])
+def test_override_errors_name_the_path_and_what_exists(override, message):
+    with pytest.raises(RecipeError) as e:
+        load_recipe(DEMO, [override])
+    assert message in str(e.value)
+    if override.startswith("train.nope"):
+        assert {"groups", "seq_len", "micro_batch_tokens"} <= set(str(e.value).split(" has: ")[1].split(", "))
+
+
+def test_override_fills_an_empty_section_and_refuses_bad_yaml(tmp_path):
+    p = write(tmp_path, "name: t\ntrain:\neval:\n  judge: null\n")  # `train:` with nothing under it is None
+    r = load_recipe(p, ["train.groups.0.lr=1e-5", "eval.judge.model=x"])
+    assert (r.train.groups[0].lr, r.eval.judge.model) == (1e-5, "x")
+    with pytest.raises(RecipeError, match=r"override 'eval.tasks=\[a,': the value is not valid YAML"):
+        load_recipe(p, ["eval.tasks=[a,"])
+
+
+def test_override_on_an_empty_list_says_so(tmp_path):
+    with pytest.raises(RecipeError, match=r"train.groups.0.dev.0: no dev \(an empty list\)"):
+        load_recipe(write(tmp_path, "name: t\n"), ["train.groups.0.dev.0=x.jsonl"])
 
 
 def test_done_marker_is_atomic_and_last(tmp_path):
@@ -104,6 +171,6 @@ def test_shipped_recipes_are_valid():
     assert paper.train.seq_len == 8000 and paper.train.tokens_per_step == 128000
     assert [(g.lr, g.warmup) for g in paper.train.groups] == [(5e-6, 0.1), (5e-6, 0.5)]
     assert (paper.train.weight_decay, tuple(paper.train.betas)) == (0.1, (0.9, 0.95))
-    assert (paper.align.lr, paper.align.warmup, paper.align.batch_tokens, paper.align.alpha) == (5e-7, 0.1, 32768, 1.0)
+    assert (paper.align.lr, paper.align.warmup, paper.align.tokens_per_step, paper.align.alpha) == (5e-7, 0.1, 32768, 1.0)
     assert (paper.curate.mixture.cpt_share, paper.curate.mixture.cpt_domain_share,
             paper.curate.mixture.it_domain_share) == (0.5, 0.5, 0.2)

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from findap.models import autocast_dtype, tiny_llama
-from findap.train.attention import model_inputs, resolve_backend, set_backend
+from findap.train.attention import model_inputs, resolve_backend
 from findap.train.loss import token_loss_sum
 from findap.train.packing import collate_flat, pack_documents
-from findap.train.sample_data import ectsum_texts, fpb_conversations, gsm8k_conversations
+from helpers.attention import set_backend
+from helpers.sample_data import ectsum_texts, fpb_conversations, gsm8k_conversations
 from findap.train.tokenize import tokenize_examples
 
 FLASH_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
@@ -184,12 +185,12 @@ def test_resolve_backend_picks_flash_only_where_it_runs(fake_cuda, monkeypatch):
 
 # --------------------------------------------------------------------------------------- processes and GPUs
 def test_rank_device_is_local_rank(monkeypatch):
-    from findap.train.distributed import rank_device
+    from findap.training.parallel import Replicated, SingleProcess
 
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert rank_device(torch.device("cuda")) == torch.device("cuda")
+    assert SingleProcess().device(torch.device("cuda")) == torch.device("cuda")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "3")
+    rank_device = Replicated(3, 4).device
     assert rank_device(torch.device("cuda")) == torch.device("cuda", 3)
     assert rank_device(torch.device("cuda", 3)) == torch.device("cuda", 3)
     assert rank_device(torch.device("cpu")) == torch.device("cpu")
@@ -200,7 +201,7 @@ def test_rank_device_is_local_rank(monkeypatch):
 def test_from_env_on_cuda_takes_gpu_local_rank_and_a_cpu_backend(monkeypatch):
     import torch.distributed as td
 
-    from findap.train.distributed import from_env
+    from findap.training.parallel import Replicated, start
 
     seen = {}
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -212,8 +213,8 @@ def test_from_env_on_cuda_takes_gpu_local_rank_and_a_cpu_backend(monkeypatch):
     monkeypatch.setattr(td, "init_process_group", lambda backend, **kw: seen.setdefault("backend", backend))
     monkeypatch.setattr(td, "get_rank", lambda *a: 1)
     monkeypatch.setattr(td, "get_world_size", lambda *a: 2)
-    dist = from_env()
-    assert seen["device"] == 1 and (dist.rank, dist.world) == (1, 2)
+    dist = start("none", "full")
+    assert seen["device"] == 1 and (dist.rank, dist.world) == (1, 2) and isinstance(dist, Replicated)
     # CUDA tensors over NCCL, and gloo for the loop's CPU loss sums and the CPU barrier
     pairs = dict(p.split(":") for p in seen["backend"].split(","))
     assert pairs == {"cuda": "nccl", "cpu": "gloo"}
@@ -324,8 +325,8 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def test_foreach_checkpoint_resumes_into_fused_adamw(device, tmp_path):
     """An FSDP run's optimizer file (foreach) resumed by one process (fused): `step` must end up where the fused
     kernel keeps it (float32 on the parameter's device), and the update must run."""
-    from findap.train.checkpoint import _load_optimizer_state
-    from findap.train.optim import build_optimizer, param_groups
+    from findap.training.optim import build_optimizer, param_groups
+    from findap.training.parallel import SingleProcess
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)).to(device)
@@ -335,7 +336,7 @@ def test_foreach_checkpoint_resumes_into_fused_adamw(device, tmp_path):
     torch.save(saved.state_dict(), tmp_path / "optimizer.pt")
     opt = build_optimizer(model, 1e-3)
     assert all(g.get("fused") for g in opt.param_groups)  # plain CPU/CUDA tensors: fused (optim.adamw_kernel)
-    _load_optimizer_state(model, opt, tmp_path / "optimizer.pt")
+    SingleProcess().restore_optimizer(model, opt, tmp_path / "optimizer.pt")
     assert all(g.get("fused") and not g.get("foreach") for g in opt.param_groups)
     for p, state in opt.state.items():
         assert state["step"].device == p.device and state["step"].dtype == torch.float32

@@ -37,7 +37,7 @@ train:
   micro_batch_tokens: 512
   tokens_per_step: 1024
   eval_every: 2
-  save_every: 1
+  checkpoint_every: 1
   progress: false
   tensorboard: false
   groups:
@@ -54,7 +54,7 @@ distill:
   genprm: false
 align:
   lr: 1.0e-4
-  batch_tokens: 2048
+  tokens_per_step: 2048
   max_length: 512
   eval_every: 2
   checkpoint_every: 1
@@ -130,3 +130,85 @@ def test_run_every_stage_then_resume_after_kill(tmp_path, tiny_model_dir):
     assert not (krun / "train" / "DONE").exists()
     run_to_end(killed)
     assert scores(krun) == got, "a killed and resumed run must end with the same scores"
+
+
+# ---------------------------------------------------------------------- one process per stage (fast, no slow mark)
+STAGE_IN_CHILD = r"""
+import json, sys
+from findap.pipeline import run_recipe
+from findap.recipe import Recipe
+
+recipe = Recipe.model_validate(json.loads(sys.argv[1]))
+results = run_recipe(recipe)
+print(json.dumps({"results": results, "parent_loaded": [m for m in ("transformers", "findap.eval.stage")
+                                                         if m in sys.modules]}))
+"""
+
+
+def test_each_stage_runs_in_its_own_process_and_reports_its_peak(tmp_path, tiny_model_dir):
+    recipe = {"name": "isolated", "model": tiny_model_dir, "runs_dir": str(tmp_path), "precision": "fp32",
+              "stages": ["eval"], "eval": {"tasks": ["demo_sentiment"], "limit": 3}}
+    out = subprocess.run([sys.executable, "-c", STAGE_IN_CHILD, json.dumps(recipe)], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["parent_loaded"] == []  # the model and the eval code lived and died in the stage's process
+    done = json.loads((tmp_path / "isolated" / "eval" / "DONE").read_text())
+    assert done == got["results"]["eval"]
+    assert 0.05 < done["peak_rss_gb"] < 8  # VmHWM of the stage's process, in GB
+    # a rerun skips the finished stage without starting a process, and returns its DONE summary
+    again = subprocess.run([sys.executable, "-c", STAGE_IN_CHILD, json.dumps(recipe)], capture_output=True,
+                           text=True, timeout=600)
+    assert "already done" in again.stderr and json.loads(again.stdout.strip().splitlines()[-1])["results"]["eval"] == done
+
+
+def test_a_failing_stage_raises_the_childs_error_and_writes_no_done(tmp_path):
+    from findap.pipeline import StageError, run_recipe
+    from findap.recipe import Recipe
+
+    missing = tmp_path / "no-such-prompts.jsonl"
+    recipe = Recipe(name="failing", runs_dir=str(tmp_path), stages=["distill"],
+                    distill={"sources": [{"kind": "gsm8k", "path": str(missing)}]})
+    with pytest.raises(StageError) as err:
+        run_recipe(recipe)
+    assert str(missing) in str(err.value) and "Traceback" in str(err.value)
+    assert not (tmp_path / "failing" / "distill" / "DONE").exists()
+
+
+_ORPHAN_PARENT = """
+import multiprocessing, os, sys, time
+from findap.pipeline import _die_with_parent
+
+def stage(parent_pid, pid_file):
+    _die_with_parent(parent_pid)
+    open(pid_file, "w").write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=stage, args=(os.getpid(), sys.argv[1]))
+    child.start()
+    child.join()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="parent-death signal is Linux's prctl")
+def test_a_killed_run_takes_its_stage_process_with_it(tmp_path):
+    """SIGKILL of `findap run` must not leave the stage running beside the rerun that resumes it."""
+    script, pid_file = tmp_path / "parent.py", tmp_path / "child.pid"
+    script.write_text(_ORPHAN_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child_pid, signal.SIGKILL)
+    pytest.fail("the stage process outlived its killed parent")

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from findap.models import tiny_llama
-from findap.train.attention import FLAT_BACKENDS, model_inputs, set_backend
+from findap.train.attention import FLAT_BACKENDS, model_inputs
 from findap.train.loss import token_loss_sum
 from findap.train.packing import collate_flat, collate_rows, pack_documents
-from findap.train.sample_data import ectsum_texts, fpb_conversations, gsm8k_conversations
+from helpers.attention import set_backend
+from helpers.sample_data import ectsum_texts, fpb_conversations, gsm8k_conversations
 from findap.train.tokenize import tokenize_examples
 
 SEQ = 384

@@ -11,7 +11,9 @@ import torch.multiprocessing as mp
 from findap.models import load_model, load_tokenizer, save_tiny_llama
 from findap.train.config import TrainConfig
 from findap.train.loop import micro_batches, plan_steps, train_step
-from findap.train.sample_data import ectsum_texts, fpb_conversations
+from findap.training.parallel import FullyShard, Replicated, SingleProcess, start, use_full_shard
+from helpers.crash import Crash, crashing_after
+from helpers.sample_data import ectsum_texts, fpb_conversations
 from findap.train.tokenize import tokenize_examples
 
 CFG = TrainConfig(seq_len=64, micro_batch_tokens=128, tokens_per_step=512)
@@ -22,17 +24,15 @@ def one_step(model_dir, dist=None):
     model = load_model(model_dir, device="cpu", attn_implementation="sdpa")
     docs = tokenize_examples(fpb_conversations(10) + ectsum_texts(1), tok, 64)[:40]
     batches = micro_batches(plan_steps(docs, CFG, seed=0)[0], CFG, "sdpa", tok.pad_token_id)
-    loss, _ = train_step(model, batches, "sdpa", "cpu", "fp32", chunk=256, dist=dist)
+    loss, _ = train_step(model, batches, "sdpa", "cpu", "fp32", chunk=256, parallel=dist)
     return loss, {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
 def worker(rank, model_dir, port, out):
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from findap.train.distributed import from_env
-
-    dist = from_env()
-    assert (dist.rank, dist.world) == (rank, 2)
+    dist = start("none", "full")
+    assert (dist.rank, dist.world) == (rank, 2) and type(dist) is Replicated
     loss, grads = one_step(model_dir, dist)
     if rank == 0:
         torch.save({"loss": loss, "grads": grads}, out)
@@ -71,7 +71,7 @@ def test_two_processes_match_one(tmp_path):
 # ---- FSDP FULL_SHARD: 2 gloo processes, each holding half of the parameters --------------------------------------
 # One spawn runs every sharded scenario; the tests below read its results (module fixture `fsdp`).
 FSDP = TrainConfig(seq_len=128, micro_batch_tokens=256, tokens_per_step=768, loss_chunk_tokens=256, eval_every=2,
-                   save_every=1, patience=10, tensorboard=False, progress=False)  # 3 micro-batches per full step
+                   checkpoint_every=1, patience=10, tensorboard=False, progress=False)  # 3 micro-batches per full step
 # The uninterrupted run (and its 1-process reference) also selects on FinEval dev tasks, scored on the sharded model
 # at steps 2 and 4: a multiple-choice task (decoder + tied LM head read outside model.forward) and a classification
 # task (generation: the ranks decode in lockstep), 4 items each.
@@ -85,21 +85,26 @@ def fsdp_data(tok):
     return cpt[:8] + it[:12], cpt[16:18] + it[20:24]  # train: steps of 3, 3, 3 and 1 micro-batches; dev
 
 
-def run_phase(model_dir, out, dist=None, *, stop_after=None, cfg=FSDP):
+def run_phase(model_dir, out, parallel=None, *, crash_after=None, cfg=FSDP):
+    """Train the phase; with `crash_after=N` the run dies in step N + 1 (checkpoints of steps 1..N on disk)."""
     from findap.train.attention import hf_implementation
-    from findap.train.distributed import shard_model
-    from findap.train.loop import Distributed, Phase, train_phase
+    from findap.train.loop import Phase, train_phase
     from findap.train.select import FinEvalScorer
 
-    dist = dist or Distributed()
+    parallel = parallel or SingleProcess()
     tok = load_tokenizer(model_dir)
     train, dev = fsdp_data(tok)
     model = load_model(model_dir, device="cpu", attn_implementation=hf_implementation("varlen"))
-    model = shard_model(model, cfg, dist, "cpu", "fp32")
+    model = parallel.wrap(model, device="cpu", precision="fp32", checkpointing=cfg.gradient_checkpointing)
     phase = Phase("g1", train, dev, lr=2e-3, warmup=0.25, out_dir=out)
     scorer = FinEvalScorer.from_config(cfg, tok, device="cpu", precision="fp32")
-    result = train_phase(model, phase, cfg, backend="varlen", device="cpu", precision="fp32", seed=0,
-                         pad_id=tok.pad_token_id, dist=dist, stop_after=stop_after, fineval=scorer)
+    if crash_after is not None:
+        parallel = crashing_after(parallel, crash_after)
+    try:
+        result = train_phase(model, phase, cfg, backend="varlen", device="cpu", precision="fp32", seed=0,
+                             pad_id=tok.pad_token_id, parallel=parallel, fineval=scorer)
+    except Crash:
+        return model, tok, None
     return model, tok, result
 
 
@@ -107,7 +112,7 @@ def final_weights(out):
     """The weights of the newest checkpoint (written at the last step)."""
     from safetensors.torch import load_file
 
-    from findap.train.checkpoint import latest_checkpoint
+    from findap.training.checkpoint import latest_checkpoint
 
     return load_file(str(latest_checkpoint(out / "ckpt") / "model.safetensors"))
 
@@ -119,27 +124,26 @@ def fsdp_worker(rank, model_dir, port, tmp):
 
     import torch.distributed as td
 
-    from findap.train.distributed import from_env, is_sharded, same_on_all_ranks
-    from findap.train.stage import save_model_dir
+    from torch.distributed.fsdp import FSDPModule
 
-    dist = from_env()
+    dist = start("auto", "full")
     # (e) rank-dependent measurements (rank 1 off in the last digits, NaN, ...): every rank gets rank 0's
     measured = {"dev_loss": 2.5 + 1e-7 * rank, "dev_loss_it": [3.0, float("nan")][rank], "fineval_mean": 0.25 * rank}
     agreed = [None, None]
-    td.all_gather_object(agreed, same_on_all_ranks(measured, dist))
+    td.all_gather_object(agreed, dist.same_on_all_ranks(measured))
     # (a)-(c) uninterrupted, activation checkpointing on (the single-process reference runs without it), FinEval
     # selection on the sharded model
     checkpointed = SELECTING.model_copy(update={"gradient_checkpointing": True})
     model, tok, result = run_phase(model_dir, tmp / "fsdp", dist, cfg=checkpointed)
     params = list(model.parameters())
-    shard = {"sharded": is_sharded(model), "dtensor": all(type(p).__name__ == "DTensor" for p in params),
+    shard = {"sharded": isinstance(model, FSDPModule) and type(dist) is FullyShard, "dtensor": all(type(p).__name__ == "DTensor" for p in params),
              "local": sum(p.to_local().numel() for p in params), "total": sum(p.numel() for p in params),
              "checkpointing": all(layer.gradient_checkpointing for layer in model.model.layers)}
     shards = [None, None]
     td.all_gather_object(shards, shard)
-    save_model_dir(model, tok, tmp / "fsdp" / "model")
+    dist.save_model_dir(model, tok, tmp / "fsdp" / "model")
     # (d) a stop after step 2 (as a kill would), then fresh models resume from the checkpoint on disk
-    run_phase(model_dir, tmp / "resume", dist, stop_after=2)
+    run_phase(model_dir, tmp / "resume", dist, crash_after=2)
     if rank == 0:
         shutil.copytree(tmp / "resume" / "ckpt", tmp / "from-fsdp" / "ckpt")  # for a single process to resume
     run_phase(model_dir, tmp / "resume", dist)
@@ -154,7 +158,7 @@ def fsdp_worker(rank, model_dir, port, tmp):
 def fsdp(tmp_path_factory, tiny_model_dir, one_torch_thread):
     tmp = tmp_path_factory.mktemp("fsdp")
     single = run_phase(tiny_model_dir, tmp / "single", cfg=SELECTING)[2]
-    run_phase(tiny_model_dir, tmp / "from-single", stop_after=2)
+    run_phase(tiny_model_dir, tmp / "from-single", crash_after=2)
     spawn_pair(fsdp_worker, lambda port: (tiny_model_dir, port, tmp))
     run_phase(tiny_model_dir, tmp / "from-fsdp")  # resumes the sharded run's step-2 checkpoint in one process
     return {"tmp": tmp, "single": single.history, "single_best_step": single.best_step,
@@ -243,17 +247,13 @@ def test_fsdp_uneven_micro_batches(fsdp, tiny_model_dir):
         assert abs(g["loss"] - w["loss"]) < 1e-5 * w["loss"]
 
 
-def test_local_passes_pad_short_ranks(monkeypatch):
+def test_local_passes_pad_short_ranks():
     """Under FSDP every rank makes ceil(n / world) passes; the extra ones have loss weight 0. Replicas do not pad."""
-    from findap.train import distributed
-    from findap.train.loop import Distributed
-
-    monkeypatch.setattr(distributed, "is_sharded", lambda model: True)
-    passes = {r: distributed.local_passes(None, 3, Distributed(rank=r, world=2)) for r in (0, 1)}
+    passes = {r: FullyShard(r, 2).local_passes(3) for r in (0, 1)}
     assert passes == {0: [(0, 1.0), (2, 1.0)], 1: [(1, 1.0), (2, 0.0)]}
-    assert distributed.local_passes(None, 1, Distributed(rank=1, world=2)) == [(0, 0.0)]
-    monkeypatch.setattr(distributed, "is_sharded", lambda model: False)
-    assert distributed.local_passes(None, 1, Distributed(rank=1, world=2)) == []
+    assert FullyShard(1, 2).local_passes(1) == [(0, 0.0)]
+    assert Replicated(1, 2).local_passes(1) == [] and Replicated(1, 2).local_passes(3) == [(1, 1.0)]
+    assert SingleProcess().local_passes(3) == [(0, 1.0), (1, 1.0), (2, 1.0)]
 
 
 @pytest.mark.slow
@@ -272,10 +272,11 @@ def test_sharding_choice():
     """auto shards full fine-tuning with several processes; LoRA and one process keep full replicas."""
     from pydantic import ValidationError
 
-    from findap.train.distributed import use_full_shard
+    def shards(cfg, world):
+        return use_full_shard(cfg.sharding, cfg.finetune, world)
 
-    assert use_full_shard(TrainConfig(), 2) and not use_full_shard(TrainConfig(), 1)
-    assert not use_full_shard(TrainConfig(sharding="none"), 2)
-    assert not use_full_shard(TrainConfig(finetune="lora"), 2)
+    assert shards(TrainConfig(), 2) and not shards(TrainConfig(), 1)
+    assert not shards(TrainConfig(sharding="none"), 2)
+    assert not shards(TrainConfig(finetune="lora"), 2)
     with pytest.raises(ValidationError, match="sharding=full_shard is not supported with finetune=lora"):
         TrainConfig(finetune="lora", sharding="full_shard")

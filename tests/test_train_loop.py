@@ -4,10 +4,12 @@ import math
 import pytest
 import torch
 
-from findap.train.checkpoint import latest_checkpoint
 from findap.train.config import TrainConfig
 from findap.train.loop import Phase, TrainingDiverged, train_phase
-from findap.train.optim import build_optimizer, lr_factor, param_groups
+from findap.training.checkpoint import latest_checkpoint
+from findap.training.optim import build_optimizer, lr_factor, param_groups
+from findap.training.parallel import SingleProcess
+from helpers.crash import Crash, crashing_after
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +118,12 @@ def test_lr_schedule_hand_values():
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path):
     tok, docs = data
     model = fresh_model()
-    cfg = TrainConfig(seq_len=64, micro_batch_tokens=128, tokens_per_step=256, save_every=1, progress=False,
+    cfg = TrainConfig(seq_len=64, micro_batch_tokens=128, tokens_per_step=256, checkpoint_every=1, progress=False,
                       tensorboard=False)
     phase = Phase(name="p", train_docs=docs, dev_docs=[], lr=1e-3, warmup=0.0, out_dir=tmp_path)
-    train_phase(model, phase, cfg, backend="varlen", device="cpu", precision="fp32", stop_after=2)
+    with pytest.raises(Crash):
+        train_phase(model, phase, cfg, backend="varlen", device="cpu", precision="fp32",
+                    parallel=crashing_after(SingleProcess(), 2))
     good = {n: p.detach().clone() for n, p in model.named_parameters()}
     model.model.norm.register_forward_hook(lambda mod, inp, out: out * float("nan"))
     with pytest.raises(TrainingDiverged, match=r"loss is nan at step 3.*ckpt-000002"):

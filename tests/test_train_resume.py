@@ -12,15 +12,15 @@ from safetensors.torch import load_file
 
 from findap.io import read_jsonl_tolerant, write_jsonl
 from findap.models import save_tiny_llama
-from findap.train.sample_data import ectsum_texts, fpb_conversations
+from helpers.sample_data import ectsum_texts, fpb_conversations
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-def launch(tmp, model, out):
+def launch(tmp, name):
+    """`python -m findap train RECIPE --set name=NAME`: the run writes tmp/NAME/train."""
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "findap.train", "--model", str(model), "--config", str(tmp / "train.yaml"),
-           "--out", str(out), "--precision", "fp32", "--device", "cpu"]
+    cmd = [sys.executable, "-m", "findap", "train", str(tmp / "recipe.yaml"), "--set", f"name={name}"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -31,13 +31,15 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     write_jsonl(tmp_path / "dev.jsonl", fpb_conversations(4, offset=500))
     cfg = {"groups": [{"name": "g1", "train": [str(tmp_path / "train.jsonl")], "dev": [str(tmp_path / "dev.jsonl")],
                        "lr": 1e-3, "max_steps": 10}],  # 8 steps left after the kill: it cannot finish first
-           "seq_len": 128, "micro_batch_tokens": 128, "tokens_per_step": 256, "save_every": 1, "eval_every": 2,
+           "seq_len": 128, "micro_batch_tokens": 128, "tokens_per_step": 256, "checkpoint_every": 1, "eval_every": 2,
            "patience": 10, "progress": False, "tensorboard": False}
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg))
+    recipe = {"name": "run", "model": str(model), "runs_dir": str(tmp_path), "stages": ["train"], "device": "cpu",
+              "precision": "fp32", "train": cfg}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
 
-    reference = launch(tmp_path, model, tmp_path / "ref")  # runs alongside the victim
-    victim = launch(tmp_path, model, tmp_path / "run")
-    latest = tmp_path / "run" / "groups" / "g1" / "ckpt" / "LATEST"
+    reference = launch(tmp_path, "ref")  # runs alongside the victim
+    victim = launch(tmp_path, "run")
+    latest = tmp_path / "run" / "train" / "groups" / "g1" / "ckpt" / "LATEST"
     deadline = time.time() + 120
     while time.time() < deadline and victim.poll() is None:
         if latest.exists() and latest.read_text().strip() >= "ckpt-000002":
@@ -45,18 +47,18 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
             break
         time.sleep(0.02)
     assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (tmp_path / "run" / "model").exists()
+    assert not (tmp_path / "run" / "train" / "model").exists()
 
-    resumed = launch(tmp_path, model, tmp_path / "run")
+    resumed = launch(tmp_path, "run")
     assert resumed.wait(timeout=180) == 0, resumed.stderr.read()[-3000:]
     assert reference.wait(timeout=180) == 0, reference.stderr.read()[-3000:]
 
-    want = load_file(tmp_path / "ref" / "model" / "model.safetensors")
-    got = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    want = load_file(tmp_path / "ref" / "train" / "model" / "model.safetensors")
+    got = load_file(tmp_path / "run" / "train" / "model" / "model.safetensors")
     assert want.keys() == got.keys()
     for k in want:
         assert float((want[k] - got[k]).abs().max()) <= 1e-6, k
-    ref_loss = {r["step"]: r["loss"] for r in read_jsonl_tolerant(tmp_path / "ref" / "metrics.jsonl")}
-    run_loss = {r["step"]: r["loss"] for r in read_jsonl_tolerant(tmp_path / "run" / "metrics.jsonl")}
+    ref_loss = {r["step"]: r["loss"] for r in read_jsonl_tolerant(tmp_path / "ref" / "train" / "metrics.jsonl")}
+    run_loss = {r["step"]: r["loss"] for r in read_jsonl_tolerant(tmp_path / "run" / "train" / "metrics.jsonl")}
     assert set(ref_loss) == set(run_loss) == set(range(1, 11))
     assert all(abs(ref_loss[s] - run_loss[s]) < 1e-6 for s in ref_loss)

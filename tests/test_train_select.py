@@ -10,9 +10,11 @@ import findap.train.loop as loop
 from findap.io import write_parquet
 from findap.train.attention import hf_implementation
 from findap.train.config import TrainConfig
-from findap.train.loop import Distributed, Phase, train_phase
-from findap.train.sample_data import ectsum_texts, fpb_conversations
+from findap.train.loop import Phase, train_phase
+from helpers.sample_data import ectsum_texts, fpb_conversations
 from findap.train.select import FinEvalScorer, resume_selection
+from findap.training.parallel import Replicated, SingleProcess
+from helpers.crash import Crash, crashing_after
 
 TASKS = ["cfa_easy", "mmlu_finance"]  # cheap multiple-choice finance tasks with local dev splits
 TINY = dict(seq_len=64, micro_batch_tokens=128, tokens_per_step=128, progress=False, tensorboard=False)
@@ -33,7 +35,7 @@ class Scripted(FinEvalScorer):
         super().__init__(["cfa_easy"], tok, limit=2, every=every)
         self.means, self.calls, self.snapshots = iter(means), [], {}
 
-    def _score(self, model, out_dir, dist=None):
+    def _score(self, model, out_dir, parallel=None):
         mean = next(self.means)
         self.calls.append(out_dir.name)
         self.snapshots[out_dir.name] = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -129,7 +131,7 @@ def test_fineval_and_dev_loss_select_different_steps(data, tmp_path, monkeypatch
     # the same script, selecting on the dev loss (FinEval only logged): step 4, no early stop
     scripted_dev_loss(monkeypatch, losses)
     cfg = cfg.model_copy(update={"select_on": "dev_loss", "patience": 2})
-    res = run_phase(data, tmp_path / "dev", cfg, Scripted(tok, means), stop_after=4)
+    res = run_phase(data, tmp_path / "dev", cfg, Scripted(tok, means), max_steps=4)
     assert res.best_step == 4 and res.select_on == "dev_loss" and res.best_score == res.best_dev_loss == 2.4
     assert [h["fineval_mean"] for h in res.history] == means[:4]
 
@@ -172,15 +174,18 @@ def test_fineval_without_dev_documents(data, tmp_path):
 def test_resume_keeps_the_selection(data, tmp_path, monkeypatch):
     """A run stopped after step 2 and resumed keeps best = step 1 (0.5): 0.3 at step 3 is not an improvement."""
     tok, _ = data
-    cfg = TrainConfig(**TINY, eval_every=1, save_every=1, patience=5, select_on="fineval", fineval_tasks=["cfa_easy"])
+    cfg = TrainConfig(**TINY, eval_every=1, checkpoint_every=1, patience=5, select_on="fineval",
+                      fineval_tasks=["cfa_easy"])
     scripted_dev_loss(monkeypatch, [1.0] * 10)
     scorer = Scripted(tok, [0.5, 0.2, 0.3, 0.1])
     docs = data[1]
     phase = Phase(name="p", train_docs=docs, dev_docs=docs[:2], lr=1e-3, warmup=0.0, max_steps=4, out_dir=tmp_path)
     model = fresh_model()
     kw = dict(backend="varlen", device="cpu", precision="fp32", pad_id=tok.pad_token_id, fineval=scorer)
-    first = train_phase(model, phase, cfg, stop_after=2, **kw)
-    assert first.best_step == 1
+    with pytest.raises(Crash):
+        train_phase(model, phase, cfg, parallel=crashing_after(SingleProcess(), 2), **kw)
+    first = json.loads((tmp_path / "ckpt" / "ckpt-000002" / "state.json").read_text())
+    assert first["step"] == 2 and first["best_step"] == 1
     res = train_phase(model, phase, cfg, **kw)
     assert res.steps == 4 and res.best_step == 1 and res.best_score == 0.5
     assert [h["step"] for h in res.history] == [3, 4]
@@ -193,7 +198,7 @@ def test_checkpoints_from_before_fineval_selection_resume():
     cfg = TrainConfig(**TINY)
     old = {"global_step": 4, "best_dev_loss": 2.5, "best_step": 2, "bad_evals": 1}
     state = resume_selection(dict(old), cfg, None)
-    assert state["select_on"] == "dev_loss" and state["best_score"] == 2.5 and state["best_step"] == 2
+    assert state.select_on == "dev_loss" and state.best_score == 2.5 and state.best_step == 2 and state.step == 4
     with pytest.raises(ValueError, match="selects on"):
         resume_selection(dict(old), TrainConfig(**TINY, select_on="fineval", fineval_tasks=["cfa_easy"]), None)
 
@@ -227,8 +232,12 @@ def test_other_ranks_take_rank_zero_scores(data, tmp_path):
     """Rank 1 scores into a temp folder and adopts rank 0's numbers (the all-reduce adds them to its zeros)."""
     tok, _ = data
     rank0 = torch.tensor([0.7, 0.7], dtype=torch.float64)
-    dist = Distributed(rank=1, world=2, all_reduce=lambda t: t.add_(rank0))
-    scores = Scripted(tok, [0.1])(fresh_model(), tmp_path / "step-000001", dist)
+
+    class Rank1(Replicated):  # the all-reduce of a 2-process group whose rank 0 measured 0.7
+        def _all_reduce(self, tensor):
+            tensor.add_(rank0)
+
+    scores = Scripted(tok, [0.1])(fresh_model(), tmp_path / "step-000001", Rank1(1, 2))
     assert scores == {"fineval_cfa_easy": 0.7, "fineval_mean": 0.7}
     assert not (tmp_path / "step-000001").exists()
 
@@ -266,15 +275,33 @@ def test_sharded_generation_decodes_in_lockstep(data):
 def test_config_validation():
     with pytest.raises(ValidationError, match="select_on=fineval needs fineval_tasks"):
         TrainConfig(select_on="fineval")
-    with pytest.raises(ValidationError, match=r"unknown FinEval task or group 'cfa_eazy'; tasks: .*cfa_easy.*"
-                                              r"groups: .*finance"):
-        TrainConfig(fineval_tasks=["cfa_easy", "cfa_eazy"])
-    with pytest.raises(ValidationError, match="judge-scored tasks need an LLM judge .*: mt_bench"):
-        TrainConfig(fineval_tasks=["mt_bench"])
     with pytest.raises(ValidationError, match="fineval_every=3 must be a multiple of eval_every=2"):
         TrainConfig(eval_every=2, fineval_every=3, fineval_tasks=["cfa_easy"])
     ok = TrainConfig(eval_every=2, fineval_every=4, select_on="fineval", fineval_tasks=["demo", "cfa_easy"])
     assert ok.fineval_limit == 100 and TrainConfig().fineval_tasks == [] and TrainConfig().select_on == "dev_loss"
+
+
+def test_task_names_are_checked_when_training_starts(data):
+    """Names are checked against the task registry by the scorer, built before the model loads (the config
+    validator does not read the task YAMLs)."""
+    tok, _ = data
+    for names, error in ((["cfa_easy", "cfa_eazy"], r"unknown FinEval task or group 'cfa_eazy'; tasks: .*cfa_easy.*"
+                                                     r"groups: .*finance"),
+                         (["mt_bench"], "judge-scored tasks need an LLM judge .*: mt_bench")):
+        cfg = TrainConfig(fineval_tasks=names)  # accepted by the config
+        with pytest.raises(ValueError, match=error):
+            FinEvalScorer.from_config(cfg, tok)
+
+
+def test_config_validation_does_not_load_the_task_registry():
+    import subprocess
+    import sys
+
+    code = ("import sys; from findap.train.config import TrainConfig; "
+            "TrainConfig(select_on='fineval', fineval_tasks=['cfa_easy', 'finance']); "
+            "print(sorted(m for m in sys.modules if m.startswith('findap.eval')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_fineval_selection_needs_a_scorer(data, tmp_path):

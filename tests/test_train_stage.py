@@ -6,9 +6,9 @@ from findap.models import load_model, load_tokenizer, save_tiny_llama
 from findap.recipe import Recipe
 from findap.runs import StageContext
 from findap.train import stage
-from findap.train.sample_data import ectsum_texts, fpb_conversations, gsm8k_conversations
+from helpers.sample_data import ectsum_texts, fpb_conversations, gsm8k_conversations
 
-SMALL = {"seq_len": 128, "micro_batch_tokens": 256, "tokens_per_step": 256, "eval_every": 2, "save_every": 2,
+SMALL = {"seq_len": 128, "micro_batch_tokens": 256, "tokens_per_step": 256, "eval_every": 2, "checkpoint_every": 2,
          "progress": False, "tensorboard": False, "dev_max_docs": 4}
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from findap.io import DataError
 from findap.models import EMBEDDED_MODEL, load_tokenizer
-from findap.train.sample_data import ectsum_texts, fpb_conversations
+from helpers.sample_data import ectsum_texts, fpb_conversations
 from findap.train.tokenize import IGNORE, TemplateError, TokenizeStats, tokenize_examples
 
 

@@ -1,6 +1,7 @@
 """The `findap` command line: one sub-command per stage, plus run, chat, serve and models."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,8 +18,16 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 RECIPE = typer.Argument(..., help="recipe YAML, e.g. recipes/demo.yaml", exists=True, dir_okay=False)
-SET = typer.Option(None, "--set", "-s", help="override a recipe value: --set train.lr=1e-5 (repeatable)")
+SET = typer.Option(None, "--set", "-s", help="override a recipe value: --set seed=1, --set train.groups.0.lr=1e-5, "
+                   "--set 'train.groups.*.lr=1e-5' (list items by index or *; values are YAML; repeatable)")
 FORCE = typer.Option(False, "--force", help="rerun the stage even if it has a DONE marker")
+DRY_RUN = typer.Option(False, "--dry-run", help="validate the recipe, overrides and input files, print what would "
+                       "run, and stop")
+
+
+def _error(message: str) -> None:
+    """Print an error as written: no rich markup (`train.groups[g]` is not a tag), no wrapping of long paths."""
+    console.print(message, style="red", markup=False, soft_wrap=True)
 
 
 def _load(recipe_path: Path, overrides: Optional[List[str]]):
@@ -27,44 +36,80 @@ def _load(recipe_path: Path, overrides: Optional[List[str]]):
     try:
         return load_recipe(recipe_path, overrides or [])
     except RecipeError as e:
-        console.print(f"[red]{e}[/red]")
+        _error(str(e))
         raise typer.Exit(2)
 
 
-def _stage(stage: str, recipe_path: Path, overrides, force: bool) -> None:
+def _dry_run(recipe, stages: list[str], force: bool, overrides: Optional[List[str]] = None) -> None:
+    from findap.pipeline import PreflightError, preflight
+
+    try:
+        lines = preflight(recipe, stages, force=force)
+    except PreflightError as e:
+        _error(str(e))
+        raise typer.Exit(2)
+    typer.echo(f"recipe {recipe.name!r} is valid; dry run, nothing started:")
+    if overrides:
+        typer.echo(f"  overrides: {' '.join(overrides)}")
+    for line in lines:
+        typer.echo(f"  {line}")
+
+
+def _stage(stage: str, recipe_path: Path, overrides, force: bool, dry_run: bool = False) -> None:
     from findap.pipeline import run_stage
 
     recipe = _load(recipe_path, overrides)
+    if dry_run:
+        return _dry_run(recipe, [stage], force, overrides)
     summary = run_stage(recipe, stage, force=force)
     console.print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
 
 
+def _given(ctx: typer.Context) -> dict[str, str]:
+    """Parameters set on the command line (not left at their defaults), by name -> how the user wrote them."""
+    def given(name: str) -> bool:  # typer vendors click: compare the ParameterSource by name
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {p.name: (p.opts[0] if p.opts and p.opts[0].startswith("-") else p.name.upper())
+            for p in ctx.command.params if given(p.name)}
+
+
+def _refuse(given: dict[str, str], names: set[str], why: str) -> None:
+    """Flags that would be silently ignored in this combination are errors instead."""
+    offending = [flag for name, flag in given.items() if name in names]
+    if offending:
+        _error(f"{', '.join(offending)}: {why}")
+        raise typer.Exit(2)
+
+
 @app.command()
-def curate(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE):
+def curate(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE, dry_run: bool = DRY_RUN):
     """FinTrain: build the CPT texts and IT prompts of the recipe's mixtures (judge filter, dedup, decontamination)."""
-    _stage("curate", recipe, set, force)
+    _stage("curate", recipe, set, force, dry_run)
 
 
 @app.command()
-def train(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE):
+def train(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE, dry_run: bool = DRY_RUN):
     """Stage 1: joint CPT+IT training with packing, cross-document masking and dev-loss selection."""
-    _stage("train", recipe, set, force)
+    _stage("train", recipe, set, force, dry_run)
 
 
 @app.command()
-def distill(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE):
+def distill(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE, dry_run: bool = DRY_RUN):
     """Stage 2 data: preference pairs from Trajectory-GenORM and Trajectory-GenPRM."""
-    _stage("distill", recipe, set, force)
+    _stage("distill", recipe, set, force, dry_run)
 
 
 @app.command()
-def align(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE):
+def align(recipe: Path = RECIPE, set: Optional[List[str]] = SET, force: bool = FORCE, dry_run: bool = DRY_RUN):
     """Stage 2 training: DPO + NLL on the distilled preference pairs."""
-    _stage("align", recipe, set, force)
+    _stage("align", recipe, set, force, dry_run)
 
 
 @app.command(name="eval")
 def eval_(
+    ctx: typer.Context,
     recipe: Optional[Path] = typer.Argument(None, help="recipe YAML (evaluates its models); or use --model"),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="model name, hub id or dir (repeatable)"),
     tasks: str = typer.Option("fineval-similar", "--tasks", "-t", help="comma-separated tasks, groups or YAML paths"),
@@ -84,19 +129,33 @@ def eval_(
     out: Path = typer.Option(Path("runs/eval"), help="output directory (with --model)"),
     set: Optional[List[str]] = SET,
     force: bool = FORCE,
+    dry_run: bool = DRY_RUN,
 ):
-    """FinEval: score models on tasks (by capability x domain x similar/novel)."""
+    """FinEval: score models on tasks (by capability x domain x similar/novel).
+
+    With a RECIPE, the task, engine and judge flags override its eval section (--limit 5 = --set eval.limit=5).
+    With --model, they configure a standalone evaluation written under --out.
+    """
+    given = _given(ctx)
+    if mode not in MODES:
+        raise typer.BadParameter(f"{mode!r}: choose direct, cot or both", param_hint="--mode")
     if list_tasks:
+        _refuse(given, given.keys() - {"list_tasks"}, "--list only lists the task groups; drop the other arguments")
         from findap.eval.registry import groups
 
         for name, members in sorted(groups().items()):
             typer.echo(f"{name} ({len(members)}): {', '.join(members)}")
         return
     if recipe is not None:
-        return _stage("eval", recipe, set, force)
+        _refuse(given, {"model", "out"}, "only with --model, not with a recipe: a recipe evaluates its own models "
+                "(add others with --set eval.models.LABEL=PATH) and writes to <runs_dir>/<name>/eval")
+        return _stage("eval", recipe, [*_eval_overrides(ctx, given), *(set or [])], force, dry_run)
+    _refuse(given, {"set", "force", "dry_run"}, "only with a RECIPE (they act on a recipe's eval stage)")
     if not model:
-        console.print("[red]give a recipe or at least one --model[/red]")
+        _error("give a recipe or at least one --model")
         raise typer.Exit(2)
+    if not judge_model:
+        _refuse(given, {"judge_engine", "judge_base_url", "judge_key_env"}, "configure the judge: add --judge-model")
     from findap.eval.config import JudgeEngineConfig
     from findap.eval.stage import evaluate_models, judge_outputs
     from findap.models import model_label
@@ -110,6 +169,26 @@ def eval_(
         for m in model:
             judge_outputs(out / model_label(m).replace("/", "--"), judge)
     _print_scores(results)
+
+
+MODES = {"direct": ["direct"], "cot": ["cot"], "both": ["direct", "cot"]}
+# `findap eval RECIPE` flags -> the recipe field each one sets
+EVAL_FLAG_FIELDS = {"tasks": "eval.tasks", "mode": "eval.modes", "limit": "eval.limit", "split": "eval.split",
+                    "few_shot": "eval.few_shot", "prefer": "eval.prefer", "engine": "eval.engine",
+                    "base_url": "eval.base_url", "batch_size": "eval.batch_size", "judge_model": "eval.judge.model",
+                    "judge_engine": "eval.judge.engine", "judge_base_url": "eval.judge.base_url",
+                    "judge_key_env": "eval.judge.api_key_env"}
+
+
+def _eval_overrides(ctx: typer.Context, given: dict[str, str]) -> list[str]:
+    """The eval flags the user gave, as recipe overrides (JSON values are YAML, so they parse back exactly)."""
+    overrides = []
+    for name, field in EVAL_FLAG_FIELDS.items():
+        if name in given:
+            value = ctx.params[name]
+            value = [t for t in value.split(",") if t] if name == "tasks" else MODES[value] if name == "mode" else value
+            overrides.append(f"{field}={json.dumps(value)}")
+    return overrides
 
 
 def _print_scores(results: dict) -> None:
@@ -145,11 +224,55 @@ def run(
     set: Optional[List[str]] = SET,
     only: Optional[List[str]] = typer.Option(None, help="run only these stages (repeatable)"),
     force: bool = FORCE,
+    dry_run: bool = DRY_RUN,
 ):
     """Run every stage of a recipe in order, skipping finished ones (resumes after a kill)."""
     from findap.pipeline import run_recipe
 
-    run_recipe(_load(recipe, set), only=only, force=force)
+    loaded = _load(recipe, set)
+    unknown = [s for s in only or [] if s not in loaded.stages]
+    if unknown:
+        _error(f"--only {', '.join(unknown)}: not among this recipe's stages ({', '.join(loaded.stages)})")
+        raise typer.Exit(2)
+    if dry_run:
+        return _dry_run(loaded, [s for s in loaded.stages if not only or s in only], force, set)
+    run_recipe(loaded, only=only, force=force)
+
+
+@app.command()
+def sweep(
+    recipes: List[Path] = typer.Argument(..., exists=True, help="recipe files, or directories of them (each "
+                                         "directory's *.yaml, sorted), e.g. recipes/ablations/"),
+    shared_curation: bool = typer.Option(True, "--shared-curation/--no-shared-curation", help="run the first "
+                                         "recipe's curate stage once and let every recipe train on it (their curate "
+                                         "sections must be identical); off: each recipe curates for itself"),
+    base_recipe: Optional[Path] = typer.Option(None, "--base-recipe", exists=True, dir_okay=False, help="start "
+                                               "every recipe from this one instead of its own `base:`"),
+    curation: Optional[Path] = typer.Option(None, "--curation", exists=True, file_okay=False, help="share this "
+                                            "finished run's curation (RUN_DIR or RUN_DIR/curate) instead"),
+    out: Optional[Path] = typer.Option(None, "--out", help="sweep directory: a run directory per recipe, "
+                                       "report/, sweep.json (default: <runs_dir>/<directory name, or 'sweep'>)"),
+    set: Optional[List[str]] = SET,
+    dry_run: bool = DRY_RUN,
+):
+    """Run several recipes (an ablation suite) on one curation and write one side-by-side report with intervals;
+    finished stages are skipped, so a killed sweep resumes."""
+    from findap.sweep import budgets, describe, plan_sweep, print_budgets, run_sweep
+
+    try:
+        planned = plan_sweep(recipes, shared_curation=shared_curation, base_recipe=base_recipe,
+                             overrides=set or [], curation=curation, out=out)
+        if dry_run:
+            lines = describe(planned)
+            print_budgets(budgets(planned))
+            typer.echo("sweep is valid; dry run, nothing started:")
+            for line in lines:
+                typer.echo(f"  {line}")
+            return
+    except ValueError as e:  # SweepError, RecipeError, PreflightError: messages naming file and field
+        _error(str(e))
+        raise typer.Exit(2)
+    run_sweep(planned)
 
 
 @app.command()
@@ -230,7 +353,7 @@ def demo_check(name: str = typer.Argument(..., help="demo set name, e.g. sentime
     try:
         rows = load_demo(name, path=file)
     except DataError as e:
-        console.print(f"[red]{e}[/red]")
+        _error(str(e))
         raise typer.Exit(1)
     typer.echo(f"{file}: {len(rows)} valid {name} rows")
 

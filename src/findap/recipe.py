@@ -1,14 +1,15 @@
 """Recipes: one declarative YAML file describes a whole run; pydantic validates it before any work starts.
 
 Each stage owns its section (`findap/<part>/config.py`); this module only composes them, loads YAML with
-`yaml.safe_load`, applies `--set a.b.c=value` overrides (values parsed as YAML scalars, so `3e-6`, `true`,
-`[a, b]` work), and turns validation failures into one message per problem naming the field path, the bad value
+`yaml.safe_load`, applies `--set a.b.c=value` overrides (list items by index or `*`: `train.groups.0.lr=1e-5`,
+`train.groups.*.lr=1e-5`; values parsed as YAML, so `3e-6`, `true`, `[a, b]` work), and turns validation failures into one message per problem naming the field path, the bad value
 and what is allowed.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from types import UnionType
+from typing import Any, Literal, Sequence, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -60,23 +61,131 @@ class RecipeError(ValueError):
     pass
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: type[BaseModel] | None = None,
+                    ) -> dict[str, Any]:
+    """Apply `key.path=value` overrides to raw recipe data, in order.
+
+    A path walks sections by field name and lists by index (`train.groups.0.lr`) or `*` for every item
+    (`train.groups.*.lr`). Values are YAML (`3e-6`, `true`, `[a, b]`, `{name: g, lr: 1e-5}`). A list the recipe
+    leaves at its default is filled with that default first, so `train.groups.0.lr` works on a recipe without a
+    `groups:` list. The schema (the Recipe model) is walked alongside, so a wrong path is refused here, naming the
+    path and what exists there, instead of surfacing later as a validation error of a created key.
+    """
+    schema = Recipe if schema is None else schema
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise RecipeError(f"override {item!r}: expected key.path=value, e.g. train.lr=1e-5")
-        node = data
         parts = key.strip().split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.setdefault(part, {}), dict):
-                raise RecipeError(f"override {item!r}: '{part}' is a value, not a section")
-            node = node[part]
-        node[parts[-1]] = _parse_scalar(raw)
+        if not sep or not key.strip() or not all(parts):
+            raise RecipeError(f"override {item!r}: expected key.path=value, e.g. seed=1 or train.groups.0.lr=1e-5")
+        try:
+            _assign(data, parts, _parse_scalar(raw), _Shape.of(schema), [])  # the value is parsed first
+        except _PathError as e:
+            raise RecipeError(f"override {item!r}: {e}") from None
     return data
 
 
+class _PathError(ValueError):
+    pass
+
+
+class _Shape:
+    """What the schema says sits at a path: a model section, a list, a mapping, or a value (leaf)."""
+
+    def __init__(self, kind: str, inner: Any = None):
+        self.kind, self.inner = kind, inner  # inner: model class, item shape or value shape
+
+    @classmethod
+    def of(cls, annotation: Any) -> "_Shape":
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return cls("model", annotation)
+        origin, args = get_origin(annotation), get_args(annotation)
+        if origin in (Union, UnionType):  # `X | None`, `list[str] | str`: the structured alternative decides
+            shapes = [cls.of(a) for a in args if a is not type(None)]
+            return next((s for s in shapes if s.kind != "value"), cls("value"))
+        if origin in (list, tuple) and args:
+            return cls("list", cls.of(args[0]))
+        if origin is dict and len(args) == 2:
+            return cls("dict", cls.of(args[1]))
+        return cls("value")
+
+    def child(self, key: str, where: str) -> "_Shape":
+        if self.kind == "dict":
+            return self.inner
+        fields = self.inner.model_fields
+        if key not in fields:
+            raise _PathError(f"{_join(where, key)}: unknown field; {where or 'a recipe'} has: {', '.join(fields)}")
+        return _Shape.of(fields[key].annotation)
+
+    def default(self, key: str) -> Any:
+        """The raw form of a field's default, to fill in before indexing into it (lists of sections included)."""
+        if self.kind != "model":
+            return None
+        value = self.inner.model_fields[key].get_default(call_default_factory=True)
+        if isinstance(value, list):
+            return [v.model_dump(exclude_unset=True) if isinstance(v, BaseModel) else v for v in value]
+        return None
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _assign(node: Any, parts: list[str], value: Any, shape: _Shape, trail: list[str]) -> None:
+    where, (key, rest) = ".".join(trail), (parts[0], parts[1:])
+    if isinstance(node, list):
+        for index in _indices(node, key, where):
+            _set_or_descend(node, index, rest, value, shape.inner if shape.kind == "list" else _Shape("value"),
+                            [*trail, str(index)])
+        return
+    if key == "*":
+        raise _PathError(f"{_join(where, key)}: '*' selects every item of a list, and {where or 'a recipe'} "
+                         "is a section")
+    child_shape = shape.child(key, where) if shape.kind in ("model", "dict") else _Shape("value")
+    if rest and node.get(key) is None:  # absent, or `section:` left empty in the YAML
+        node[key] = _filled(shape, key, child_shape, _join(where, key), rest[0])
+    _set_or_descend(node, key, rest, value, child_shape, [*trail, key])
+
+
+def _filled(shape: _Shape, key: str, child_shape: _Shape, path: str, next_key: str) -> Any:
+    """What stands at `path` before an override descends into it: the default list, or an empty section."""
+    filled = shape.default(key)
+    if filled is not None:
+        return filled
+    if child_shape.kind in ("model", "dict"):
+        return {}
+    raise _PathError(f"{path} is a value, not a section or list: nothing to find at '{next_key}'")
+
+
+def _set_or_descend(node: Any, key: Any, rest: list[str], value: Any, shape: _Shape, trail: list[str]) -> None:
+    if not rest:
+        node[key] = value
+        return
+    child = node[key]
+    if not isinstance(child, (dict, list)) or shape.kind == "value":
+        raise _PathError(f"{'.'.join(trail)} is a value ({child!r}), not a section or list: "
+                         f"nothing to find at '{rest[0]}'")
+    _assign(child, rest, value, shape, trail)
+
+
+def _indices(items: list, key: str, where: str) -> range | list[int]:
+    if key == "*":
+        return range(len(items))
+    noun = where.rsplit(".", 1)[-1] or "items"
+    if not key.isdigit():
+        raise _PathError(f"{_join(where, key)}: {where} is a list of {len(items)} {noun}: index it with 0.."
+                         f"{len(items) - 1} or * (every item)")
+    index = int(key)
+    if index >= len(items):
+        have = f"only {len(items)} {noun}" if items else f"no {noun} (an empty list)"
+        raise _PathError(f"{_join(where, key)}: {have}; to add one, set the whole list: {where}=[...]")
+    return [index]
+
+
 def _parse_scalar(raw: str) -> Any:
-    return yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise _PathError(f"the value is not valid YAML: {getattr(e, 'problem', e)}") from None
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 A stage is finished exactly when its DONE file exists. DONE is written last and atomically (temp file +
 os.replace), so a killed stage never looks finished and `findap run` re-enters it; the stage itself resumes
-from whatever checkpoints it left inside its directory.
+from whatever checkpoints it left inside its directory. DONE records the stage's wall time and peak memory.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from findap.host_memory import peak_memory
 from findap.io import append_jsonl, write_json, write_text
 
 DONE = "DONE"
@@ -59,7 +60,10 @@ class StageContext:
         return is_done(self.run_dir / self.name)
 
     def mark_done(self, summary: dict[str, Any]) -> dict[str, Any]:
-        summary = {"stage": self.name, "wall_s": round(time.time() - self.started, 2), **summary}
+        """Write DONE with the stage's summary, its wall time and its process's peak memory (`peak_rss_gb`, and
+        `peak_gpu_gb` on CUDA; see host_memory.peak_memory). Under `findap run` every stage has its own process,
+        so the peak is the stage's own."""
+        summary = {"stage": self.name, "wall_s": round(time.time() - self.started, 2), **peak_memory(), **summary}
         mark_done(self.run_dir / self.name, summary)
         return summary
 

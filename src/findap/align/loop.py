@@ -1,8 +1,9 @@
 """The alignment loop: packed rows -> summed response log-probs -> DPO + NLL -> AdamW, with dev-loss selection.
 
 Plain and linear on purpose (torchtune style): plan the steps, then for each step accumulate the rows' losses,
-clip, step, and every `eval_every` steps measure the dev loss and keep the best model. Checkpoints are stage 1's
-(findap.train.checkpoint): `ckpt-NNNNNN/` + LATEST, with only the trainable weights.
+clip, step, and every `eval_every` steps measure the dev loss and keep the best model. Optimizer, schedule, state,
+checkpoints (`ckpt-NNNNNN/` + LATEST, with only the trainable weights) and progress are stage 1's
+(findap.training).
 """
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm import tqdm
 
 from findap.align.config import AlignConfig
 from findap.align.encode import TokenizedPair
 from findap.align.logprobs import row_logprobs
 from findap.align.loss import DPONLLTerms, dpo_nll_loss
 from findap.align.packing import PackedRow, pack_pairs
-from findap.align.schedule import plan_steps, warmup_linear
+from findap.align.schedule import plan_steps
 from findap.host_memory import release_free_memory
 from findap.models import autocast
-from findap.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from findap.train.optim import adamw_kernel
+from findap.training.checkpoint import latest_checkpoint
+from findap.training.optim import optimizer_for
+from findap.training.parallel import SingleProcess
+from findap.training.progress import TrainingLog
+from findap.training.state import TrainingState
 
 
 @dataclass
@@ -39,7 +42,7 @@ def step_counts(rows: list[PackedRow], by_id: dict[str, TokenizedPair]) -> StepC
 
 def row_loss(model, row: PackedRow, ref: dict, cfg: AlignConfig, counts: StepCounts) -> DPONLLTerms:
     """This row's share of the step loss (normalised by the step's totals)."""
-    sums, n_tokens = row_logprobs(model, row, cfg.logprob_chunk)
+    sums, n_tokens = row_logprobs(model, row, cfg.loss_chunk_tokens)
     ref_pairs = torch.tensor([ref[pid] for pid in row.pair_ids], dtype=sums.dtype, device=sums.device)
     return dpo_nll_loss(
         sums[0::2], sums[1::2], ref_pairs[:, 0], ref_pairs[:, 1], n_tokens[0::2],
@@ -85,8 +88,9 @@ def evaluate(model, rows: list[PackedRow], ref: dict, cfg: AlignConfig, by_id, p
     return _finish(totals, counts.pairs)
 
 
-def resume(checkpoint_dir: Path, model, optimizer, scheduler) -> dict | None:
-    """Restore the newest checkpoint under `checkpoint_dir` and return its counters; None when there is none."""
+def resume(checkpoint_dir: Path, model, optimizer, scheduler,
+           parallel: SingleProcess | None = None) -> TrainingState | None:
+    """Restore the newest checkpoint under `checkpoint_dir` and return its state; None when there is none."""
     checkpoint_dir = Path(checkpoint_dir)
     ckpt = latest_checkpoint(checkpoint_dir)
     if ckpt is None:
@@ -97,10 +101,46 @@ def resume(checkpoint_dir: Path, model, optimizer, scheduler) -> dict | None:
                                f"version cannot resume; delete {checkpoint_dir} (and any {checkpoint_dir.name}.old) "
                                "to start the stage over")
         return None
-    state = load_checkpoint(ckpt, model, optimizer, scheduler)
-    if "step" not in state:
-        raise RuntimeError(f"{ckpt}: not an align checkpoint (no 'step' in state.json)")
-    return state
+    return TrainingState.from_json((parallel or SingleProcess()).load_checkpoint(ckpt, model, optimizer, scheduler))
+
+
+@dataclass
+class AlignRun:
+    """What the steps of one alignment run share."""
+
+    model: object
+    cfg: AlignConfig
+    ref: dict
+    by_id: dict
+    rows: list[PackedRow]
+    dev_rows: list[PackedRow]
+    precision: str
+    parallel: SingleProcess
+    save_best: Callable[[object], None] | None
+    progress: TrainingLog
+
+    def step(self, step_rows: list[PackedRow]) -> tuple[dict, int]:
+        """One optimizer step's forward/backward over its rows; (metrics, real tokens run)."""
+        device = next(self.model.parameters()).device
+        counts = step_counts(step_rows, self.by_id)
+        totals = _new_totals()
+        for i, _ in self.parallel.local_passes(len(step_rows)):
+            with autocast(device, self.precision, training=True):  # never fp16 without loss scaling
+                terms = row_loss(self.model, step_rows[i], self.ref, self.cfg, counts)
+            terms.loss.backward()
+            _accumulate(totals, terms)
+        return _finish(totals, counts.pairs), sum(len(r) for r in step_rows)
+
+    def evaluate(self, state: TrainingState, step: int) -> bool:
+        """Dev loss now (saving the best model); True when patience is exhausted."""
+        if not self.dev_rows:
+            return False
+        release_free_memory()  # bounds heap fragmentation on CPU (findap.host_memory)
+        metrics = evaluate(self.model, self.dev_rows, self.ref, self.cfg, self.by_id, self.precision)
+        self.progress.record({"step": step, **{f"dev_{k}": v for k, v in metrics.items()}}, scalars_prefix="dev")
+        if state.record_evaluation({"dev_loss": metrics["loss"]}, step) and self.save_best:
+            self.save_best(self.model)
+        return state.out_of_patience(self.cfg.patience)
 
 
 def train(
@@ -115,78 +155,58 @@ def train(
     checkpoint_dir: Path | None = None,
     save_best: Callable[[object], None] | None = None,
     log: Callable[[dict], None] = lambda record: None,
-    progress: bool = True,
+    progress: bool | None = None,
+    parallel: SingleProcess | None = None,
 ) -> dict:
     """Train in place. `save_best(model)` is called whenever the dev loss improves (or at the end without dev)."""
-    device = next(model.parameters()).device
-    by_id = {p.id: p for p in train_pairs + dev_pairs}
+    parallel = parallel or SingleProcess()
     rows = pack_pairs(train_pairs, cfg.row_tokens, cfg.share_prompt)
-    dev_rows = pack_pairs(dev_pairs, cfg.row_tokens, cfg.share_prompt)
-    steps = plan_steps(rows, cfg.batch_tokens, cfg.epochs, seed)
-    if cfg.max_steps:
-        steps = steps[: cfg.max_steps]
+    steps = plan_steps(rows, cfg.tokens_per_step, cfg.epochs, seed)[: cfg.max_steps]
     total = len(steps)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-                                  **adamw_kernel(params))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_linear(s, total, cfg.warmup))
+    optimizer, scheduler = optimizer_for(model, cfg, cfg.lr, cfg.warmup, total)
+    state = (resume(checkpoint_dir, model, optimizer, scheduler, parallel) if checkpoint_dir is not None
+             else None) or TrainingState()
+    tensorboard = Path(checkpoint_dir).parent / "tensorboard" if cfg.tensorboard and checkpoint_dir else None
+    with TrainingLog("align", total=total, done=state.step, log=log, writes=parallel.is_main,
+                     progress=cfg.progress if progress is None else progress, tensorboard_dir=tensorboard) as bar:
+        run = AlignRun(model, cfg, ref, {p.id: p for p in train_pairs + dev_pairs}, rows,
+                       pack_pairs(dev_pairs, cfg.row_tokens, cfg.share_prompt), precision, parallel, save_best, bar)
+        if state.step == 0 and run.evaluate(state, 0):
+            total = 0
+        stopped_early = _train_steps(run, state, steps[:total], optimizer, scheduler, checkpoint_dir)
+    if not run.dev_rows and save_best:
+        save_best(model)
+    return {"steps": state.step, "planned_steps": total, "best_dev_loss": state.best_score,
+            "best_step": state.best_step, "stopped_early": stopped_early, "tokens": state.tokens,
+            "train_pairs": len(train_pairs), "dev_pairs": len(dev_pairs)}
 
-    state = {"step": 0, "best_dev": None, "best_step": None, "bad_evals": 0, "tokens": 0}
-    if checkpoint_dir is not None:
-        state = resume(checkpoint_dir, model, optimizer, scheduler) or state
 
-    def maybe_evaluate(step: int) -> bool:
-        """Dev loss now; returns True when patience is exhausted."""
-        if not dev_rows:
-            return False
-        release_free_memory()  # bounds heap fragmentation on CPU (findap.host_memory)
-        metrics = evaluate(model, dev_rows, ref, cfg, by_id, precision)
-        log({"step": step, **{f"dev_{k}": v for k, v in metrics.items()}})
-        if state["best_dev"] is None or metrics["loss"] < state["best_dev"]:
-            state.update(best_dev=metrics["loss"], best_step=step, bad_evals=0)
-            if save_best:
-                save_best(model)
-            return False
-        state["bad_evals"] += 1
-        return cfg.patience is not None and state["bad_evals"] >= cfg.patience
-
-    if state["step"] == 0 and maybe_evaluate(0):
-        total = 0
-    model.train()
+def _train_steps(run: AlignRun, state: TrainingState, steps: list[list[int]], optimizer, scheduler,
+                 checkpoint_dir: Path | None) -> bool:
+    """Steps state.step.. of the plan; True when patience stopped them."""
+    run.model.train()
     started, tokens_run = time.perf_counter(), 0
-    bar = tqdm(total=total, initial=state["step"], desc="align", disable=not progress)
+    resumed_wall = state.wall_s
     stopped_early = False
-    for step in range(state["step"], total):
-        step_rows = [rows[i] for i in steps[step]]
-        counts = step_counts(step_rows, by_id)
-        totals = _new_totals()
-        for row in step_rows:
-            with autocast(device, precision, training=True):  # never fp16 without loss scaling
-                terms = row_loss(model, row, ref, cfg, counts)
-            terms.loss.backward()
-            _accumulate(totals, terms)
-            tokens_run += len(row)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).item()
+    for step in range(state.step, len(steps)):
+        metrics, n_tokens = run.step([run.rows[i] for i in steps[step]])
+        tokens_run += n_tokens
+        grad_norm = run.parallel.clip_gradients(run.model, run.cfg.grad_clip).item()
+        lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        state["step"] = step + 1
-        state["tokens"] += sum(len(r) for r in step_rows)
+        state.step, state.tokens = step + 1, state.tokens + n_tokens
         elapsed = time.perf_counter() - started
-        log({"step": step + 1, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-             "tokens_per_s": tokens_run / max(elapsed, 1e-9), **_finish(totals, counts.pairs)})
-        bar.update(1)
-        done = step + 1 == total
-        if (step + 1) % cfg.eval_every == 0 or done:
-            stopped_early = maybe_evaluate(step + 1)
-        if checkpoint_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or done or stopped_early):
-            save_checkpoint(checkpoint_dir, model, optimizer, scheduler, state, step=state["step"],
-                            trainable_only=True)
+        state.wall_s = resumed_wall + elapsed
+        run.progress.record({"step": step + 1, "lr": lr, "grad_norm": grad_norm,
+                             "tokens_per_s": tokens_run / max(elapsed, 1e-9), **metrics})
+        run.progress.advance(step + 1, metrics["loss"], tokens_run / max(elapsed, 1e-9))
+        done = step + 1 == len(steps)
+        if (step + 1) % run.cfg.eval_every == 0 or done:
+            stopped_early = run.evaluate(state, step + 1)
+        if checkpoint_dir is not None and ((step + 1) % run.cfg.checkpoint_every == 0 or done or stopped_early):
+            run.parallel.save_checkpoint(checkpoint_dir, run.model, optimizer, scheduler, state, trainable_only=True)
         if stopped_early:
-            break
-    bar.close()
-    if not dev_rows and save_best:
-        save_best(model)
-    return {"steps": state["step"], "planned_steps": total, "best_dev_loss": state["best_dev"],
-            "best_step": state["best_step"], "stopped_early": stopped_early, "tokens": state["tokens"],
-            "train_pairs": len(train_pairs), "dev_pairs": len(dev_pairs)}
+            return True
+    return False

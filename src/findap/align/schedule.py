@@ -1,6 +1,6 @@
-"""Which packed rows make up each optimizer step, and the learning-rate curve.
+"""Which packed rows make up each optimizer step (the learning-rate curve is findap.training.optim's).
 
-A step takes shuffled rows until it holds `batch_tokens` tokens (the paper's 32K-token batches); the loss of a
+A step takes shuffled rows until it holds `tokens_per_step` tokens (the paper's 32K-token batches); the loss of a
 step is normalised by the step's own pair and chosen-token counts, so packing and accumulation never change it.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import random
 from findap.align.packing import PackedRow
 
 
-def plan_steps(rows: list[PackedRow], batch_tokens: int, epochs: float, seed: int) -> list[list[int]]:
+def plan_steps(rows: list[PackedRow], tokens_per_step: int, epochs: float, seed: int) -> list[list[int]]:
     """Row indices per optimizer step over `epochs` passes (a fractional last pass is cut short)."""
     steps: list[list[int]] = []
     for epoch in range(math.ceil(epochs)):
@@ -23,17 +23,9 @@ def plan_steps(rows: list[PackedRow], batch_tokens: int, epochs: float, seed: in
         for i in order:
             current.append(i)
             tokens += len(rows[i])
-            if tokens >= batch_tokens:
+            if tokens >= tokens_per_step:
                 steps.append(current)
                 current, tokens = [], 0
         if current:
             steps.append(current)
     return steps
-
-
-def warmup_linear(step: int, total: int, warmup: float) -> float:
-    """LR multiplier: linear warmup over `warmup * total` steps, then linear decay to zero at `total`."""
-    n_warm = max(1, round(warmup * total)) if warmup > 0 else 0
-    if step < n_warm:
-        return (step + 1) / n_warm
-    return max(0.0, (total - step) / max(1, total - n_warm))

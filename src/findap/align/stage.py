@@ -2,8 +2,8 @@
 
 Inputs: `ctx.inputs["model"]` (policy; default the train stage's model) and `ctx.inputs["pairs"]` (the distill
 stage directory, or a pairs JSONL). Outputs in the stage directory: `model/` (the best-dev model, a Hugging Face
-directory), `ref_logps.json`, `checkpoint/` (resume state: findap.train.checkpoint's `ckpt-NNNNNN/` + LATEST),
-`metrics.jsonl`.
+directory), `ref_logps.json` (keyed: findap.align.reference), `checkpoint/` (resume state: findap.training's
+`ckpt-NNNNNN/` + LATEST), `metrics.jsonl`, `tensorboard/`.
 """
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import torch
 from findap.align.config import AlignConfig
 from findap.align.encode import TokenizedPair, tokenize_pair
 from findap.align.loop import train
-from findap.align.reference import cached_reference_logprobs
+from findap.align.reference import cached_reference_logprobs, reference_key
 from findap.io import DataError, read_records
 from findap.host_memory import keep_freed_memory
 from findap.models import load_model, load_tokenizer, pick_device
-from findap.train.checkpoint import save_model_dir
+from findap.training.lora import apply_lora
+from findap.training.parallel import SingleProcess
 
 PAIR_FIELDS = ("id", "prompt", "chosen", "rejected")
 
@@ -56,13 +57,18 @@ def encode_all(tokenizer, rows: list[dict], max_length: int) -> tuple[list[Token
 
 
 def split_dev(pairs: list[TokenizedPair], fraction: float, seed: int):
-    """Hold out a seeded slice for dev loss when distill wrote no dev file (at least one pair if any)."""
-    if fraction <= 0 or len(pairs) < 2:
+    """Hold out a seeded share of the PROMPTS, with all their pairs, for dev loss when distill wrote no dev file
+    (at least one prompt when there are two or more): a prompt's pairs never sit on both sides."""
+    by_prompt: dict[tuple, list[TokenizedPair]] = {}
+    for pair in pairs:
+        by_prompt.setdefault(tuple(pair.prompt_ids), []).append(pair)
+    prompts = list(by_prompt)
+    if fraction <= 0 or len(prompts) < 2:
         return pairs, []
-    order = list(pairs)
-    random.Random(seed).shuffle(order)
-    n_dev = max(1, round(len(order) * fraction))
-    return order[n_dev:], order[:n_dev]
+    random.Random(seed).shuffle(prompts)
+    dev_prompts = set(prompts[:max(1, round(len(prompts) * fraction))])
+    return ([p for p in pairs if tuple(p.prompt_ids) not in dev_prompts],
+            [p for p in pairs if tuple(p.prompt_ids) in dev_prompts])
 
 
 def drop_stale_gguf_marker(model):
@@ -80,14 +86,6 @@ def drop_stale_gguf_marker(model):
         model.hf_quantizer = None
         model.is_quantized = False
     return model
-
-
-def add_lora(model, cfg: AlignConfig):
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
 
 
 def run(recipe, ctx) -> dict:
@@ -112,17 +110,19 @@ def run(recipe, ctx) -> dict:
     with keep_freed_memory(device.type == "cpu"):  # large temporaries reuse faulted pages: see findap.host_memory
         torch.manual_seed(seed)  # LoRA initialisation and dropout: a rerun (or a resumed run) repeats the same run
         model = drop_stale_gguf_marker(load_model(model_name, device=device))
-        ref = cached_reference_logprobs(
-            ctx.path("ref_logps.json"), model, train_pairs + dev_pairs, row_tokens=cfg.row_tokens,
-            share_prompt=cfg.share_prompt, chunk=cfg.logprob_chunk, precision=recipe.precision,
-        )
-        if cfg.lora:
-            model = add_lora(model, cfg)
+        pairs = train_pairs + dev_pairs
+        settings = dict(row_tokens=cfg.row_tokens, share_prompt=cfg.share_prompt, chunk=cfg.loss_chunk_tokens,
+                        precision=recipe.precision)
+        key = reference_key(model_name, tokenizer, pairs, max_length=cfg.max_length, **settings)
+        ref = cached_reference_logprobs(ctx.path("ref_logps.json"), key, model, pairs, **settings)
+        if cfg.finetune == "lora":
+            model = apply_lora(model, cfg)
+        parallel = SingleProcess()  # alignment runs in one process
         summary = train(
             model, train_pairs, dev_pairs, ref, cfg, seed=seed, precision=recipe.precision,
             checkpoint_dir=ctx.path("checkpoint"),
-            save_best=lambda m: save_model_dir(m, tokenizer, ctx.path("model")),
-            log=ctx.log_metrics,
+            save_best=lambda m: parallel.save_model_dir(m, tokenizer, ctx.path("model")),
+            log=ctx.log_metrics, parallel=parallel,
         )
         del model, ref  # freed inside the block, so its end hands their memory back to the OS
     return {**summary, "dropped_pairs": dropped, "model": str(ctx.path("model")), "policy": model_name}

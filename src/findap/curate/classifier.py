@@ -101,6 +101,35 @@ def split_labels(ids: Sequence[str], heldout_fraction: float, seed: int) -> tupl
     return sorted(order[n_held:].tolist()), sorted(order[:n_held].tolist())
 
 
+def fit_head(
+    labeled: Sequence[tuple[str, str, float]],  # (id, text, judge score)
+    cfg: ClassifierConfig,
+    threshold: float,
+    seed: int = 0,
+    encoder: "Encoder | None" = None,
+    progress: bool = False,
+) -> tuple[dict | None, dict]:
+    """Train the head on judge labels and report held-out agreement. Returns ({"coef", "intercept"} or None,
+    report): plain numbers, so the shard tasks that score the rest can read it from JSON."""
+    if len(labeled) < cfg.min_labels:
+        return None, {"trained": False, "reason": f"{len(labeled)} parsed judge labels < min_labels={cfg.min_labels}"}
+    encoder = encoder or Encoder(cfg.encoder)
+    X = encoder.encode([t for _, t, _ in labeled], cfg.batch_size, cfg.max_chars, progress)
+    y = np.array([s for _, _, s in labeled], dtype=np.float64)
+    train, held = split_labels([i for i, _, _ in labeled], cfg.heldout_fraction, seed)
+    if len(set(y[train].tolist())) < 2:
+        return None, {"trained": False, "reason": "judge gave every training text the same score"}
+    head = ScoreClassifier().fit(X[train], y[train])
+    report = {"trained": True, "train_labels": len(train), "heldout": agreement(y[held], head.predict(X[held]),
+                                                                                  threshold)}
+    return {"coef": head.head.coef_.tolist(), "intercept": float(head.head.intercept_)}, report
+
+
+def predict_head(head: dict, X: np.ndarray) -> np.ndarray:
+    """Ridge.predict from the stored numbers (X @ coef + intercept, as scikit-learn computes it), clipped."""
+    return np.clip(X @ np.asarray(head["coef"], dtype=np.float64) + head["intercept"], 0.0, 5.0)
+
+
 def distill(
     labeled: Sequence[tuple[str, str, float]],  # (id, text, judge score)
     unlabeled: Sequence[tuple[str, str]],  # (id, text)
@@ -111,19 +140,10 @@ def distill(
     progress: bool = False,
 ) -> tuple[dict[str, float], dict]:
     """Train on judge labels, report held-out agreement, score `unlabeled`. Returns ({id: score}, report)."""
-    if len(labeled) < cfg.min_labels:
-        return {}, {"trained": False, "reason": f"{len(labeled)} parsed judge labels < min_labels={cfg.min_labels}"}
-    encoder = encoder or Encoder(cfg.encoder)
-    X = encoder.encode([t for _, t, _ in labeled], cfg.batch_size, cfg.max_chars, progress)
-    y = np.array([s for _, _, s in labeled], dtype=np.float64)
-    train, held = split_labels([i for i, _, _ in labeled], cfg.heldout_fraction, seed)
-    if len(set(y[train].tolist())) < 2:
-        return {}, {"trained": False, "reason": "judge gave every training text the same score"}
-    head = ScoreClassifier().fit(X[train], y[train])
-    report = {"trained": True, "train_labels": len(train), "heldout": agreement(y[held], head.predict(X[held]),
-                                                                                  threshold)}
+    encoder = encoder or (Encoder(cfg.encoder) if len(labeled) >= cfg.min_labels else None)
+    head, report = fit_head(labeled, cfg, threshold, seed, encoder, progress)
     scores: dict[str, float] = {}
-    if unlabeled:
+    if head is not None and unlabeled:
         X_rest = encoder.encode([t for _, t in unlabeled], cfg.batch_size, cfg.max_chars, progress)
-        scores = {i: float(s) for (i, _), s in zip(unlabeled, head.predict(X_rest))}
+        scores = {i: float(s) for (i, _), s in zip(unlabeled, predict_head(head, X_rest))}
     return scores, report

@@ -66,6 +66,9 @@ class JudgeConfig(BaseModel):
     max_new_tokens: int = Field(160, ge=16, description="Generation budget for one judgement.")
     retries: int = Field(2, ge=0, description="Extra sampled attempts when the answer cannot be parsed.")
     batch_size: int = Field(8, ge=1, description="Requests per engine call (also the checkpoint granularity).")
+    concurrency: int = Field(
+        16, ge=1, description="openai engine: requests in flight at once (a batched server such as vLLM serves them "
+        "together); keep batch_size at least this.")
     on_failure: Literal["keep", "drop"] = Field(
         "keep", description="What to do with a text whose judgement never parsed (always counted)."
     )
@@ -176,6 +179,17 @@ class CurateConfig(BaseModel):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
     plot: bool = Field(True, description="Write mixture.png next to the manifest.")
+    executor: Literal["local", "slurm", "ray"] = Field(
+        "local", description="datatrove executor that runs the curation steps: local processes, Slurm jobs, or a "
+        "Ray cluster (docs/curation.md). The outputs are the same whichever runs them.")
+    tasks: int = Field(1, ge=1, description="Tasks the per-shard steps are split into (each writes a completion "
+                       "marker: a killed run redoes only unfinished tasks). Keep it fixed between a run and its rerun.")
+    workers: int = Field(1, ge=1, description="How many tasks run at once (local: processes; ray: concurrent tasks; "
+                         "slurm: array jobs in flight).")
+    shard_rows: int = Field(10_000, ge=1, description="Examples per source shard (parquet): what one step holds.")
+    executor_options: dict = Field(
+        default_factory=dict, description="Passed to the datatrove executor as keyword arguments, e.g. slurm: "
+        "{partition: cpu, time: '04:00:00', cpus_per_task: 4}; ray: {address: auto, cpus_per_task: 1}.")
 
     @model_validator(mode="after")
     def _check_names(self) -> "CurateConfig":

@@ -1,9 +1,11 @@
 """Exact and MinHash near-duplicate removal, with counts per source.
 
-In-process with datasketch: the curation corpora this stage sees on one machine (tens of thousands of documents)
-fit in memory, and datatrove's four MinHash stages (signatures -> buckets -> clusters -> filter) would write and
-re-read intermediate files for every run. For corpora that outgrow one machine, `datatrove_pipeline.py` builds
-the same dedup from datatrove's own stages for its Local/Slurm/Ray executors (see docs/curation.md).
+Two forms with one result. `dedup` works on a list of examples (kept for tests and small callers). The streamed
+curation (streaming.py) splits it: `DocKeys` turns each example into its keys in parallel shard tasks (a 64-bit
+exact key, and for CPT the LSH band keys of its MinHash signature, the bands datasketch's MinHashLSH would use),
+then `StreamDedup` decides keep/drop in one ordered pass holding only those keys, in compact sorted uint64
+arrays (`KeySet`), never the documents. A near-duplicate is a document sharing any band with an earlier kept one,
+exactly MinHashLSH.query's rule; 64-bit keys make a false match about 1e-8 likely at a million documents.
 
 The first occurrence wins, so the result depends only on the order of the sources in the recipe.
 Near-duplicates are looked for in CPT text by default: IT prompts share their instruction template, so their
@@ -16,7 +18,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
+from datasketch.lsh import _optimal_param
 
 from findap.curate.config import DedupConfig
 from findap.curate.records import example_text, normalize, prompt_text
@@ -87,3 +91,85 @@ def dedup(examples: list[dict], cfg: DedupConfig, kinds=("cpt",)) -> tuple[list[
     if cfg.near:
         examples = near_dedup(examples, cfg, report, kinds)
     return examples, report
+
+
+# ---- the streamed form -------------------------------------------------------------------------------------
+def exact_key(example: dict) -> int:
+    """64 bits of exact_dedup's key (kind + normalised prompt text)."""
+    digest = hashlib.sha256(f"{example['kind']}\x00{normalize(prompt_text(example))}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+class DocKeys:
+    """Per-document dedup keys; the MinHash permutations are drawn once, not per document."""
+
+    def __init__(self, cfg: DedupConfig, seed: int = 1):
+        self.cfg = cfg
+        template = MinHash(num_perm=cfg.num_perm, seed=seed)
+        self.seed, self.scheme, self.permutations = seed, template.scheme, template.permutations
+        # the (bands, rows) MinHashLSH(threshold, num_perm) picks with its default weights
+        self.bands, self.rows = _optimal_param(cfg.threshold, cfg.num_perm, 0.5, 0.5)
+
+    def signature(self, text: str) -> MinHash:
+        m = MinHash(num_perm=self.cfg.num_perm, seed=self.seed, permutations=self.permutations, scheme=self.scheme)
+        m.update_batch(list(shingles(text, self.cfg.ngram)))
+        return m
+
+    def band_keys(self, text: str) -> list[int]:
+        values = self.signature(text).hashvalues
+        keys = []
+        for band in range(self.bands):
+            chunk = bytes(values[band * self.rows : (band + 1) * self.rows].byteswap().data)
+            keys.append(int.from_bytes(hashlib.blake2b(bytes([band]) + chunk, digest_size=8).digest(), "little"))
+        return keys
+
+
+class KeySet:
+    """A set of uint64 keys in sorted numpy runs plus a small Python set: ~8 bytes a key instead of ~70."""
+
+    def __init__(self, buffer: int = 1 << 17):
+        self.sorted = np.zeros(0, dtype=np.uint64)
+        self.recent: set[int] = set()
+        self.buffer = buffer
+
+    def __len__(self) -> int:
+        return len(self.sorted) + len(self.recent)
+
+    def contains_any(self, keys: list[int]) -> bool:
+        if any(k in self.recent for k in keys):
+            return True
+        if not len(self.sorted):
+            return False
+        probe = np.asarray(keys, dtype=np.uint64)
+        at = np.searchsorted(self.sorted, probe)
+        at[at == len(self.sorted)] = 0
+        return bool((self.sorted[at] == probe).any())
+
+    def add_all(self, keys: list[int]) -> None:
+        self.recent.update(keys)
+        if len(self.recent) >= self.buffer:
+            merged = np.concatenate([self.sorted, np.fromiter(self.recent, dtype=np.uint64, count=len(self.recent))])
+            merged.sort(kind="stable")
+            self.sorted, self.recent = merged, set()
+
+
+class StreamDedup:
+    """exact_dedup then near_dedup (CPT) in one ordered pass over keys: the same decisions, first one wins."""
+
+    def __init__(self, cfg: DedupConfig, kinds=("cpt",)):
+        self.cfg, self.kinds = cfg, kinds
+        self.exact, self.near = KeySet(), KeySet()
+        self.report = DedupReport()
+
+    def keep(self, source: str, kind: str, exact: int, bands: list[int] | None) -> bool:
+        if self.cfg.exact:
+            if self.exact.contains_any([exact]):
+                self.report.exact[source] += 1
+                return False
+            self.exact.add_all([exact])
+        if self.cfg.near and kind in self.kinds:
+            if self.near.contains_any(bands):
+                self.report.near[source] += 1
+                return False
+            self.near.add_all(bands)
+        return True

@@ -17,6 +17,8 @@ import math
 from collections import defaultdict
 from typing import Sequence
 
+import numpy as np
+
 from findap.curate.config import MixtureConfig
 
 
@@ -141,3 +143,117 @@ def dev_split(examples: Sequence[dict], cfg: MixtureConfig, seed: int) -> tuple[
     n_dev = min(len(ordered) - 1, max(cfg.dev_min, round(cfg.dev_fraction * len(ordered))))
     dev_ids = {ex["id"] for ex in ordered[:n_dev]}
     return [ex for ex in examples if ex["id"] not in dev_ids], [ex for ex in examples if ex["id"] in dev_ids]
+
+
+# ---- the streamed form: the same selection over columns (numpy) instead of example dicts --------------------
+def rank_key(seed: int, example_id: str) -> tuple[int, int]:
+    """The first 128 bits of seeded_order's sort key, as two integers (big-endian: same order as the hex)."""
+    digest = hashlib.sha256(f"{seed}\x00{example_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:16], "big")
+
+
+class MixPool:
+    """What the mixture needs of every surviving example, as columns in stream order (no texts, no ids):
+    `row` (global row number), codes of source/kind/domain/capability, tokens, and two seeded rank keys."""
+
+    def __init__(self, columns: dict[str, np.ndarray], names: dict[str, list[str]]):
+        self.c, self.names = columns, names
+
+    def value(self, column: str, positions: np.ndarray) -> list[str]:
+        table = self.names[column]
+        return [table[code] for code in self.c[column][positions].tolist()]
+
+    def seeded(self, positions: np.ndarray, key: str) -> np.ndarray:
+        hi, lo = self.c[f"{key}_hi"][positions], self.c[f"{key}_lo"][positions]
+        return positions[np.lexsort((lo, hi))]  # primary hi, then lo; stable like sorted()
+
+    def total(self, positions: np.ndarray) -> int:
+        return int(self.c["tokens"][positions].sum())
+
+    def split(self, positions: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        of_kind = positions[self.c["kind"][positions] == self.names["kind"].index(kind)] \
+            if kind in self.names["kind"] else positions[:0]
+        finance = self.names["domain"].index("finance") if "finance" in self.names["domain"] else -1
+        in_domain = self.c["domain"][of_kind] == finance
+        return of_kind[in_domain], of_kind[~in_domain]
+
+
+def take_tokens_columns(pool: MixPool, positions: np.ndarray, target: float) -> np.ndarray:
+    """take_tokens over columns: seeded order (key "mix"), skipping examples that overflow the target."""
+    ordered = pool.seeded(positions, "mix")
+    chosen, total = [], 0
+    for position, n in zip(ordered.tolist(), pool.c["tokens"][ordered].tolist()):
+        if total + n <= target + 1e-6:
+            chosen.append(position)
+            total += n
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def build_mixture_columns(pool: MixPool, positions: np.ndarray, cfg: MixtureConfig) -> tuple[np.ndarray, dict]:
+    """build_mixture over columns; returns (chosen pool positions in output order, plan)."""
+    it_fin, it_gen = pool.split(positions, "it")
+    cpt_fin, cpt_gen = pool.split(positions, "cpt")
+    it_share = natural_share(pool.total(it_fin), pool.total(it_gen), cfg.it_domain_share)
+    t_it = _largest_total(pool.total(it_fin), pool.total(it_gen), it_share)
+    if cfg.max_it_tokens is not None:
+        t_it = min(t_it, cfg.max_it_tokens)
+    it = np.concatenate([take_tokens_columns(pool, it_fin, it_share * t_it),
+                         take_tokens_columns(pool, it_gen, (1 - it_share) * t_it)])
+    it_tokens = pool.total(it)
+    cpt_share = natural_share(pool.total(cpt_fin), pool.total(cpt_gen), cfg.cpt_domain_share)
+    t_cpt = _largest_total(pool.total(cpt_fin), pool.total(cpt_gen), cpt_share)
+    if cfg.subsample_cpt_to_it:
+        t_cpt = min(t_cpt, it_tokens * cfg.cpt_share / (1 - cfg.cpt_share))
+    targets = {"it_tokens": t_it, "cpt_tokens": t_cpt,
+               "cpt_finance": cpt_share * t_cpt, "cpt_general": (1 - cpt_share) * t_cpt}
+    got_finance = take_tokens_columns(pool, cpt_fin, targets["cpt_finance"])
+    got_general = take_tokens_columns(pool, cpt_gen, targets["cpt_general"])
+    shortfall = {"cpt_finance": max(0, round(targets["cpt_finance"] - pool.total(got_finance))),
+                 "cpt_general": max(0, round(targets["cpt_general"] - pool.total(got_general)))}
+    chosen = np.concatenate([got_finance, got_general, it]).astype(np.int64)
+    return chosen, {"targets": {k: round(v) for k, v in targets.items()}, "shortfall": shortfall}
+
+
+def mixture_stats_columns(pool: MixPool, positions: np.ndarray) -> dict:
+    """mixture_stats over columns (same numbers and key order)."""
+    per_source: dict[str, dict] = defaultdict(lambda: {"docs": 0, "tokens": 0})
+    kind_tokens: dict[str, int] = defaultdict(int)
+    domain_tokens: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    capability_tokens: dict[str, int] = defaultdict(int)
+    names = pool.names
+    columns = [pool.c[name][positions].tolist() for name in ("source", "kind", "domain", "capability", "tokens")]
+    for source, kind, domain, capability, n in zip(*columns):
+        source, kind = names["source"][source], names["kind"][kind]
+        domain, capability = names["domain"][domain], names["capability"][capability]
+        entry = per_source[source]
+        entry["docs"] += 1
+        entry["tokens"] += n
+        entry.update(kind=kind, domain=domain, capability=capability)
+        kind_tokens[kind] += n
+        domain_tokens[kind]["finance" if domain == "finance" else "general"] += n
+        capability_tokens[capability] += n
+    total = sum(kind_tokens.values()) or 1
+
+    def shares(counts: dict[str, int]) -> dict[str, float]:
+        s = sum(counts.values()) or 1
+        return {k: round(v / s, 4) for k, v in sorted(counts.items())}
+
+    return {
+        "docs": len(positions),
+        "tokens": sum(kind_tokens.values()),
+        "tokens_by_kind": dict(kind_tokens),
+        "kind_shares": {k: round(v / total, 4) for k, v in sorted(kind_tokens.items())},
+        "domain_shares": {kind: shares(d) for kind, d in sorted(domain_tokens.items())},
+        "capability_shares": shares(capability_tokens),
+        "sources": {k: dict(v) for k, v in sorted(per_source.items())},
+    }
+
+
+def dev_split_columns(pool: MixPool, chosen: np.ndarray, cfg: MixtureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """dev_split over columns (key "dev" = the seed + 1 order): (train, dev) positions, both in chosen order."""
+    if not len(chosen) or cfg.dev_fraction == 0:
+        return chosen, chosen[:0]
+    ordered = pool.seeded(chosen, "dev")
+    n_dev = min(len(ordered) - 1, max(cfg.dev_min, round(cfg.dev_fraction * len(ordered))))
+    in_dev = np.isin(chosen, ordered[:n_dev])
+    return chosen[~in_dev], chosen[in_dev]

@@ -1,7 +1,7 @@
 """`findap curate`: the curate stage of a recipe (run(recipe, ctx) -> summary)."""
 from __future__ import annotations
 
-from findap.curate.curation import curate, default_judge
+from findap.curate.curation import curate, decontam_coverage, default_judge
 
 
 def run(recipe, ctx) -> dict:
@@ -13,9 +13,13 @@ def run(recipe, ctx) -> dict:
 
 
 def summarize(manifest: dict) -> dict:
-    """The stage summary (DONE): counts per source, filter counts, tokens, throughput, wall time."""
+    """The stage summary (DONE): counts per source, filter counts, decontamination coverage in words, tokens,
+    throughput, wall time."""
     filters = manifest["filters"]
     quality = filters["quality"]
+    removed = sum(sum(v.values()) for v in filters["decontam"]["removed"].values())
+    # manifests written before the coverage fields existed: derive them from the task lists they do have
+    coverage = filters["decontam"] if "note" in filters["decontam"] else decontam_coverage(filters["decontam"])
     return {
         "input_docs": manifest["input_docs"],
         "docs_per_s": manifest["docs_per_s"],
@@ -24,7 +28,9 @@ def summarize(manifest: dict) -> dict:
         "bad_rows": sum(len(r["bad_rows"]) for r in manifest["sources"].values()),
         "dedup_exact": filters["dedup"]["exact_total"],
         "dedup_near": filters["dedup"]["near_total"],
-        "decontam_removed": sum(sum(v.values()) for v in filters["decontam"]["removed"].values()),
+        "decontam_removed": removed,
+        "decontamination": {"checked": coverage["checked"], "unchecked": coverage["unchecked"], "removed": removed,
+                            "note": coverage["note"]},
         "judge": quality.get("judge"),
         "classifier_f1": (quality.get("classifier") or {}).get("heldout", {}).get("f1"),
         "quality_decisions": quality.get("decisions"),

@@ -16,6 +16,9 @@ class EngineChoice(BaseModel):
     base_url: str | None = Field(None, description="openai: endpoint, e.g. http://127.0.0.1:8000/v1.")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the key.")
     batch_size: int = Field(16, ge=1, description="Requests per batch.")
+    max_batch_tokens: int | None = Field(
+        16384, ge=16, description="hf engine: most tokens per forward pass, counted padded: rows x longest row, "
+        "prompt + new tokens when generating; bounds inference memory (docs/memory.md); None: rows only.")
     max_length: int = Field(2048, ge=64, description="Context window used for prompt + generation.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N.")
     precision: str = Field("auto", description="auto, bf16, fp16, fp32.")

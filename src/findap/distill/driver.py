@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from findap.distill.genorm import Candidate, decide, judge_candidates, sample_candidates
+from findap.distill.genorm import Candidate, decide, judge_candidates, needs_judge, sample_candidates
 from findap.distill.genprm import continuation_request, corrected_prefix, join_continuation, judge_steps
 from findap.distill.pairs import orm_record, prm_records, select_orm_pairs
 from findap.distill.prompts import ReasoningItem
@@ -39,6 +39,7 @@ class ItemResult:
     correct: int = 0
     judged: int = 0  # candidates with both a judge verdict and an exact check
     agree: int = 0  # ... on which the two agree
+    unchecked: int = 0  # candidates whose gold answer cannot be read: labelled by the judge, or dropped
 
 
 def is_dev(item_id: str, fraction: float) -> bool:
@@ -53,8 +54,7 @@ def process_batch(items: list[ReasoningItem], policy: Engine, judge: Engine, cfg
     results = {item.id: ItemResult(item.id) for item in items}
     cands = sample_candidates(policy, items, cfg, seed, progress)
     flat = [c for item in items for c in cands[item.id]]
-    if cfg.label_mode != "check":
-        judge_candidates(judge, by_id, flat, cfg, seed, progress)
+    judge_candidates(judge, by_id, flat, cfg, seed, progress)  # under 'check': only candidates without a check
     for c in flat:
         r = results[c.item_id]
         r.candidates += 1
@@ -62,7 +62,8 @@ def process_batch(items: list[ReasoningItem], policy: Engine, judge: Engine, cfg
         if c.judge is not None and c.check is not None and not c.is_reference:
             r.judged += 1
             r.agree += int(c.judge == c.check)
-        if cfg.label_mode != "check" and c.judge is None and not c.is_reference:
+        r.unchecked += int(c.check is None and not c.is_reference)
+        if needs_judge(c, cfg.label_mode) and c.judge is None:
             r.drops["orm_judge_unparsable"] += 1
         elif c.label is None:
             r.drops["label_disagreement"] += 1
@@ -149,7 +150,8 @@ def distill_items(items: list[ReasoningItem], policy: Engine, judge: Engine, cfg
             append_jsonl(out_dir / PROGRESS, {
                 "item_id": result.item_id, "pairs": Counter(r["source"] for r in result.records),
                 "drops": dict(result.drops), "candidates": result.candidates, "correct": result.correct,
-                "judged": result.judged, "agree": result.agree, "dev": target == DEV_PAIRS,
+                "judged": result.judged, "agree": result.agree, "unchecked": result.unchecked,
+                "dev": target == DEV_PAIRS,
             })
     stats = summarise(read_jsonl_tolerant(out_dir / PROGRESS))
     write_json(out_dir / STATS, stats)
@@ -175,5 +177,6 @@ def summarise(progress_rows: list[dict]) -> dict:
         "correct_candidates": sum(row["correct"] for row in progress_rows),
         "judge_check_compared": judged,
         "judge_check_agreement": sum(row["agree"] for row in progress_rows) / judged if judged else None,
+        "unchecked_candidates": sum(row.get("unchecked", 0) for row in progress_rows),  # unreadable gold
         "drops": dict(drops),
     }

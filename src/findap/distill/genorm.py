@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from findap.distill.judges import orm_messages, parse_orm
 from findap.distill.prompts import ReasoningItem
-from findap.distill.trajectories import check_answer, extract_answer, policy_messages
+from findap.distill.trajectories import check_answer, extract_answer, gold_answer, policy_messages
 from findap.engines.base import Engine, GenerationRequest
 from findap.eval.judge import JudgeSettings, run_judge
 
@@ -21,7 +21,7 @@ class Candidate:
     item_id: str
     index: int  # sample index; -1 for the source's reference solution
     text: str
-    check: bool | None  # exact answer check; None when the item has no checkable gold answer
+    check: bool | None  # exact answer check; None when the gold answer cannot be read (the judge decides)
     answer: str | None = None
     judge: bool | None = None  # GenORM verdict; None: not asked, or unparsable after retries
     judge_output: str | None = None
@@ -60,15 +60,25 @@ def sample_candidates(engine: Engine, items: list[ReasoningItem], cfg, seed: int
 
 def _candidate(item: ReasoningItem, index: int, text: str) -> Candidate:
     check = check_answer(text, item)
-    # No readable answer is a wrong answer when a gold answer exists.
-    return Candidate(item.id, index, text.strip(), False if check is None else check,
-                     extract_answer(text, item.answer_type))
+    if gold_answer(item) is None:
+        check = None  # nothing to check against: never "wrong" by default, the judge decides (`needs_judge`)
+    elif check is None:
+        check = False  # the gold is readable and the solution states no answer: that is a wrong solution
+    return Candidate(item.id, index, text.strip(), check, extract_answer(text, item.answer_type))
+
+
+def needs_judge(cand: Candidate, mode: str) -> bool:
+    """Whether the GenORM judge must see this candidate: always under 'judge' and 'both'; under 'check' only
+    when there is no exact check (unreadable gold answer), the documented judge fallback. References never."""
+    return not cand.is_reference and (mode != "check" or cand.check is None)
 
 
 def judge_candidates(judge: Engine, items: dict[str, ReasoningItem], cands: list[Candidate], cfg,
                      seed: int, progress: bool = True) -> None:
-    """Ask the GenORM judge about every candidate (in place). Reference solutions are not judged."""
-    todo = [c for c in cands if not c.is_reference]
+    """Ask the GenORM judge about every candidate that `needs_judge` under `cfg.label_mode` (in place)."""
+    todo = [c for c in cands if needs_judge(c, cfg.label_mode)]
+    if not todo:
+        return
     prompts = [orm_messages(items[c.item_id], c.text) for c in todo]
     settings = JudgeSettings(max_new_tokens=cfg.judge_max_new_tokens, retries=cfg.judge_retries, seed=seed)
     for cand, judgement in zip(todo, run_judge(judge, prompts, parse_orm, settings, progress=progress)):
@@ -80,7 +90,7 @@ def decide(cand: Candidate, mode: str) -> bool | None:
     if cand.is_reference:
         return True
     if mode == "check" and cand.check is not None:
-        return cand.check
+        return cand.check  # check None: the judge's verdict below (None when it gave none: dropped, counted)
     if mode == "both" and cand.check is not None:
         return cand.check if cand.judge == cand.check else None
     return cand.judge

@@ -66,8 +66,9 @@ _FIRST_ERROR = re.compile(r"first\s+(?:error|mistake|wrong\s+step|incorrect\s+st
                           r"(?:step\s*)?(\d+|none|no\s+error|n/?a)", re.I)
 _FIRST_ERROR_PROSE = re.compile(r"first\s+(?:erroneous|incorrect|wrong|mistaken)\s+step\s+is\s+(?:step\s*)?(\d+)"
                                 r"|step\s+(\d+)\s+is\s+the\s+first\s+(?:erroneous|incorrect|wrong|mistaken)", re.I)
-_CORRECTION = re.compile(r"correct(?:ion|ed\s+step)\s*\**\s*[:=]\s*\**\s*(.+)", re.I | re.S)
+_CORRECTION = re.compile(r"correct(?:ion|ed\s+step)\s*\**\s*[:=]\s*\**\s*(.+)", re.I)  # one line: the corrected step
 _STEP_LABEL = re.compile(r"^\s*step\s*\d+\s*[:.)-]\s*", re.I)
+_STEP_NUMBER = re.compile(r"\s*step\s*(\d+)\s*[:.)-]", re.I)
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,24 @@ class StepJudgement:
     correction: str | None  # the corrected step, labelled 'Step K: ...'
 
 
-def first_error_step(text: str) -> int | None:
-    """The step the judge names as the first error: K >= 1, 0 for 'no error', None if it named nothing.
-
-    The last 'First error:' line wins (judges restate their conclusion at the end); prose such as
-    'the first incorrect step is Step 3' is the fallback.
-    """
-    matches = _FIRST_ERROR.findall(text)
+def _first_error(text: str) -> tuple[int, int] | None:
+    """(K, where the statement ends) for the step the judge names as the first error: K >= 1, 0 for 'no
+    error'; None if it named nothing. The last 'First error:' line wins (judges restate their conclusion at the
+    end); prose such as 'the first incorrect step is Step 3' is the fallback."""
+    matches = list(_FIRST_ERROR.finditer(text))
     if matches:
-        value = matches[-1].strip().lower()
-        return int(value) if value.isdigit() else 0
-    prose = _FIRST_ERROR_PROSE.findall(text)
+        value = matches[-1].group(1).strip().lower()
+        return (int(value) if value.isdigit() else 0), matches[-1].end()
+    prose = list(_FIRST_ERROR_PROSE.finditer(text))
     if prose:
-        a, b = prose[-1]
-        return int(a or b)
+        return int(prose[-1].group(1) or prose[-1].group(2)), prose[-1].end()
     return None
+
+
+def first_error_step(text: str) -> int | None:
+    """The step the judge names as the first error: K >= 1, 0 for 'no error', None if it named nothing."""
+    found = _first_error(text)
+    return None if found is None else found[0]
 
 
 def parse_prm(text: str) -> StepJudgement | None:
@@ -99,13 +103,20 @@ def parse_prm(text: str) -> StepJudgement | None:
     An error needs a non-empty correction; the correction is relabelled as 'Step K:' so the corrected
     trajectory keeps consistent numbering.
     """
-    k = first_error_step(text)
-    if k is None:
+    found = _first_error(text)
+    if found is None:
         return None
+    k, conclusion_end = found
     if k == 0:
         return StepJudgement(0, None)
-    tail = text[text.lower().rfind("first"):]  # the correction follows the conclusion, not an earlier draft
-    m = _CORRECTION.search(tail) or _CORRECTION.search(text)
+    # The correction follows the conclusion it belongs to: search right after that 'First error' statement
+    # (a correction may itself say "first", so the last "first" in the text is no anchor). A judge that wrote
+    # its correction first may still be read, but only a correction of that same step (not an earlier draft's).
+    m = _CORRECTION.search(text, conclusion_end)
+    if m is None:
+        before = [c for c in _CORRECTION.finditer(text[:conclusion_end])
+                  if (label := _STEP_NUMBER.match(c.group(1))) is None or int(label.group(1)) == k]
+        m = before[-1] if before else None
     if not m:
         return None
     body = m.group(1).strip().splitlines()

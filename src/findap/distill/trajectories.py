@@ -7,13 +7,15 @@ A solution looks like
     Answer: 990
 
 Steps are what GenPRM points at ("the first wrong step is Step 2"), and the `Answer:` line is what the exact
-check reads. Models that ignore the format still get a best-effort reading (last number / last choice letter).
+check reads. Models that ignore the format still get a best-effort reading: the number or letter the reply states
+(`findap.eval.answers`, the same readers FinEval uses).
 """
 from __future__ import annotations
 
 import re
 
 from findap.distill.prompts import ReasoningItem
+from findap.eval.answers import StatedNumber, single_number, stated_letter, stated_number
 
 SYSTEM = (
     "You solve finance and math problems carefully. Work in numbered steps, one calculation or idea per step, "
@@ -23,8 +25,7 @@ CHOICE_HINT = " For multiple choice, the final line names only the letter, for e
 
 _STEP = re.compile(r"^\s*\**\s*step\s+(\d+)\s*\**\s*[:.)-]", re.I | re.M)
 _ANSWER_LINE = re.compile(r"^\s*\**\s*(?:final\s+)?answer\s*\**\s*[:=]\s*\**\s*(.+?)\s*$", re.I | re.M)
-_NUMBER = re.compile(r"-?\(?\$?\s*-?\d[\d,]*(?:\.\d+)?\)?")
-_LETTER = re.compile(r"\b([A-E])\b")
+CHOICE_LETTERS = "ABCDE"
 
 
 def policy_messages(item: ReasoningItem) -> list[dict]:
@@ -51,50 +52,70 @@ def answer_text(solution: str) -> str | None:
     return matches[-1].strip() if matches else None
 
 
-def parse_number(text: str) -> float | None:
-    """The last number in `text`: '$1,234.5' -> 1234.5, '(12.3)' -> -12.3 (accounting negative), '15%' -> 15."""
-    matches = _NUMBER.findall(text)
-    if not matches:
-        return None
-    raw = matches[-1].replace("$", "").replace(",", "").replace(" ", "")
-    negative = raw.startswith("(") and raw.endswith(")")
-    raw = raw.strip("()")
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return -abs(value) if negative else value
-
-
 def extract_answer(solution: str, answer_type: str) -> str | None:
-    """The final answer as a comparable string (a number, a letter, or text); None when there is none."""
-    line = answer_text(solution)
+    """The final answer as a comparable string (a number as written, '%' kept; a letter; or text); None when
+    there is none. Numbers and letters are read by FinEval's own readers (`findap.eval.answers`), so a solution
+    is read the same way here as a FinEval reply: the number right after the answer marker, the letter the
+    answer opens with."""
     if answer_type == "number":
-        value = parse_number(line if line is not None else solution[-200:])
-        return None if value is None else repr(value)
+        number = stated_number(solution)
+        return None if number is None else number.text + ("%" if number.percent else "")
     if answer_type == "choice":
-        letters = _LETTER.findall(line if line is not None else solution[-200:])
-        return letters[0] if line is not None and letters else (letters[-1] if letters else None)
-    return line
+        index = stated_letter(solution, len(CHOICE_LETTERS))
+        return None if index is None else CHOICE_LETTERS[index]
+    return answer_text(solution)
 
 
-def numbers_match(pred: float, gold: float, rel_tol: float = 1e-2) -> bool:
-    """Equal up to display rounding (1% relative, or 0.01 absolute near zero). A percent answer written as a
-    fraction (0.2222 for 22.22) is also accepted: solutions mix both and the prompt rarely fixes one."""
-    def close(a: float, b: float) -> bool:
-        return abs(a - b) <= max(0.01, rel_tol * abs(b))
+# Tolerance of the exact number check (documented in docs/alignment.md, "Labels"): a relative 0.1%, or half a
+# unit in the last decimal place the GOLD answer is written with (gold 0.37 accepts 0.3712: the gold was
+# rounded). Nothing looser: 1% would call 101 right for 100 and 8.5% right for 8.25%.
+REL_TOL = 1e-3
+_PERCENT_WORDS = re.compile(r"%|\bper\s?cent(?:age)?s?\b|\bpct\b|\bbasis\s+points?\b", re.I)
 
-    return close(pred, gold) or close(pred * 100, gold) or close(pred, gold * 100)
+
+def asks_percent(question: str) -> bool:
+    """Whether the question itself asks for a percent. Only its last paragraph counts: TAT-QA and CFA prompts
+    start with tables and passages full of '%' that say nothing about the unit of the answer."""
+    last = [p for p in re.split(r"\n\s*\n", question.strip()) if p.strip()]
+    return bool(last) and bool(_PERCENT_WORDS.search(last[-1]))
+
+
+def _close(pred: float, gold: float, gold_decimals: int) -> bool:
+    tol = max(REL_TOL * abs(gold), 0.5 * 10 ** -gold_decimals if gold_decimals else 0.0)
+    return abs(pred - gold) <= tol * (1 + 1e-9) + 1e-12  # the slack absorbs binary rounding (0.375 - 0.37)
+
+
+def numbers_match(pred: StatedNumber, gold: StatedNumber, percent_question: bool = False) -> bool:
+    """Equal within the tolerance above. A factor of 100 is accepted only where it is a percent: when the
+    question asks for a percent (0.25 for 25%, and 25 for a gold written 0.25), or when a side writes '%' itself
+    (8.25% is exactly 0.0825). 5 vs 500 is never equal."""
+    preds = [pred.value] + ([pred.value / 100] if pred.percent else [])
+    golds = [(gold.value, gold.decimals)] + ([(gold.value / 100, gold.decimals + 2)] if gold.percent else [])
+    if percent_question:
+        preds += [pred.value * 100, pred.value / 100]
+    return any(_close(p, g, d) for p in preds for g, d in golds)
+
+
+def gold_answer(item: ReasoningItem):
+    """The gold answer in comparable form, or None when it cannot be read (the judge must decide then):
+    a number must be exactly one number, a choice one letter A-E."""
+    if item.answer_type == "number":
+        return single_number(item.gold)
+    if item.answer_type == "choice":
+        letter = item.gold.strip().strip("()[].*").upper()[:1]
+        return letter if letter and letter in CHOICE_LETTERS else None
+    return item.gold if item.gold.strip() else None
 
 
 def check_answer(solution: str, item: ReasoningItem) -> bool | None:
-    """True/False against the gold answer; None when the solution states no answer we can read."""
+    """True/False against the gold answer; None when the solution states no answer we can read, or the gold
+    answer itself cannot be read (see `gold_answer`)."""
+    gold = gold_answer(item)
     pred = extract_answer(solution, item.answer_type)
-    if pred is None:
+    if gold is None or pred is None:
         return None
     if item.answer_type == "number":
-        gold = parse_number(item.gold)
-        return None if gold is None else numbers_match(float(pred), gold)
+        return numbers_match(stated_number(solution), gold, asks_percent(item.question))
     if item.answer_type == "choice":
-        return pred.upper() == item.gold.strip().upper()[:1]
-    return " ".join(pred.lower().split()) == " ".join(item.gold.lower().split())
+        return pred == gold
+    return " ".join(pred.lower().split()) == " ".join(gold.lower().split())

@@ -56,7 +56,10 @@ class EngineSpec:
     model: str = "smollm2-135m-instruct"
     base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # openai: the key is read from this environment variable, never a file
-    batch_size: int = 16
+    batch_size: int = 16  # most rows per forward
+    # most tokens per forward, counted padded: rows x longest row (prompt + new tokens when generating, since the
+    # KV cache grows to that). Bounds inference memory whatever the prompt lengths; None: rows only. docs/memory.md
+    max_batch_tokens: int | None = 16384
     max_length: int = 2048
     device: str = "auto"
     precision: str = "auto"

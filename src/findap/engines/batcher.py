@@ -2,7 +2,8 @@
 
 HTTP clients send one prompt per request, often several at once (our OpenAIEngine uses a thread pool). One worker
 thread owns the model: it takes the first waiting job, gathers the generation jobs that arrive within a few
-milliseconds (up to the engine's batch size) and runs them as one batch. Other work (prompt scoring for `echo`)
+milliseconds (up to the engine's batch size) and runs them as one batch, which the engine splits further so no
+forward exceeds its token budget (`max_batch_tokens`). Other work (prompt scoring for `echo`)
 runs on the same thread, so nothing touches the model concurrently. Batched greedy decoding equals unbatched
 (tested), so batching changes speed, not answers.
 """

@@ -49,7 +49,6 @@ def _stop_hit(tokenizer, ids: list[int], stop: tuple[str, ...]) -> bool:
     return any(s in text for s in stop)
 
 
-@torch.inference_mode()
 def cache_argument(model) -> str:
     """The name `model.forward` takes the KV cache under: transformers 5.24 renamed `past_key_values` to `cache`
     (the old name warns, and goes in 5.40); earlier 5.x releases only know `past_key_values`."""
@@ -63,6 +62,8 @@ def returned_cache(out):
     return cache if cache is not None else out.past_key_values
 
 
+@torch.no_grad()  # without it every layer's activations stay alive for a backward that never comes (no_grad, not
+# inference_mode: FinEval selection decodes the model being trained, whose gathered FSDP weights must stay usable)
 def generate_batch(
     model,
     tokenizer,

@@ -15,7 +15,7 @@ from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequ
 from findap.engines.batching import length_sorted_batches
 from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
 from findap.engines.decoding import RowSettings, decode_output, generate_batch
-from findap.engines.scoring import plan_groups, score_groups
+from findap.engines.scoring import has_plain_head, plan_groups, score_groups
 from findap.engines.text import encode_pair, fitted_prompt_ids, render_prompt
 from findap.models import autocast, autocast_dtype, load_model, load_tokenizer, pick_device, resolve_model
 
@@ -23,8 +23,12 @@ from findap.models import autocast, autocast_dtype, load_model, load_tokenizer, 
 class HFEngine:
     name = "hf"
 
-    def __init__(self, spec: EngineSpec, *, model=None, tokenizer=None):
-        """Load `spec.model`, or wrap an already loaded `model` and `tokenizer` (tests, training loops)."""
+    def __init__(self, spec: EngineSpec, *, model=None, tokenizer=None, agree_tokens=None):
+        """Load `spec.model`, or wrap an already loaded `model` and `tokenizer` (tests, training loops).
+
+        `agree_tokens`: when several processes decode one sharded model in lockstep (stage 1's FinEval selection
+        under FSDP), maps each decoding step's tokens to the ones every rank continues with
+        (decoding.generate_batch)."""
         self.spec = spec
         self.device = pick_device(spec.device)
         fast_dtype = autocast_dtype(self.device, spec.precision)
@@ -43,9 +47,7 @@ class HFEngine:
         self.identity = f"{source}|{self.model.dtype}|{spec.precision}|max_length={spec.max_length}"
         self.cache = RequestCache(spec.cache_path) if spec.cache_path else None
         self.model_calls = 0  # batched forwards run (prefills and scoring); tests count cache hits with it
-        # Set when several processes decode one sharded model in lockstep (stage 1's FinEval selection under FSDP):
-        # maps each decoding step's tokens to the ones every rank continues with (decoding.generate_batch).
-        self.agree_tokens = None
+        self.agree_tokens = agree_tokens
 
     # ------------------------------------------------------------------------------------------ log-likelihood
     def loglikelihood(
@@ -57,7 +59,8 @@ class HFEngine:
             pairs = [encode_pair(self.tokenizer, requests[i].context, requests[i].continuation) for i in todo]
             groups = plan_groups(pairs, self.spec.max_length, self.share_context)
             with tqdm(total=len(todo), desc="loglikelihood", disable=not progress) as bar:
-                for batch in score_groups(self.model, groups, self.spec.batch_size, self.pad_id, self._autocast):
+                for batch in score_groups(self.model, groups, self.spec.batch_size, self.pad_id, self._autocast,
+                                          max_tokens=self.spec.max_batch_tokens):
                     self.model_calls += 1
                     bar.update(len(batch))
                     yield [(todo[j], result) for j, result in batch]
@@ -89,7 +92,9 @@ class HFEngine:
         def compute(todo: list[int]) -> Iterator[list[tuple[int, tuple[str, list[int]]]]]:
             prompts = [self._prompt_ids(texts[i], requests[i].max_new_tokens) for i in todo]
             with tqdm(total=len(todo), desc="generate", disable=not progress) as bar:
-                for batch in length_sorted_batches([len(p) for p in prompts], self.spec.batch_size):
+                # a row's KV cache grows to prompt + new tokens: that is the length the token budget counts
+                final_lengths = [len(p) + requests[i].max_new_tokens for p, i in zip(prompts, todo)]
+                for batch in length_sorted_batches(final_lengths, self.spec.batch_size, self.spec.max_batch_tokens):
                     reqs = [requests[todo[j]] for j in batch]
                     settings = [RowSettings(r.max_new_tokens, r.temperature, r.top_p, r.stop, r.seed) for r in reqs]
                     with self._autocast():
@@ -118,17 +123,37 @@ class HFEngine:
         """Log-prob of each token given the ones before it (None for the first), and the top-k alternatives at
         each position. What OpenAI-style `echo` + `logprobs` reports."""
         ids = ids[-self.spec.max_length :]
+        input_ids = torch.tensor([ids], device=self.device)
+        chosen: list[float | None] = [None]
+        tops: list[list[tuple[int, float]]] = [[]]
         with self._autocast():
-            logits = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=False).logits[0]
+            # Projected and log-softmaxed a slice of positions at a time: [T, vocab] in fp32 twice over is the
+            # largest thing this request would hold (800 MB for 2048 tokens of a 49K vocabulary).
+            for logits, targets in _position_logits(self.model, input_ids, _LOGPROB_CHUNK):
+                logprobs = torch.log_softmax(logits.float(), dim=-1)
+                target = torch.tensor(ids[1:][targets], device=logprobs.device)
+                chosen += logprobs.gather(1, target[:, None])[:, 0].tolist()
+                top_values, top_ids = logprobs.topk(max(1, top_k), dim=-1)
+                tops += [list(zip(i, v)) for i, v in zip(top_ids.tolist(), top_values.tolist())]
         self.model_calls += 1
-        logprobs = torch.log_softmax(logits[:-1].float(), dim=-1)
-        target = torch.tensor(ids[1:], device=logprobs.device)
-        chosen = [None] + logprobs.gather(1, target[:, None])[:, 0].tolist()
-        top_values, top_ids = logprobs.topk(max(1, top_k), dim=-1)
-        tops: list[list[tuple[int, float]]] = [[]] + [
-            list(zip(i, v)) for i, v in zip(top_ids.tolist(), top_values.tolist())
-        ]
         return chosen, tops
+
+
+_LOGPROB_CHUNK = 256  # positions projected onto the vocabulary at once by token_logprobs
+
+
+def _position_logits(model, input_ids: torch.Tensor, chunk: int):
+    """(logits, slice) for the positions that predict a next token (all but the last), `chunk` positions at a time.
+    Models whose head is a plain projection run the decoder once and project slice by slice; others run whole."""
+    n = input_ids.shape[1] - 1
+    if has_plain_head(model):
+        hidden = model.get_decoder()(input_ids=input_ids, use_cache=False).last_hidden_state[0]
+        head = model.get_output_embeddings()
+        for start in range(0, n, chunk):
+            part = slice(start, min(n, start + chunk))
+            yield head(hidden[part]), part
+    else:
+        yield model(input_ids=input_ids, use_cache=False).logits[0, :n], slice(0, n)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

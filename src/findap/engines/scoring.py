@@ -11,12 +11,15 @@ then every continuation (minus its last token, which is only ever a target):
 Continuation a = (a0 a1 a2) is scored from the logits at c3 (predicts a0), a0 (a1) and a1 (a2). With single-token
 continuations (letter choices) the row is just the context and every choice is read from its last position: one
 forward per shared context. The mask is a 4-D boolean (query x key) mask, which transformers passes to the
-attention kernel as-is. Only the hidden states at target positions go through the LM head and log-softmax: the
-vocabulary projection is the biggest activation, and most positions are never read.
+attention kernel as-is; it is built only for packed rows (a right-padded batch needs none: causal attention alone
+keeps real tokens off the padding after them), and the token budget bounds its rows x length x length bytes. Only
+the hidden states at target positions go through the LM head and log-softmax: the vocabulary projection is the
+biggest activation, and most positions are never read.
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -104,7 +107,7 @@ def _packed_mask(segments: torch.Tensor) -> torch.Tensor:
     return (causal & visible)[:, None]
 
 
-def _plain_head(model) -> bool:
+def has_plain_head(model) -> bool:
     return getattr(model.config, "model_type", None) in _PLAIN_HEAD_MODEL_TYPES and hasattr(model, "get_decoder")
 
 
@@ -127,8 +130,9 @@ def score_batch(model, groups: Sequence[ContextGroup], pad_id: int) -> list[tupl
     input_ids, position_ids, segments = input_ids.to(device), position_ids.to(device), segments.to(device)
 
     if all(len(g.continuations) == 1 for g in groups):
-        # Nothing is shared: a plain right-padded batch, which every architecture supports.
-        inputs = dict(input_ids=input_ids, attention_mask=(segments >= 0).long())
+        # Nothing is shared: a plain right-padded batch. Causal attention alone keeps real tokens off the padding
+        # after them, so no mask is passed: SDPA runs its causal kernel and no [B, 1, T, T] mask is built.
+        inputs = dict(input_ids=input_ids)
     else:
         mask = _packed_mask(segments)
         if model.config._attn_implementation not in ("sdpa", "flex_attention"):
@@ -148,11 +152,11 @@ def score_batch(model, groups: Sequence[ContextGroup], pad_id: int) -> list[tupl
             k += 1
     rows_t, cols_t = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
 
-    if _plain_head(model):
+    if has_plain_head(model):
         hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
         logits = model.get_output_embeddings()(hidden[rows_t, cols_t])
     else:
-        logits = model(**inputs, use_cache=False).logits[rows_t, cols_t]
+        logits = _logits_at(model, inputs, rows_t, cols_t)
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     target_t = torch.tensor(targets, device=device)
     token_lp = logprobs.gather(1, target_t[:, None])[:, 0].cpu()
@@ -166,12 +170,23 @@ def score_batch(model, groups: Sequence[ContextGroup], pad_id: int) -> list[tupl
     return [(float(sums[j]), bool(all_greedy[j]), int(counts[j])) for j in range(k)]
 
 
+def _logits_at(model, inputs: dict, rows_t: torch.Tensor, cols_t: torch.Tensor) -> torch.Tensor:
+    """Logits at (row, column) pairs for a model whose head is not a plain projection. Where the model takes
+    `logits_to_keep` as positions, only the columns read are projected (the [B, T, vocab] tensor is the largest
+    activation of a forward); otherwise the full forward."""
+    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+        return model(**inputs, use_cache=False).logits[rows_t, cols_t]
+    kept, where = torch.unique(cols_t, return_inverse=True)
+    return model(**inputs, use_cache=False, logits_to_keep=kept).logits[rows_t, where]
+
+
 def score_groups(
-    model, groups: Sequence[ContextGroup], batch_size: int, pad_id: int, autocast=contextlib.nullcontext
+    model, groups: Sequence[ContextGroup], batch_size: int, pad_id: int, autocast=contextlib.nullcontext,
+    max_tokens: int | None = None,
 ) -> Iterator[list[tuple[int, LoglikelihoodResult]]]:
-    """Score groups in length-sorted batches; yields (request index, result) pairs batch by batch so a caller
-    can checkpoint (cache) each batch as it finishes."""
-    for batch in length_sorted_batches([g.length for g in groups], batch_size):
+    """Score groups in length-sorted batches of at most `batch_size` rows and `max_tokens` padded tokens; yields
+    (request index, result) pairs batch by batch so a caller can checkpoint (cache) each batch as it finishes."""
+    for batch in length_sorted_batches([g.length for g in groups], batch_size, max_tokens):
         chosen = [groups[i] for i in batch]
         with autocast():
             scores = iter(score_batch(model, chosen, pad_id))

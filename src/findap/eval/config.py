@@ -20,6 +20,8 @@ class JudgeEngineConfig(BaseModel):
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the judge's API key")
     max_new_tokens: int = Field(1024, ge=16, description="judge answer budget (reasoning first, verdict last)")
     retries: int = Field(2, ge=0, description="re-asks for unparsable verdicts before counting a parse failure")
+    max_batch_tokens: int | None = Field(16384, ge=16, description="hf engine: most tokens per forward pass, "
+                                         "counted padded (prompt + new tokens); None: rows only")
 
 
 class EvalConfig(BaseModel):
@@ -45,6 +47,10 @@ class EvalConfig(BaseModel):
     base_url: str | None = Field(None, description="openai engine: endpoint, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: environment variable holding the key")
     batch_size: int = Field(16, ge=1, description="requests per forward pass")
+    max_batch_tokens: int | None = Field(
+        16384, ge=16, description="most tokens per forward pass of the local model (hf engine), counted padded: "
+        "rows x longest row, prompt + new tokens when generating; bounds inference memory (docs/memory.md); "
+        "None: rows only")
     max_length: int = Field(2048, ge=16, description="longest prompt + answer in tokens")
     judge: JudgeEngineConfig | None = Field(
         None, description="judge for judge-scored tasks; None leaves their answers stored, marked needs_judge")

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from findap.io import DataError, read_records
+from findap.german_credit import CreditRowError, decode_row
 from findap.eval.registry import register_loader
 from findap.eval.task import LETTERS
 from findap.splits import tatqa_report_text
@@ -246,41 +247,6 @@ def load_cfa(root, spec, path: str) -> list[dict]:
     return docs
 
 
-# German credit: attribute names and the UCI code book, so the model reads words rather than codes.
-GERMAN_ATTRIBUTES = [
-    ("checking account", {"A11": "below 0 DM", "A12": "0 to 200 DM", "A13": "200 DM or more",
-                          "A14": "no checking account"}),
-    ("duration in months", None),
-    ("credit history", {"A30": "no credits taken or all paid back duly", "A31": "all credits at this bank paid back",
-                        "A32": "existing credits paid back duly so far", "A33": "delays in paying off in the past",
-                        "A34": "critical account or credits at other banks"}),
-    ("purpose", {"A40": "new car", "A41": "used car", "A42": "furniture or equipment", "A43": "radio or television",
-                 "A44": "domestic appliances", "A45": "repairs", "A46": "education", "A47": "vacation",
-                 "A48": "retraining", "A49": "business", "A410": "other"}),
-    ("credit amount", None),
-    ("savings", {"A61": "below 100 DM", "A62": "100 to 500 DM", "A63": "500 to 1000 DM", "A64": "1000 DM or more",
-                 "A65": "unknown or none"}),
-    ("employed since", {"A71": "unemployed", "A72": "less than 1 year", "A73": "1 to 4 years",
-                        "A74": "4 to 7 years", "A75": "7 years or more"}),
-    ("installment rate in percent of income", None),
-    ("personal status and sex", {"A91": "male, divorced or separated", "A92": "female, divorced, separated or married",
-                                 "A93": "male, single", "A94": "male, married or widowed", "A95": "female, single"}),
-    ("other debtors or guarantors", {"A101": "none", "A102": "co-applicant", "A103": "guarantor"}),
-    ("present residence since (years)", None),
-    ("property", {"A121": "real estate", "A122": "savings agreement or life insurance", "A123": "car or other",
-                  "A124": "unknown or none"}),
-    ("age in years", None),
-    ("other installment plans", {"A141": "bank", "A142": "stores", "A143": "none"}),
-    ("housing", {"A151": "rent", "A152": "own", "A153": "for free"}),
-    ("existing credits at this bank", None),
-    ("job", {"A171": "unemployed or unskilled non-resident", "A172": "unskilled resident",
-             "A173": "skilled employee or official", "A174": "management, self-employed or highly qualified"}),
-    ("people liable to provide maintenance for", None),
-    ("telephone", {"A191": "none", "A192": "yes, registered"}),
-    ("foreign worker", {"A201": "yes", "A202": "no"}),
-]
-
-
 @register_loader("german_credit")
 def load_german(root, spec, path: str, seed: int = 42, fractions: tuple = (0.7, 0.1, 0.2),
                 seeded_split: bool = True) -> list[dict]:
@@ -293,16 +259,12 @@ def load_german(root, spec, path: str, seed: int = 42, fractions: tuple = (0.7, 
         cols = line.split()
         if not cols:
             continue
-        if len(cols) != 21:
-            raise DataError(file, lineno, None, f"expected 21 space-separated values, got {len(cols)}")
-        parts = []
-        for (name, codes), value in zip(GERMAN_ATTRIBUTES, cols[:20]):
-            if codes is not None and value not in codes:
-                raise DataError(file, lineno, name, f"unknown code {value!r}")
-            parts.append(f"{name}: {codes[value] if codes else value}")
-        if cols[20] not in ("1", "2"):
-            raise DataError(file, lineno, "label", f"{cols[20]!r} is not 1 (good) or 2 (bad)")
-        docs.append({"id": f"german-{lineno}", "text": "; ".join(parts), "gold": "good" if cols[20] == "1" else "bad",
+        try:
+            decoded, gold = decode_row(cols)
+        except CreditRowError as err:
+            raise DataError(file, lineno, err.field, err.problem) from None
+        parts = [f"{name}: {meaning}" for name, meaning in decoded]
+        docs.append({"id": f"german-{lineno}", "text": "; ".join(parts), "gold": gold,
                      "source_line": line})
     if not seeded_split:
         return docs

@@ -1,15 +1,28 @@
-"""Metrics: predictions + docs -> scores. Every metric is `fn(preds, docs, spec) -> {name: float}`.
+"""Metrics: predictions + docs -> scores, with per-item statistics so every score can carry an interval.
 
-Standard metrics come from their reference libraries (scikit-learn, seqeval, rouge-score) so our numbers are
-theirs. The TAT-QA metric is written here from the official definition (NExTplusplus/TAT-QA `tatqa_metric.py`):
-it is not on PyPI, and its numeracy-aware normalisation (scale words, '%', '(123)' as negative) is the point.
-A prediction of None (nothing extracted) is `missing` and always counts as wrong; F1 is never binary here.
+A metric is registered as `fn(preds, docs, spec) -> {name: float}`. The built-in ones are `ItemMetric`s: they first
+turn the predictions into `ItemStats`, one row of numbers per item whose column sums determine the scores (a mean
+keeps each item's value and a count; F1 and MCC keep each item's cell of the confusion matrix; entity F1 keeps each
+sentence's true positives, predicted and gold entities). The score of the whole set and of any bootstrap resample
+is then `reduce(weights @ table)`, which is what makes a 1000-resample bootstrap over thousands of items a few
+matrix products (findap.eval.uncertainty).
+
+Standard metrics equal their reference libraries on the same predictions (scikit-learn, seqeval, rouge-score: the
+tests compare them). The TAT-QA metric is written here from the official definition (NExTplusplus/TAT-QA
+`tatqa_metric.py`): it is not on PyPI, and its numeracy-aware normalisation (scale words, '%', '(123)' as
+negative) is the point. A prediction of None (nothing extracted) is `missing` and always counts as wrong; F1 is
+never binary here.
+
+`primary_metric` (which score is a task's headline number) lives here too: model selection and the report both
+ask it.
 """
 from __future__ import annotations
 
 import math
 import re
 import string
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -18,9 +31,79 @@ from findap.eval.registry import register_metric
 MISSING = "missing"
 
 
-def _mean(xs) -> float:
-    xs = list(xs)
-    return float(sum(xs) / len(xs)) if xs else 0.0
+# ---- per-item statistics ------------------------------------------------------------------------------------
+Reduce = Callable[[np.ndarray], "dict[str, np.ndarray]"]
+
+
+@dataclass(frozen=True)
+class ItemStats:
+    """`table[i]` holds item i's statistics; `reduce(sums)` turns column sums (shape (..., d)) into scores.
+
+    `bernoulli` names the scores that are plain means of 0/1 items (accuracy-like): their interval has an exact
+    closed form (Wilson) and needs no resampling.
+    """
+
+    table: np.ndarray
+    reduce: Reduce
+    bernoulli: frozenset = field(default_factory=frozenset)
+
+    @property
+    def n(self) -> int:
+        return int(self.table.shape[0])
+
+    def scores(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.reduce(self.table.sum(axis=0)).items()}
+
+    def take(self, index: Sequence[int]) -> "ItemStats":
+        """The same statistics over a subset (or reordering) of the items: pairing two models' items by id."""
+        return ItemStats(self.table[np.asarray(index, dtype=int)], self.reduce, self.bernoulli)
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with 0 where den is 0 (scikit-learn's and seqeval's zero_division=0)."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+
+
+def mean_stats(columns: dict[str, Sequence[float]], bernoulli: Sequence[str] = ()) -> ItemStats:
+    """Scores that are means over items: one column per score plus a count column (an empty set scores 0).
+
+    `bernoulli` names the scores whose items are 0 or 1 by construction (a hit or a miss), which licenses the
+    exact interval; it is declared, not guessed from the values, since a ROUGE mean can be all zeros by chance.
+    """
+    names = list(columns)
+    values = [np.asarray(list(columns[k]), dtype=float) for k in names]
+    n = len(values[0]) if values else 0
+    table = np.column_stack(values + [np.ones(n)]) if n else np.zeros((0, len(names) + 1))
+
+    def reduce(sums: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: _safe_div(sums[..., i], sums[..., -1]) for i, k in enumerate(names)}
+
+    for k, v in zip(names, values):
+        if k in bernoulli and not np.isin(v, (0.0, 1.0)).all():
+            raise ValueError(f"mean_stats: {k!r} is declared 0/1 but holds other values")
+    return ItemStats(table, reduce, frozenset(bernoulli))
+
+
+class ItemMetric:
+    """A registered metric built from per-item statistics; calling it gives the plain scores."""
+
+    def __init__(self, name: str, stats: Callable[..., ItemStats]):
+        self.name = name
+        self.stats = stats
+
+    def __call__(self, preds, docs, spec) -> dict[str, float]:
+        return self.stats(preds, docs, spec).scores()
+
+
+def item_metric(name: str):
+    """Register `stats(preds, docs, spec) -> ItemStats` as the metric `name`."""
+
+    def decorator(stats: Callable[..., ItemStats]):
+        register_metric(name)(ItemMetric(name, stats))
+        return stats
+
+    return decorator
 
 
 # ---- classification and multiple choice ---------------------------------------------------------------------
@@ -38,72 +121,141 @@ def _golds(docs) -> list:
     return [d["gold"] for d in docs]
 
 
-@register_metric("acc")
-def accuracy(preds, docs, spec) -> dict:
+def _hits(picks, golds) -> list[float]:
+    return [float(p is not None and p == g) for p, g in zip(picks, golds)]
+
+
+@item_metric("acc")
+def accuracy(preds, docs, spec) -> ItemStats:
     if spec.answer_type == "classification":
         preds = _labels(preds, spec)
     else:
         preds = [_mc_pick(p) for p in preds]
-    return {"acc": _mean(p is not None and p == g for p, g in zip(preds, _golds(docs)))}
+    return mean_stats({"acc": _hits(preds, _golds(docs))}, bernoulli=["acc"])
 
 
-@register_metric("acc_norm")
-def accuracy_norm(preds, docs, spec) -> dict:
+@item_metric("acc_norm")
+def accuracy_norm(preds, docs, spec) -> ItemStats:
     """Multiple choice by log-likelihood divided by the option's length in characters (lm-eval's acc_norm)."""
     picks = [_mc_pick(p, "pred_norm") if isinstance(p, dict) else p for p in preds]
-    return {"acc_norm": _mean(p is not None and p == g for p, g in zip(picks, _golds(docs)))}
+    return mean_stats({"acc_norm": _hits(picks, _golds(docs))}, bernoulli=["acc_norm"])
 
 
-@register_metric("f1_weighted")
-def f1_weighted(preds, docs, spec) -> dict:
-    from sklearn.metrics import f1_score
+def confusion_stats(golds: Sequence, preds: Sequence, labels: Sequence, outputs: Sequence[str]) -> ItemStats:
+    """Each item's cell of the confusion matrix (one-hot over gold x predicted class).
 
-    # labels= restricts the average to the real classes: a `missing` prediction only lowers recall
-    return {"f1_weighted": float(f1_score(_golds(docs), _labels(preds, spec), labels=spec.labels,
-                                          average="weighted", zero_division=0))}
+    `labels` are the classes F1 averages over (scikit-learn's `labels=`: a `missing` prediction only lowers
+    recall); empty means every class seen, as scikit-learn does. `outputs` picks among f1_weighted, f1_macro, mcc.
+    """
+    averaged = list(labels) or sorted({*map(str, golds), *map(str, preds)})
+    classes = list(dict.fromkeys([*averaged, *golds, *preds]))
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    table = np.zeros((len(golds), k * k))
+    table[np.arange(len(golds)), [index[g] * k + index[p] for g, p in zip(golds, preds)]] = 1.0
+    cols = [index[c] for c in averaged]
+
+    def reduce(sums: np.ndarray) -> dict[str, np.ndarray]:
+        cm = sums.reshape(*sums.shape[:-1], k, k)  # rows gold, columns predicted
+        true, pred = cm.sum(axis=-1), cm.sum(axis=-2)
+        hit = np.diagonal(cm, axis1=-2, axis2=-1)
+        f1 = _safe_div(2 * hit, true + pred)[..., cols]
+        support = true[..., cols]
+        out = {"f1_weighted": _safe_div((f1 * support).sum(axis=-1), support.sum(axis=-1)),
+               "f1_macro": f1.mean(axis=-1) if cols else np.zeros(sums.shape[:-1])}
+        # scikit-learn's multiclass MCC (Gorodkin's R_K) from the same matrix
+        n, correct = cm.sum(axis=(-2, -1)), hit.sum(axis=-1)
+        cov_tp = correct * n - (true * pred).sum(axis=-1)
+        cov_pp = n ** 2 - (pred * pred).sum(axis=-1)
+        cov_tt = n ** 2 - (true * true).sum(axis=-1)
+        out["mcc"] = _safe_div(cov_tp, np.sqrt(cov_tt * cov_pp))
+        return {name: out[name] for name in outputs}
+
+    return ItemStats(table, reduce)
 
 
-@register_metric("f1_macro")
-def f1_macro(preds, docs, spec) -> dict:
-    from sklearn.metrics import f1_score
-
-    return {"f1_macro": float(f1_score(_golds(docs), _labels(preds, spec), labels=spec.labels,
-                                       average="macro", zero_division=0))}
+@item_metric("f1_weighted")
+def f1_weighted(preds, docs, spec) -> ItemStats:
+    return confusion_stats(_golds(docs), _labels(preds, spec), spec.labels, ["f1_weighted"])
 
 
-@register_metric("mcc")
-def mcc(preds, docs, spec) -> dict:
-    from sklearn.metrics import matthews_corrcoef
-
-    return {"mcc": float(matthews_corrcoef(_golds(docs), _labels(preds, spec)))}
+@item_metric("f1_macro")
+def f1_macro(preds, docs, spec) -> ItemStats:
+    return confusion_stats(_golds(docs), _labels(preds, spec), spec.labels, ["f1_macro"])
 
 
-@register_metric("missing")
-def missing(preds, docs, spec) -> dict:
+@item_metric("mcc")
+def mcc(preds, docs, spec) -> ItemStats:
+    golds, filled = _golds(docs), _labels(preds, spec)
+    return confusion_stats(golds, filled, [], ["mcc"])
+
+
+@item_metric("missing")
+def missing(preds, docs, spec) -> ItemStats:
     """Share of outputs where no answer could be extracted."""
-    return {"missing": _mean(_mc_pick(p) is None for p in preds)}
+    return mean_stats({"missing": [float(_mc_pick(p) is None) for p in preds]}, bernoulli=["missing"])
 
 
 # ---- NER and summarization ----------------------------------------------------------------------------------
-@register_metric("entity_f1")
-def entity_f1(preds, docs, spec) -> dict:
-    from seqeval.metrics import f1_score, precision_score, recall_score
+@item_metric("entity_f1")
+def entity_f1(preds, docs, spec) -> ItemStats:
+    """seqeval's micro-averaged entity F1: per sentence (correct, predicted, gold) entity counts, summed."""
+    from seqeval.metrics.sequence_labeling import get_entities
 
-    gold = [list(d["tags"]) for d in docs]
-    pred = [list(p) if p else ["O"] * len(d["tags"]) for p, d in zip(preds, docs)]
-    return {"entity_f1": float(f1_score(gold, pred, zero_division=0)),
-            "entity_precision": float(precision_score(gold, pred, zero_division=0)),
-            "entity_recall": float(recall_score(gold, pred, zero_division=0))}
+    rows = []
+    for p, d in zip(preds, docs):
+        gold = set(get_entities(list(d["tags"])))
+        pred = set(get_entities(list(p) if p else ["O"] * len(d["tags"])))
+        rows.append((len(gold & pred), len(pred), len(gold)))
+    table = np.asarray(rows, dtype=float).reshape(-1, 3)
+
+    def reduce(sums: np.ndarray) -> dict[str, np.ndarray]:
+        correct, predicted, gold = sums[..., 0], sums[..., 1], sums[..., 2]
+        return {"entity_f1": _safe_div(2 * correct, predicted + gold),
+                "entity_precision": _safe_div(correct, predicted), "entity_recall": _safe_div(correct, gold)}
+
+    return ItemStats(table, reduce)
 
 
-@register_metric("rouge")
-def rouge(preds, docs, spec) -> dict:
-    """Mean ROUGE-1/2/L F-measure (rouge-score, Porter stemming)."""
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9$])")
+
+
+def sentence_lines(text: str) -> str:
+    """One sentence per line, as rougeLsum expects: existing line breaks kept, each line split after '.', '!' or
+    '?' followed by a space and a capital or digit ('$1.7 billion' and lower-case bullet lines stay whole)."""
+    out = []
+    for line in str(text).splitlines():
+        out += [s.strip() for s in _SENTENCE_END.split(line) if s.strip()]
+    return "\n".join(out)
+
+
+def _rouge_stats(preds, docs, keys: tuple[str, ...]) -> ItemStats:
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    scores = [scorer.score(str(d["gold"]), p or "") for p, d in zip(preds, docs)]
-    return {k: _mean(s[k].fmeasure for s in scores) for k in ("rouge1", "rouge2", "rougeL")}
+    scorer = rouge_scorer.RougeScorer(list(keys), use_stemmer=True)
+    split = "rougeLsum" in keys
+    columns: dict[str, list[float]] = {k: [] for k in keys}
+    for p, d in zip(preds, docs):
+        gold, pred = str(d["gold"]), p or ""
+        if split:  # rougeLsum reads sentences from line breaks; the other keys ignore them
+            gold, pred = sentence_lines(gold), sentence_lines(pred)
+        scored = scorer.score(gold, pred)
+        for k in keys:
+            columns[k].append(scored[k].fmeasure)
+    return mean_stats(columns)
+
+
+@item_metric("rouge")
+def rouge(preds, docs, spec) -> ItemStats:
+    """Mean ROUGE-1/2/L F-measure (rouge-score, Porter stemming): for single-sentence outputs."""
+    return _rouge_stats(preds, docs, ("rouge1", "rouge2", "rougeL"))
+
+
+@item_metric("rouge_sum")
+def rouge_summary(preds, docs, spec) -> ItemStats:
+    """Mean ROUGE-1/2 and summary-level ROUGE-L (`rougeLsum`: LCS over sentences, texts split one sentence per
+    line) for multi-sentence summaries, as summarisation benchmarks report them."""
+    return _rouge_stats(preds, docs, ("rouge1", "rouge2", "rougeLsum"))
 
 
 # ---- numeric and open QA ------------------------------------------------------------------------------------
@@ -119,10 +271,11 @@ def numbers_match(pred, gold, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> b
     return p is not None and g is not None and math.isclose(p, g, rel_tol=rel_tol, abs_tol=abs_tol)
 
 
-@register_metric("numeric_acc")
-def numeric_acc(preds, docs, spec) -> dict:
+@item_metric("numeric_acc")
+def numeric_acc(preds, docs, spec) -> ItemStats:
     """A single number within a relative tolerance of 1e-4 of any gold (GSM8K `#### N`, generated exercises)."""
-    return {"numeric_acc": _mean(any(numbers_match(p, g) for g in d["gold"]) for p, d in zip(preds, docs))}
+    return mean_stats({"numeric_acc": [float(any(numbers_match(p, g) for g in d["gold"]))
+                                       for p, d in zip(preds, docs)]}, bernoulli=["numeric_acc"])
 
 
 def _normalize_text(s: str) -> str:
@@ -131,11 +284,12 @@ def _normalize_text(s: str) -> str:
     return " ".join(s.split())
 
 
-@register_metric("exact_match")
-def exact_match(preds, docs, spec) -> dict:
+@item_metric("exact_match")
+def exact_match(preds, docs, spec) -> ItemStats:
     """SQuAD-style normalised exact match against any acceptable answer (NQ-open)."""
-    return {"exact_match": _mean(p is not None and any(_normalize_text(p) == _normalize_text(g) for g in d["gold"])
-                                 for p, d in zip(preds, docs))}
+    return mean_stats({"exact_match": [
+        float(p is not None and any(_normalize_text(p) == _normalize_text(g) for g in d["gold"]))
+        for p, d in zip(preds, docs)]}, bernoulli=["exact_match"])
 
 
 # ---- TAT-QA (official definition, our code) -----------------------------------------------------------------
@@ -207,14 +361,33 @@ def _bag_f1(pred: set, gold: set) -> float:
     return 0.0 if precision == 0 and recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def _em_f1(pred: str, gold: str) -> tuple[float, float]:
-    """DROP-style EM and bag-of-tokens F1 between two answer strings (spans aligned one-to-one)."""
+def _plain_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
+def _numbers_agree(pred: set, gold: set) -> bool:
+    """DROP's rule: when the gold bag holds numbers, the predicted bag must share at least one of them."""
+    gold_numbers = {t for t in gold if _plain_number(t)}
+    return not gold_numbers or bool(gold_numbers & {t for t in pred if _plain_number(t)})
+
+
+def _em_f1(pred: str, gold: str, numbers_must_match: bool = False) -> tuple[float, float]:
+    """DROP-style EM and bag-of-tokens F1 between two answer strings (spans aligned one-to-one).
+
+    TAT-QA's official scorer switches DROP's number rule off ("no need to match number in tatqa");
+    `numbers_must_match=True` switches it back on.
+    """
     from scipy.optimize import linear_sum_assignment
 
     p_spans, g_spans = [_normalize_tatqa(pred)], [_normalize_tatqa(gold)]
     em = 1.0 if set(p_spans) == set(g_spans) and len(p_spans) == len(g_spans) else 0.0
     p_bags, g_bags = [set(s.split()) for s in p_spans], [set(s.split()) for s in g_spans]
-    scores = np.array([[_bag_f1(p, g) for p in p_bags] for g in g_bags])
+    scores = np.array([[_bag_f1(p, g) if not numbers_must_match or _numbers_agree(p, g) else 0.0 for p in p_bags]
+                       for g in g_bags])
     rows, cols = linear_sum_assignment(-scores)
     best = np.zeros(max(len(g_bags), len(p_bags)))
     for r, c in zip(rows, cols):
@@ -236,8 +409,13 @@ def _answer_string(answers: list, scale: str) -> str:
     return " ".join(out)
 
 
-def tatqa_em_f1(pred_answers: list, pred_scale: str, gold_raw, gold_type: str, gold_scale: str) -> tuple[float, float]:
-    """EM and numeracy-aware F1 of one TAT-QA prediction, as the official scorer computes them."""
+def tatqa_em_f1(pred_answers: list, pred_scale: str, gold_raw, gold_type: str, gold_scale: str, *,
+                numbers_must_match: bool = False) -> tuple[float, float]:
+    """EM and numeracy-aware F1 of one TAT-QA prediction, as the official scorer computes them.
+
+    `numbers_must_match=True` adds DROP's rule that the official TAT-QA scorer leaves out: a span answer whose
+    gold holds numbers gets F1 0 unless it states one of them ("fiscal 2019 revenue" vs "fiscal 2018 revenue").
+    """
     if not pred_answers:
         return 0.0, 0.0
     if gold_type in ("span", "multi-span") or isinstance(gold_raw, (list, tuple)):
@@ -256,29 +434,32 @@ def tatqa_em_f1(pred_answers: list, pred_scale: str, gold_raw, gold_type: str, g
         value = _to_number(only)
         if value is not None:
             pred_strings.append("%.4f" % value)
-    em, f1 = max(_em_f1(p, g) for p in pred_strings for g in gold_strings)
+    em, f1 = max(_em_f1(p, g, numbers_must_match) for p in pred_strings for g in gold_strings)
     if gold_type in ("arithmetic", "count"):
         f1 = em  # numbers are right or wrong: no partial credit
     return em, f1
 
 
-@register_metric("tatqa")
-def tatqa(preds, docs, spec) -> dict:
-    ems, f1s = [], []
+@item_metric("tatqa")
+def tatqa(preds, docs, spec) -> ItemStats:
+    """`tatqa_em` and `tatqa_f1` as the official scorer; `tatqa_f1_drop` with DROP's numbers-must-match rule."""
+    columns: dict[str, list[float]] = {"tatqa_em": [], "tatqa_f1": [], "tatqa_f1_drop": []}
     for pred, doc in zip(preds, docs):
         pred = pred or {"answer": [], "scale": ""}
-        em, f1 = tatqa_em_f1(pred["answer"], pred["scale"], doc.get("gold_raw", doc["gold"]),
-                             doc.get("gold_type", "span"), doc.get("scale", ""))
-        ems.append(em)
-        f1s.append(f1)
-    return {"tatqa_em": _mean(ems), "tatqa_f1": _mean(f1s)}
+        gold = (doc.get("gold_raw", doc["gold"]), doc.get("gold_type", "span"), doc.get("scale", ""))
+        em, f1 = tatqa_em_f1(pred["answer"], pred["scale"], *gold)
+        _, f1_drop = tatqa_em_f1(pred["answer"], pred["scale"], *gold, numbers_must_match=True)
+        columns["tatqa_em"].append(em)
+        columns["tatqa_f1"].append(f1)
+        columns["tatqa_f1_drop"].append(f1_drop)
+    return mean_stats(columns, bernoulli=["tatqa_em"])
 
 
 DEFAULT_METRICS = {
     "multiple_choice": ["acc", "acc_norm"],
     "classification": ["acc", "f1_weighted", "f1_macro", "mcc", "missing"],
     "ner": ["entity_f1"],
-    "summarization": ["rouge"],
+    "summarization": ["rouge_sum"],
     "numeric_qa": ["numeric_acc"],
     "judge": [],
 }
@@ -291,6 +472,20 @@ def metric_names(spec, mode: str) -> list[str]:
     return names
 
 
+def item_stats(preds: list, docs: list[dict], spec, mode: str) -> dict[str, ItemStats]:
+    """Per score name, the item statistics it is computed from; metrics registered as plain functions (no
+    per-item form) are absent, and their scores then carry no interval."""
+    from findap.eval.registry import get_metric
+
+    out: dict[str, ItemStats] = {}
+    for name in metric_names(spec, mode):
+        metric = get_metric(name)
+        if isinstance(metric, ItemMetric):
+            stats = metric.stats(preds, docs, spec)
+            out.update({score_name: stats for score_name in stats.reduce(stats.table.sum(axis=0))})
+    return out
+
+
 def score(preds: list, docs: list[dict], spec, mode: str) -> dict[str, float]:
     from findap.eval.registry import get_metric
 
@@ -298,3 +493,49 @@ def score(preds: list, docs: list[dict], spec, mode: str) -> dict[str, float]:
     for name in metric_names(spec, mode):
         out.update(get_metric(name)(preds, docs, spec))
     return out
+
+
+# ---- the headline metric ------------------------------------------------------------------------------------
+# Which score is a task's headline number when the result does not name one (first present wins).
+PRIMARY_METRICS = (
+    "acc", "accuracy", "f1_weighted", "weighted_f1", "entity_f1", "f1_entity", "f1", "f1_macro", "macro_f1",
+    "mcc", "rouge1", "rouge_1", "rougeLsum", "rougeL", "em", "exact_match", "numeracy_f1", "score",
+)
+# Scores that describe the run rather than the model's quality: never a headline.
+BOOKKEEPING = {"n", "missing", "n_judged", "n_parse_failures", "judge_attempts", "n_samples", "parse_failure_rate",
+               "missing_rate"}
+# The headline metric per answer type when a task declares no metric list (FinBen's choices: weighted F1 for
+# classification, entity F1 for NER, ROUGE-1 for summaries; MT-bench's mean rating; accuracy elsewhere).
+PRIMARY_BY_ANSWER_TYPE = {
+    "multiple_choice": ("acc",),
+    "classification": ("f1_weighted", "acc"),
+    "ner": ("entity_f1",),
+    "summarization": ("rouge1", "rougeLsum", "rougeL"),
+    "numeric_qa": ("tatqa_em", "numeric_acc", "exact_match"),
+    "judge": ("score", "accuracy"),
+}
+
+
+def primary_metric(scores: dict, declared: str | None, answer_type: str | None = None,
+                   declared_metrics: Sequence[str] = ()) -> str | None:
+    """The metric a task's headline shows: named by the result (`primary_metric`), else the answer type's usual
+    headline, else the first output of the task's own metric list, else a well-known name, else the first number."""
+
+    def usable(name: str) -> bool:
+        # None is kept: a judge task where no verdict parsed has score None and still gets a row ("–").
+        value = scores.get(name, False)
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+    if declared and declared in scores:
+        return declared
+    for name in PRIMARY_BY_ANSWER_TYPE.get(answer_type or "", ()):
+        if name in scores and usable(name):
+            return name
+    if declared_metrics:  # a custom metric list: its first output is the task author's headline
+        first = next((n for n in scores if n not in BOOKKEEPING and usable(n)), None)
+        if first:
+            return first
+    for name in PRIMARY_METRICS:
+        if name in scores and usable(name):
+            return name
+    return next((n for n in scores if n not in BOOKKEEPING and usable(n)), None)

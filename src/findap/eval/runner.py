@@ -7,9 +7,15 @@
         judge tasks            -> answers only; scored later by findap.eval.judge (needs_judge: true)
         write <out_dir>/<task>.<mode>.json atomically, then merge its scores into summary.json
 
-Resume: a task whose JSON already exists with the same settings is read back instead of re-run, and inside a
-task the engine's request cache (EngineSpec.cache_path) answers every request it has seen, so a killed
-evaluation continues where it stopped.
+Every score carries its uncertainty: `uncertainty[score] = {n, stderr, ci95: [lo, hi], method}` (Wilson for
+accuracy-like scores, a seeded bootstrap over items for F1, MCC, ROUGE, ...; see findap.eval.uncertainty). The
+samples keep what the metrics need per item (prediction, gold, and TAT-QA's gold type and scale), so the report
+can pair two models item by item.
+
+Resume: a task whose JSON already exists with the same settings is read back instead of re-run; its scores are
+recomputed from the stored outputs (generation outputs re-extracted) so a fix to extraction or to a metric reaches
+finished results without asking the model again. Inside a task the engine's request cache
+(EngineSpec.cache_path) answers every request it has seen, so a killed evaluation continues where it stopped.
 """
 from __future__ import annotations
 
@@ -19,9 +25,10 @@ from typing import Iterable, Literal, Sequence
 
 from findap.engines.base import GenerationRequest, LoglikelihoodRequest
 from findap.eval.extract import extractor_name
-from findap.eval.metrics import score
+from findap.eval.metrics import item_stats, score
 from findap.eval.registry import get_extractor, resolve
 from findap.eval.task import Task, TaskSpec, gold_text
+from findap.eval.uncertainty import intervals, task_seed
 from findap.io import write_json
 
 TaskLike = str | TaskSpec | Task
@@ -116,7 +123,7 @@ def evaluate_task(engine, task: Task, *, mode: str, limit=None, role=None, out_d
     if path.exists():
         done = json.loads(path.read_text(encoding="utf-8"))
         if done.get("settings") == settings:
-            return done
+            return _rescored(done, task, docs, mode, path)
     if task.spec.answer_type == "multiple_choice" and mode == "direct":
         samples, preds = _run_loglikelihood(engine, task, docs, role, progress)
     elif task.spec.answer_type == "judge":
@@ -131,13 +138,64 @@ def evaluate_task(engine, task: Task, *, mode: str, limit=None, role=None, out_d
         "n": len(docs),
         "tags": {"capability": spec.capability.value, "domain": spec.domain.value, "novelty": spec.novelty.value,
                  "answer_type": spec.answer_type, "table1": spec.table1, "role": settings["role"]},
-        "scores": {} if spec.answer_type == "judge" else score(preds, docs, spec, mode),
+        **_scored(preds, docs, task, mode),
         "needs_judge": spec.answer_type == "judge",
         "settings": settings,
         "samples": samples,
     }
     write_json(path, record)
     return record
+
+
+def _scored(preds: list, docs: Sequence[dict], task: Task, mode: str) -> dict:
+    """`scores` and their `uncertainty` (judge tasks get both from the judge, later)."""
+    if task.spec.answer_type == "judge":
+        return {"scores": {}, "uncertainty": {}}
+    stats = item_stats(preds, list(docs), task.spec, mode)
+    return {"scores": score(preds, list(docs), task.spec, mode),
+            "uncertainty": intervals(stats, seed=task_seed(task.name, mode))}
+
+
+def _rescored(record: dict, task: Task, docs: Sequence[dict], mode: str, path: Path) -> dict:
+    """A finished result scored again from its stored outputs with today's extraction and metrics; rewritten only
+    when something changed. Judge results and files whose samples do not line up with the docs are kept as read."""
+    samples = record.get("samples") or []
+    if task.spec.answer_type == "judge" or [s.get("id") for s in samples] != [d["id"] for d in docs]:
+        return record
+    if task.spec.answer_type == "multiple_choice" and mode == "direct":
+        preds = [{"pred": s["prediction"], "pred_norm": s["prediction_norm"]} for s in samples]
+    else:
+        extract = get_extractor(extractor_name(task.spec))
+        preds = [extract(s["output"], doc, task.spec) for s, doc in zip(samples, docs)]
+    updated = {**record, **_scored(preds, docs, task, mode)}
+    updated["samples"] = [s if "output" not in s else {**s, "prediction": p, **_scoring_fields(doc)}
+                          for s, p, doc in zip(samples, preds, docs)]
+    if updated != record:
+        write_json(path, updated)
+    return updated
+
+
+# Doc fields a metric reads besides `gold`, kept in each sample so a result file can be scored again on its own.
+SCORING_FIELDS = ("gold_raw", "gold_type", "scale")
+
+
+def _scoring_fields(doc: dict) -> dict:
+    return {k: doc[k] for k in SCORING_FIELDS if k in doc}
+
+
+def preds_and_docs(record: dict) -> tuple[list, list[dict]]:
+    """The predictions and the gold side of the docs, read back from a result file's samples (what the metrics
+    need: `gold`, NER `tags`, TAT-QA's gold type and scale)."""
+    preds, docs = [], []
+    for s in record.get("samples") or []:
+        log_likelihood = "prediction_norm" in s  # direct multiple choice: both picks are stored
+        preds.append({"pred": s["prediction"], "pred_norm": s["prediction_norm"]} if log_likelihood
+                     else s.get("prediction"))
+        doc = {"gold": s.get("gold"), **_scoring_fields(s)}
+        if (record.get("tags") or {}).get("answer_type") == "ner":
+            doc["tags"] = s.get("gold")
+        docs.append(doc)
+    return preds, docs
 
 
 def _run_loglikelihood(engine, task: Task, docs: Sequence[dict], role, progress: bool):
@@ -177,7 +235,7 @@ def _run_generation(engine, task: Task, docs: Sequence[dict], mode: str, role, p
         pred = extract(output, doc, spec)
         preds.append(pred)
         samples.append({"id": doc["id"], "prompt": prompt, "output": output, "prediction": pred,
-                        "gold": doc["gold"], "gold_text": gold_text(spec.answer_type, doc)})
+                        "gold": doc["gold"], "gold_text": gold_text(spec.answer_type, doc), **_scoring_fields(doc)})
     return samples, preds
 
 

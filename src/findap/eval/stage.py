@@ -17,11 +17,12 @@ def evaluate_model(model: str, label: str, *, tasks: Sequence[str], modes: Seque
                    limit: int | None = None, role: str | None = None, few_shot: int | None = None,
                    prefer: str = "local", engine_kind: str = "hf", base_url: str | None = None,
                    api_key_env: str = "OPENAI_API_KEY", batch_size: int = 16, max_length: int = 2048,
-                   device: str = "auto", precision: str = "auto", on_result=None) -> dict:
+                   max_batch_tokens: int | None = 16384, device: str = "auto", precision: str = "auto",
+                   on_result=None) -> dict:
     """All `modes` of one model; returns {mode: {task: scores}}. `on_result(mode, task, scores)` logs progress."""
     spec = EngineSpec(kind=engine_kind, model=model, base_url=base_url, api_key_env=api_key_env,
-                      batch_size=batch_size, max_length=max_length, device=device, precision=precision,
-                      cache_path=str(Path(out_dir) / "cache.sqlite"))
+                      batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_length=max_length,
+                      device=device, precision=precision, cache_path=str(Path(out_dir) / "cache.sqlite"))
     engine = make_engine(spec)
     results = {}
     for mode in modes:
@@ -60,7 +61,7 @@ def run(recipe, ctx) -> dict:
             model, label, tasks=cfg.tasks, modes=cfg.modes, out_dir=ctx.dir, limit=cfg.limit, role=cfg.split,
             few_shot=cfg.few_shot, prefer=cfg.prefer, engine_kind=cfg.engine, base_url=cfg.base_url,
             api_key_env=cfg.api_key_env, batch_size=cfg.batch_size, max_length=cfg.max_length,
-            device=recipe.device, precision=recipe.precision,
+            max_batch_tokens=cfg.max_batch_tokens, device=recipe.device, precision=recipe.precision,
             on_result=lambda mode, task, scores, label=label: ctx.log_metrics(
                 {"model": label, "mode": mode, "task": task, **scores}))
         if cfg.judge is not None:
@@ -73,7 +74,8 @@ def judge_outputs(out_dir: Path, judge, *, device: str = "auto", precision: str 
     from findap.eval.judge import JudgeSettings, judge_pending
 
     engine = make_engine(EngineSpec(kind=judge.engine, model=judge.model, base_url=judge.base_url,
-                                    api_key_env=judge.api_key_env, device=device, precision=precision,
+                                    api_key_env=judge.api_key_env, max_batch_tokens=judge.max_batch_tokens,
+                                    device=device, precision=precision,
                                     cache_path=str(Path(out_dir).parent / "judge-cache.sqlite")))
     settings = JudgeSettings(max_new_tokens=judge.max_new_tokens, retries=judge.retries)
     return judge_pending(out_dir, engine, settings=settings, judge_name=judge.model)

@@ -253,15 +253,24 @@ class Task:
     def docs(self, role: SplitRole | None = None, limit: int | None = None) -> list[dict]:
         """The scored docs of a split role (the task's own role by default), first `limit` of them."""
         role = SplitRole(role or self.spec.split_role).value
+        if self.spec.few_shot:
+            self.few_shot_pool(role)  # no legal pool: fail before any scoring, not halfway through
         docs = self.splits[role]
         return docs[:limit] if limit is not None else docs
 
     def few_shot_pool(self, role: SplitRole | None = None) -> list[dict]:
-        """Where examples come from: the train part, else the other role's part; never the scored docs."""
+        """Where examples come from: the train part; without one, the dev part when unseen is scored. Never the
+        scored part and never the unseen part (final-report items must not appear in any prompt)."""
         role = SplitRole(role or self.spec.split_role).value
         if self.splits["train"]:
             return self.splits["train"]
-        return self.splits["dev" if role == "unseen" else "unseen"]
+        if role == "unseen" and self.splits["dev"]:
+            return self.splits["dev"]
+        reason = ("it has no train part, and the unseen part is never a few-shot pool" if role == "dev"
+                  else "it has neither a train nor a dev part")
+        raise ValueError(f"task {self.name}: few_shot={self.spec.few_shot} but scoring role {role!r} has no legal "
+                         f"few-shot pool ({reason}); set few_shot: 0 for this task or give it a train part "
+                         "(carve.train > 0)")
 
     def shots(self, doc: dict, role: SplitRole | None = None) -> list[dict]:
         """Seeded few-shot examples for one doc (same doc id -> same shots, whatever the batch or limit)."""

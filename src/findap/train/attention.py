@@ -96,13 +96,6 @@ def resolve_backend(backend: str, device: torch.device, precision: str = "auto")
     return "varlen"
 
 
-def set_backend(model, backend: str) -> None:
-    """Switch a loaded model (or a peft wrapper) to the attention implementation of `backend`."""
-    impl = hf_implementation(backend)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.set_attn_implementation(impl)
-
-
 def document_ids(doc_lens: list[list[int]], seq_len: int) -> torch.Tensor:
     """(R, seq_len) index of the document each token belongs to (unique per row)."""
     rows = []

@@ -1,7 +1,12 @@
 """Recipe section for stage 1 (joint CPT + IT): `train:` in a recipe YAML.
 
 Defaults follow the paper's FinRec table where they make sense on one machine (AdamW 0.9/0.95, weight decay 0.1,
-warmup 10% then 50% for group 2) and are small elsewhere (context, batch) so the demo runs on a laptop CPU.
+warmup 10% then 50% for group 2) and are small elsewhere (context, batch) so the demo runs on a laptop CPU. The
+knobs shared with the align stage (optimizer, schedule, LoRA, step budget, cadence, logging) are
+findap.training.knobs.TrainingKnobs, under the same names there.
+
+Section-level `lr`, `warmup`, `epochs` and `max_steps` apply to every group that does not set its own, so
+`--set train.lr=1e-5` changes the learning rate of every group.
 """
 from __future__ import annotations
 
@@ -9,28 +14,42 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from findap.training.knobs import TrainingKnobs
+
 Attention = Literal["auto", "varlen", "sdpa", "eager", "flex_attention", "flash_attention_2", "position_ids"]
+GROUP_KNOBS = ("lr", "warmup", "epochs", "max_steps")  # a group's own value, else the section's
 
 
 class GroupConfig(BaseModel):
-    """One curriculum group: its data, learning rate and warmup. Group N+1 starts from group N's best checkpoint."""
+    """One curriculum group: its data and, when set, its own learning rate, warmup, epochs and step cap (else the
+    train section's). Group N+1 starts from group N's best checkpoint."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field("group1", description="group name; data defaults to runs/<run>/curate/<name>/{train,dev}.parquet")
     train: list[str] = Field(default_factory=list, description="explicit training files (any findap.io format)")
     dev: list[str] = Field(default_factory=list, description="explicit development files (held-out CPT + IT)")
-    lr: float = Field(5e-6, gt=0, description="peak learning rate of this group")
-    warmup: float = Field(0.1, ge=0, le=1, description="fraction of this group's steps spent in linear warmup")
-    epochs: float = Field(1.0, gt=0, description="passes over the group's training data")
-    max_steps: int | None = Field(None, ge=1, description="cap on optimizer steps for this group")
+    lr: float | None = Field(None, gt=0, description="peak learning rate of this group (default: train.lr)")
+    warmup: float | None = Field(None, ge=0, le=1, description="fraction of this group's steps spent in linear "
+                                 "warmup (default: train.warmup)")
+    epochs: float | None = Field(None, gt=0, description="passes over the group's training data "
+                                 "(default: train.epochs)")
+    max_steps: int | None = Field(None, ge=1, description="cap on optimizer steps for this group "
+                                  "(default: train.max_steps)")
 
 
-class TrainConfig(BaseModel):
-    """Stage 1 trainer: packing with cross-document masking, instruction mask-out, curriculum, checkpoint selection
-    on the dev loss or on FinEval dev tasks."""
+class MemoryBudget(BaseModel):
+    """An explicit memory budget for the training process (instead of measuring what the machine has free)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    budget_gb: float = Field(..., gt=0, description="peak memory the training process may use, in GB (2^30 bytes): "
+                             "host memory (RSS) on CPU, GPU memory per process on CUDA")
+
+
+class TrainConfig(TrainingKnobs):
+    """Stage 1 trainer: packing with cross-document masking, instruction mask-out, curriculum, checkpoint selection
+    on the dev loss or on FinEval dev tasks."""
 
     enabled: bool = Field(True, description="run this stage")
     groups: list[GroupConfig] = Field(
@@ -39,53 +58,49 @@ class TrainConfig(BaseModel):
     mode: Literal["joint", "sequential"] = Field(
         "joint", description="joint: CPT and IT mixed in one stream; sequential: CPT phase then IT phase per group"
     )
-    finetune: Literal["full", "lora"] = Field("full", description="full fine-tuning or LoRA (merged on output)")
-    lora_r: int = Field(16, ge=1, description="LoRA rank")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator")
-    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
-    lora_targets: list[str] | str = Field("all-linear", description="modules LoRA adapts (peft target_modules)")
-
+    kinds: list[Literal["cpt", "it"]] = Field(
+        default_factory=lambda: ["cpt", "it"], min_length=1,
+        description="which curated documents stage 1 trains on (dev loss likewise): both (the paper's recipe), "
+        "[cpt] (CPT alone) or [it] (IT alone); the CPT-only / IT-only ablations share one curation this way")
     seq_len: int = Field(2048, ge=16, description="context length of a packed row")
-    tokens_per_step: int = Field(16384, ge=16, description="token budget of one optimizer step (paper: 128K)")
-    micro_batch_tokens: int = Field(4096, ge=16, description="tokens per forward/backward (gradient accumulation)")
+    micro_batch_tokens: int = Field(
+        4096, ge=16, description="tokens per forward/backward (gradient accumulation); with memory: auto or a "
+        "budget, the largest micro-batch tried (a smaller one that divides tokens_per_step is used when it does "
+        "not fit; the loss and gradients of a step do not change)")
+    memory: Literal["auto", "off"] | MemoryBudget = Field(
+        "auto", description="how micro_batch_tokens and gradient_checkpointing are fitted to memory before "
+        "training starts. auto: estimate the peak from the model config (weights, gradients, AdamW state, "
+        "activations with and without checkpointing, LM-head chunk, attention) and take the largest "
+        "micro-batch that fits MemAvailable x 0.85 (CPU) or torch.cuda.mem_get_info's free memory x 0.85 "
+        "(CUDA), without checkpointing when possible; {budget_gb: N}: the same against N GB; off: use "
+        "micro_batch_tokens and gradient_checkpointing as given. The plan is printed; a configuration that "
+        "cannot fit stops with an error before the model loads (docs/training.md, Memory)")
     attention: Attention = Field(
         "auto",
         description="document isolation: varlen (per-document kernels, fastest on CPU), sdpa/eager (4-D block "
         "mask), flex_attention (BlockMask), flash_attention_2 (cu_seqlens, GPU), position_ids (library-derived)",
     )
-    loss_chunk_tokens: int = Field(2048, ge=64, description="trained positions per LM-head chunk (memory bound)")
-
-    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (not on norms and biases)")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas")
-    eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
-    grad_clip: float = Field(1.0, ge=0, description="max global gradient norm; 0 disables clipping")
-    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="decay after warmup")
-    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final LR as a fraction of the peak")
-    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in backward to save memory (about one more forward pass); "
+        "true keeps it on; false lets memory: auto / a budget turn it on when nothing fits without it")
     sharding: Literal["auto", "full_shard", "none"] = Field(
         "auto", description="several processes (torchrun / accelerate launch): full_shard = FSDP2 FULL_SHARD "
         "(parameters, gradients and AdamW state split over ranks, one unit per decoder layer); none = a full "
         "replica per rank, gradients all-reduced; auto = full_shard for finetune=full, none for LoRA (not "
         "supported sharded). One process: ignored")
-
-    eval_every: int = Field(50, ge=1, description="optimizer steps between evaluations (dev loss, FinEval)")
-    patience: int = Field(3, ge=1, description="evaluations without improvement of the select_on score before "
-                          "stopping a group")
-    save_every: int = Field(50, ge=1, description="optimizer steps between resumable checkpoints")
     dev_max_docs: int = Field(512, ge=1, description="cap on dev documents evaluated (per kind)")
     select_on: Literal["dev_loss", "fineval"] = Field(
         "dev_loss", description="what picks the best checkpoint and drives patience: dev_loss (lowest) or fineval "
         "(highest mean FinEval dev score of fineval_tasks; the dev loss is still logged)")
     fineval_tasks: list[str] = Field(
         default_factory=list, description="FinEval tasks or groups scored on their dev split (direct mode) on the "
-        "model being trained and logged as fineval_<task> and fineval_mean; empty disables")
+        "model being trained and logged as fineval_<task> and fineval_mean; empty disables. Names are checked "
+        "against the task registry when training starts, before the model loads")
     fineval_limit: int = Field(100, ge=1, description="dev items per FinEval task (the same items every time)")
     fineval_every: int | None = Field(
         None, ge=1, description="optimizer steps between FinEval scorings, a multiple of eval_every; "
         "None: at every evaluation")
     fineval_batch_size: int = Field(16, ge=1, description="requests per forward pass when scoring FinEval")
-    tensorboard: bool = Field(True, description="also log to TensorBoard when it is installed")
-    progress: bool = Field(True, description="show a rich progress bar with tokens/s")
 
     @model_validator(mode="after")
     def _budgets_fit(self) -> "TrainConfig":
@@ -109,11 +124,16 @@ class TrainConfig(BaseModel):
             raise ValueError("select_on=fineval needs fineval_tasks (FinEval task or group names, e.g. [cfa_easy])")
         if self.fineval_every is not None and self.fineval_every % self.eval_every:
             raise ValueError(f"fineval_every={self.fineval_every} must be a multiple of eval_every={self.eval_every}")
-        if self.fineval_tasks:
-            from findap.train.select import check_fineval_tasks  # reads the task registry only when asked
-
-            check_fineval_tasks(self.fineval_tasks)
         return self
+
+    def group_knobs(self, group: GroupConfig) -> dict:
+        """lr, warmup, epochs and max_steps of `group`: its own where set, else this section's."""
+        return {k: getattr(self, k) if getattr(group, k) is None else getattr(group, k) for k in GROUP_KNOBS}
+
+    @property
+    def memory_mode(self) -> str:
+        """auto, off, or budget (an explicit budget_gb)."""
+        return self.memory if isinstance(self.memory, str) else "budget"
 
     @property
     def rows_per_micro_batch(self) -> int:

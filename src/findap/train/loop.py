@@ -1,6 +1,8 @@
 """The training loop of one phase (a curriculum group, or its CPT/IT half in sequential mode).
 
-Plain and linear on purpose (torchtune style): pack, batch by token budget, step, evaluate, checkpoint.
+Plain and linear on purpose (torchtune style): pack, batch by token budget, step, evaluate, checkpoint. The
+process layout (one process, replicas, FSDP) is behind `parallel` (findap.training.parallel): the loop is the
+same for all of them.
 
 Loss normalisation: the loss of an optimizer step is (sum of token losses over every micro-batch of the step) /
 (trained tokens in the whole step). Each micro-batch backpropagates its token-loss sum divided by the step's total
@@ -22,14 +24,15 @@ from findap.host_memory import release_free_memory
 from findap.io import write_json
 from findap.models import autocast
 from findap.train.attention import FLAT_BACKENDS, model_inputs
-from findap.train.checkpoint import (full_model, latest_checkpoint, load_checkpoint, load_weights, save_checkpoint,
-                                     save_weights)
 from findap.train.config import TrainConfig
-from findap.train.distributed import clip_gradients, finish_step, local_passes, same_on_all_ranks
 from findap.train.loss import token_loss_sum
-from findap.train.optim import build_optimizer, build_scheduler
 from findap.train.packing import collate_flat, collate_rows, pack_documents, packing_efficiency, trained_tokens
-from findap.train.select import resume_selection, selection_state, update_selection
+from findap.train.select import resume_selection, selection_state
+from findap.training.checkpoint import latest_checkpoint
+from findap.training.optim import optimizer_for
+from findap.training.parallel import SingleProcess
+from findap.training.progress import TrainingLog
+from findap.training.state import TrainingState
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,16 +49,6 @@ class Phase:
     epochs: float = 1.0
     max_steps: int | None = None
     out_dir: Path = Path(".")
-
-
-@dataclass
-class Distributed:
-    """Data-parallel placement: micro-batch i of a step runs on rank i % world."""
-
-    rank: int = 0
-    world: int = 1
-    all_reduce: Callable | None = None  # sums a tensor over ranks in place (None in one process)
-    barrier: Callable | None = None
 
 
 @dataclass
@@ -93,25 +86,28 @@ def micro_batches(step_rows: list[list[dict]], cfg: TrainConfig, backend: str, p
 
 
 def train_step(model, batches: list[dict], backend: str, device, precision: str, chunk: int,
-               dist: Distributed | None = None) -> tuple[float, int]:
+               parallel: SingleProcess | None = None) -> tuple[float, int]:
     """Forward/backward every micro-batch of one step; returns (mean token loss of the step, trained tokens)."""
-    dist = dist or Distributed()
+    parallel = parallel or SingleProcess()
     window = sum(trained_tokens(b) for b in batches)  # every rank sees the same plan, so no communication needed
     total = torch.zeros((), dtype=torch.float64)
-    for i, weight in local_passes(model, len(batches), dist):  # weight 0: FSDP's padding pass (distributed.py)
+    for i, weight in parallel.local_passes(len(batches)):  # weight 0: FSDP's padding pass
         batch = batches[i]
         with autocast(device, precision, training=True):  # never fp16 without loss scaling (models.autocast_dtype)
-            loss_sum, _ = token_loss_sum(model, model_inputs(batch, backend, device), batch["labels"], chunk=chunk)
+            loss_sum, _ = parallel.run_as_forward(model, token_loss_sum, model_inputs(batch, backend, device),
+                                                  batch["labels"], chunk=chunk)
         ((loss_sum / max(window, 1)) * weight).backward()
         if weight:
             total += loss_sum.detach().double().cpu()
-    finish_step(model, dist, total)  # sums the loss over ranks, and the gradients of replicas
+    parallel.finish_step(model, total)  # sums the loss over ranks, and the gradients of replicas
     return float(total) / max(window, 1), window
 
 
 @torch.no_grad()
-def dev_loss(model, docs: list[dict], cfg: TrainConfig, backend: str, device, precision: str, pad_id: int) -> dict:
+def dev_loss(model, docs: list[dict], cfg: TrainConfig, backend: str, device, precision: str, pad_id: int,
+             parallel: SingleProcess | None = None) -> dict:
     """Mean token loss on development documents, overall and per kind (cpt / it)."""
+    parallel = parallel or SingleProcess()
     was_training = model.training
     model.eval()
     out, sums = {}, {}
@@ -123,8 +119,8 @@ def dev_loss(model, docs: list[dict], cfg: TrainConfig, backend: str, device, pr
         s, n = 0.0, 0
         for batch in micro_batches(rows, cfg, backend, pad_id):
             with autocast(device, precision, training=True):  # the precision the training loss has
-                loss, count = token_loss_sum(model, model_inputs(batch, backend, device), batch["labels"],
-                                             chunk=cfg.loss_chunk_tokens)
+                loss, count = parallel.run_as_forward(model, token_loss_sum, model_inputs(batch, backend, device),
+                                                      batch["labels"], chunk=cfg.loss_chunk_tokens)
             s, n = s + float(loss), n + count
         sums[kind] = (s, n)
         out[f"dev_loss_{kind}"] = s / max(n, 1)
@@ -134,130 +130,132 @@ def dev_loss(model, docs: list[dict], cfg: TrainConfig, backend: str, device, pr
     return out
 
 
-def _progress(enabled: bool, total: int, done: int, name: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+@dataclass
+class PhaseRun:
+    """What one phase's steps share: the model, its optimizer and schedule, the plan and the state."""
 
-    progress = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:.0f} tok/s"),
-                        TimeRemainingColumn(), disable=not enabled, transient=False)
-    task = progress.add_task(name, total=total, completed=done, loss=float("nan"), tps=0.0)
-    return progress, task
+    model: object
+    phase: Phase
+    cfg: TrainConfig
+    backend: str
+    device: object
+    precision: str
+    pad_id: int
+    parallel: SingleProcess
+    fineval: object
+    steps: list
+    total: int
+    optimizer: object
+    scheduler: object
+    state: TrainingState
+
+    @property
+    def out(self) -> Path:
+        return Path(self.phase.out_dir)
+
+    def step(self, step: int) -> dict:
+        """Train optimizer step `step` (0-based); its metrics record."""
+        t0 = time.time()
+        batches = micro_batches(self.steps[step], self.cfg, self.backend, self.pad_id)
+        loss, n_trained = train_step(self.model, batches, self.backend, self.device, self.precision,
+                                     self.cfg.loss_chunk_tokens, self.parallel)
+        if not math.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            kept = latest_checkpoint(self.out / "ckpt")
+            raise TrainingDiverged(f"{self.phase.name}: loss is {loss} at step {step + 1}; weights not updated; "
+                                   f"last good checkpoint: {kept or 'none (no checkpoint written yet)'}")
+        grad_norm = self.parallel.clip_gradients(self.model, self.cfg.grad_clip)  # global norm, also over shards
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        n_tokens = sum(b["n_real"] for b in batches)
+        s = self.state
+        s.step, s.tokens, s.trained_tokens = step + 1, s.tokens + n_tokens, s.trained_tokens + n_trained
+        return {"phase": self.phase.name, "step": step + 1, "loss": round(loss, 6), "lr": lr,
+                "grad_norm": round(float(grad_norm), 6), "tokens": s.tokens,
+                "tokens_per_s": round(n_tokens / max(time.time() - t0, 1e-9), 1)}
+
+    def evaluate(self, step: int, last: bool) -> dict:
+        """Dev loss (and FinEval when due) now, as every rank agrees on it; saves best/ when it improved."""
+        release_free_memory()  # bounds heap fragmentation on CPU (findap.host_memory)
+        measured = dev_loss(self.model, self.phase.dev_docs, self.cfg, self.backend, self.device, self.precision,
+                            self.pad_id, self.parallel)
+        measured = self.parallel.same_on_all_ranks(measured)  # rank 0's numbers: one save/stop decision for all
+        shown = {k: round(v, 6) for k, v in measured.items()}
+        if self.fineval is not None and self.fineval.due(step, last):
+            scores = self.fineval(self.model, self.out / "fineval" / f"step-{step:06d}", self.parallel)
+            measured.update(scores)
+            shown.update(scores)
+        if self.state.record_evaluation(measured, step):  # every rank: FSDP gathers the weights
+            self.parallel.save_weights(self.model, self.out / "best" / "model.safetensors")
+        return shown
+
+    def checkpoint(self) -> None:
+        self.parallel.save_checkpoint(self.out / "ckpt", self.model, self.optimizer, self.scheduler, self.state)
 
 
-def _tensorboard(enabled: bool, log_dir: Path):
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(str(log_dir))
+def start_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, precision: str, seed: int,
+                pad_id: int, parallel: SingleProcess, fineval) -> PhaseRun:
+    """Plan the phase, build its optimizer and schedule, and resume from its newest checkpoint if there is one."""
+    if cfg.select_on == "fineval" and fineval is None:
+        raise ValueError("select_on=fineval needs a FinEval scorer: pass fineval=FinEvalScorer.from_config(...)")
+    Path(phase.out_dir).mkdir(parents=True, exist_ok=True)
+    steps = plan_steps(phase.train_docs, cfg, seed=seed, epochs=phase.epochs)
+    total = min(len(steps), phase.max_steps or len(steps))
+    optimizer, scheduler = optimizer_for(model, cfg, phase.lr, phase.warmup, total)
+    state = selection_state(cfg, fineval)
+    ckpt = latest_checkpoint(Path(phase.out_dir) / "ckpt")
+    if ckpt is not None:
+        state = resume_selection(parallel.load_checkpoint(ckpt, model, optimizer, scheduler), cfg, fineval)
+    return PhaseRun(model, phase, cfg, backend, device, precision, pad_id, parallel, fineval, steps, total,
+                    optimizer, scheduler, state)
 
 
 def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, precision: str = "auto",
                 seed: int = 0, pad_id: int = 0, log: Callable[[dict], None] | None = None,
-                dist: Distributed | None = None, stop_after: int | None = None, fineval=None) -> PhaseResult:
+                parallel: SingleProcess | None = None, fineval=None) -> PhaseResult:
     """Train one phase with resumable checkpoints in `phase.out_dir/ckpt` and the best weights in `best/`.
 
     `fineval` (a `findap.train.select.FinEvalScorer`) also scores FinEval dev tasks at evaluations; needed when
-    `cfg.select_on == "fineval"`. `stop_after` (tests) ends the process-local run after that many steps, as a
-    crash would.
+    `cfg.select_on == "fineval"`.
     """
-    dist = dist or Distributed()
-    if cfg.select_on == "fineval" and fineval is None:
-        raise ValueError("select_on=fineval needs a FinEval scorer: pass fineval=FinEvalScorer.from_config(...)")
-    out = Path(phase.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log = log or (lambda record: None)
-    steps = plan_steps(phase.train_docs, cfg, seed=seed, epochs=phase.epochs)
-    total = min(len(steps), phase.max_steps or len(steps))
-    warmup = round(phase.warmup * total)
-    optimizer = build_optimizer(model, phase.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
-    scheduler = build_scheduler(optimizer, total, warmup, cfg.schedule, cfg.min_lr_ratio)
-    result = PhaseResult(packing_efficiency=packing_efficiency([r for s in steps for r in s], cfg.seq_len))
-    state = {"global_step": 0, **selection_state(cfg, fineval), "tokens": 0, "trained_tokens": 0, "wall_s": 0.0}
-    ckpt = latest_checkpoint(out / "ckpt")
-    if ckpt is not None:
-        state = resume_selection(load_checkpoint(ckpt, model, optimizer, scheduler), cfg, fineval)
-    best_path = out / "best" / "model.safetensors"
+    parallel = parallel or SingleProcess()
+    run = start_phase(model, phase, cfg, backend=backend, device=device, precision=precision, seed=seed,
+                      pad_id=pad_id, parallel=parallel, fineval=fineval)
+    state = run.state
+    result = PhaseResult(packing_efficiency=packing_efficiency([r for s in run.steps for r in s], cfg.seq_len))
     model.train()
-    writer = _tensorboard(cfg.tensorboard and dist.rank == 0, out / "tensorboard")
-    progress, task = _progress(cfg.progress and dist.rank == 0, total, state["global_step"], phase.name)
-    started = time.time() - state["wall_s"]
-    with progress:
-        for step in range(state["global_step"], total):
-            t0 = time.time()
-            batches = micro_batches(steps[step], cfg, backend, pad_id)
-            loss, n_trained = train_step(model, batches, backend, device, precision, cfg.loss_chunk_tokens, dist)
-            if not math.isfinite(loss):
-                optimizer.zero_grad(set_to_none=True)
-                kept = latest_checkpoint(out / "ckpt")
-                raise TrainingDiverged(f"{phase.name}: loss is {loss} at step {step + 1}; weights not updated; "
-                                       f"last good checkpoint: {kept or 'none (no checkpoint written yet)'}")
-            grad_norm = clip_gradients(model, cfg.grad_clip)  # global norm, also over FSDP shards
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            n_tokens = sum(b["n_real"] for b in batches)
-            dt = time.time() - t0
-            state.update(global_step=step + 1, tokens=state["tokens"] + n_tokens,
-                         trained_tokens=state["trained_tokens"] + n_trained)
-            record = {"phase": phase.name, "step": step + 1, "loss": round(loss, 6), "lr": lr,
-                      "grad_norm": round(float(grad_norm), 6), "tokens": state["tokens"],
-                      "tokens_per_s": round(n_tokens / max(dt, 1e-9), 1)}
-            last = step + 1 == total
+    started = time.time() - state.wall_s
+    tensorboard = run.out / "tensorboard" if cfg.tensorboard else None
+    with TrainingLog(phase.name, total=run.total, done=state.step, log=log, writes=parallel.is_main,
+                     progress=cfg.progress, tensorboard_dir=tensorboard) as progress:
+        for step in range(state.step, run.total):
+            record = run.step(step)
+            last = step + 1 == run.total
             if (phase.dev_docs or fineval) and ((step + 1) % cfg.eval_every == 0 or last):
-                release_free_memory()  # bounds heap fragmentation on CPU (findap.host_memory)
-                measured = dev_loss(model, phase.dev_docs, cfg, backend, device, precision, pad_id)
-                measured = same_on_all_ranks(measured, dist)  # rank 0's numbers: one save/stop decision for all
-                record.update({k: round(v, 6) for k, v in measured.items()})
-                if fineval is not None and fineval.due(step + 1, last):
-                    measured.update(fineval(model, out / "fineval" / f"step-{step + 1:06d}", dist))  # rank 0's
-                    record.update({k: v for k, v in measured.items() if k.startswith("fineval_")})
-                if update_selection(state, measured, step + 1):  # every rank: FSDP gathers the weights
-                    _save_best(model, best_path)
-            if dist.rank == 0:
-                log(record)
-                if writer is not None:
-                    for k, v in record.items():
-                        if isinstance(v, (int, float)) and k != "step":
-                            writer.add_scalar(f"{phase.name}/{k}", v, step + 1)
-            progress.update(task, completed=step + 1, loss=loss, tps=record["tokens_per_s"])
+                record.update(run.evaluate(step + 1, last))
+            progress.record(record)
+            progress.advance(step + 1, record["loss"], record["tokens_per_s"])
             result.history.append(record)
-            stop = state["bad_evals"] >= cfg.patience
-            state["wall_s"] = time.time() - started
-            if (step + 1) % cfg.save_every == 0 or last or stop:  # every rank calls; rank 0 writes
-                save_checkpoint(out / "ckpt", model, optimizer, scheduler, state)
+            stop = state.out_of_patience(cfg.patience)
+            state.wall_s = time.time() - started
+            if (step + 1) % cfg.checkpoint_every == 0 or last or stop:  # every rank calls; rank 0 writes
+                run.checkpoint()
             if stop:
                 result.stopped_early = True
                 break
-            if stop_after is not None and step + 1 >= stop_after:
-                break
-    if writer is not None:
-        writer.close()
     selects = phase.dev_docs if cfg.select_on == "dev_loss" else fineval is not None
     if not selects:
-        _save_best(model, best_path)  # no dev data: the final weights are the selection
-    result.steps, result.tokens, result.trained_tokens = state["global_step"], state["tokens"], state["trained_tokens"]
-    result.wall_s, result.best_dev_loss, result.best_step = state["wall_s"], state["best_dev_loss"], state["best_step"]
-    result.select_on, result.best_score = state["select_on"], state["best_score"]
+        parallel.save_weights(model, run.out / "best" / "model.safetensors")  # the final weights are the selection
+    result.steps, result.tokens, result.trained_tokens = state.step, state.tokens, state.trained_tokens
+    result.wall_s, result.best_dev_loss, result.best_step = state.wall_s, state.best_dev_loss, state.best_step
+    result.select_on, result.best_score = state.select_on, state.best_score
     return result
 
 
-def _save_best(model, path: Path) -> None:
-    """Every rank calls it (under FSDP the full weights are gathered to rank 0); rank 0 writes."""
-    model = full_model(model)
-    if model is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp-" + path.name)
-    save_weights(model, tmp)
-    tmp.replace(path)  # atomic: a kill leaves the previous best
-
-
-def load_best(model, phase_dir: Path) -> None:
-    load_weights(model, Path(phase_dir) / "best" / "model.safetensors")
+def load_best(model, phase_dir: Path, parallel: SingleProcess | None = None) -> None:
+    (parallel or SingleProcess()).load_weights(model, Path(phase_dir) / "best" / "model.safetensors")
 
 
 def write_phase_done(phase_dir: Path, result: PhaseResult) -> None:

@@ -12,21 +12,18 @@ Weights change between scorings, so the engine gets no request cache, and the ru
 per step (`<phase>/fineval/step-NNNNNN/`, kept for inspection): nothing computed for an earlier step can be
 returned for a later one. Under several processes every rank scores the same items (as every rank computes the
 dev loss; with FSDP a forward needs all ranks), and all ranks take rank 0's numbers
-(`distributed.same_on_all_ranks`) so they take the same selection and stopping decisions.
+(`findap.training.parallel`, `same_on_all_ranks`) so they take the same selection and stopping decisions.
 """
 from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
-import torch
+from findap.training.parallel import SingleProcess
+from findap.training.state import TrainingState
 
-from findap.train.loss import ROOT_FORWARD
-
-SELECT_KEYS = {"dev_loss": "dev_loss", "fineval": "fineval_mean"}  # select_on -> the measured value it reads
 SCORER_ATTENTION = "sdpa"  # what the engine's 4-D masks and padded batches need (findap eval loads models with it)
 
 
@@ -50,24 +47,20 @@ def check_fineval_tasks(names: Sequence[str]) -> list[str]:
     return [s.name for s in resolved]
 
 
-# ---- selection bookkeeping (the loop's `state`, saved in every checkpoint's state.json) ----------------------
-def selection_state(cfg, scorer: "FinEvalScorer | None") -> dict:
-    """The selection part of a fresh phase state."""
-    return {"select_on": cfg.select_on, "selection_signature": _signature(cfg, scorer), "best_score": None,
-            "best_dev_loss": None, "best_fineval_mean": None, "best_step": None, "bad_evals": 0}
+# ---- selection bookkeeping (the TrainingState saved in every checkpoint's state.json) -------------------------
+def selection_state(cfg, scorer: "FinEvalScorer | None") -> TrainingState:
+    """A fresh phase state selecting on `cfg.select_on`."""
+    return TrainingState(select_on=cfg.select_on, selection_signature=_signature(cfg, scorer))
 
 
-def resume_selection(state: dict, cfg, scorer: "FinEvalScorer | None") -> dict:
-    """A resumed checkpoint's state, completed for checkpoints written before FinEval selection existed; a
-    checkpoint that selected on something else cannot continue (its best score means something else)."""
-    state.setdefault("select_on", "dev_loss")
-    state.setdefault("selection_signature", {"on": "dev_loss"})
-    state.setdefault("best_score", state.get("best_dev_loss"))
-    state.setdefault("best_fineval_mean", None)
+def resume_selection(raw: dict, cfg, scorer: "FinEvalScorer | None") -> TrainingState:
+    """A resumed checkpoint's state (checkpoints written before FinEval selection existed select on the dev
+    loss); a checkpoint that selected on something else cannot continue (its best score means something else)."""
+    state = TrainingState.from_json(raw)
     wanted = _signature(cfg, scorer)
-    if state["selection_signature"] != wanted:
+    if state.selection_signature != wanted:
         raise ValueError(
-            f"the checkpoint at step {state['global_step']} selects on {state['selection_signature']}, the config on "
+            f"the checkpoint at step {state.step} selects on {state.selection_signature}, the config on "
             f"{wanted}: restore the config, or delete the phase's ckpt/ and best/ folders to start the phase over")
     return state
 
@@ -77,28 +70,6 @@ def _signature(cfg, scorer) -> dict:
         return {"on": "dev_loss"}
     return {"on": "fineval", "tasks": scorer.task_names if scorer else None,
             "limit": scorer.limit if scorer else cfg.fineval_limit}
-
-
-def update_selection(state: dict, measured: dict, step: int) -> bool:
-    """Fold one evaluation into `state`; True when `step` is the new best (its weights must be saved).
-
-    Lower dev loss / higher fineval_mean is better; a tie keeps the earlier step. An evaluation that did not
-    measure the selection value (FinEval runs every k-th evaluation) neither improves nor counts against patience.
-    """
-    key = SELECT_KEYS[state["select_on"]]
-    score = measured.get(key)
-    if score is None:
-        return False
-    if not math.isfinite(score):  # never selected, and counts against patience
-        state["bad_evals"] += 1
-        return False
-    best = state["best_score"]
-    if best is None or (score < best if key == "dev_loss" else score > best):
-        state.update(best_score=score, best_step=step, bad_evals=0, best_dev_loss=measured.get("dev_loss"),
-                     best_fineval_mean=measured.get("fineval_mean"))
-        return True
-    state["bad_evals"] += 1
-    return False
 
 
 # ---- scoring the live model --------------------------------------------------------------------------------
@@ -135,27 +106,20 @@ class FinEvalScorer:
     def due(self, step: int, last: bool) -> bool:
         return last or step % self.every == 0
 
-    def __call__(self, model, out_dir: Path, dist=None) -> dict[str, float]:
+    def __call__(self, model, out_dir: Path, parallel: SingleProcess | None = None) -> dict[str, float]:
         """{"fineval_<task>": primary metric, ..., "fineval_mean": their mean} for the model's current weights.
 
         Rank 0 keeps the runner's per-task files (predictions per item) in `out_dir`; other ranks score into a
         temporary folder and take rank 0's numbers.
         """
-        from findap.train.distributed import same_on_all_ranks
+        parallel = parallel or SingleProcess()
+        with parallel.output_dir(out_dir) as target:
+            scores = self._score(model, Path(target), parallel)
+        return parallel.same_on_all_ranks(scores)  # one decision for all ranks: rank 0's numbers
 
-        rank = dist.rank if dist is not None else 0
-        scratch = None if rank == 0 else tempfile.TemporaryDirectory(prefix="fineval-")
-        target = Path(out_dir) if scratch is None else Path(scratch.name)
-        try:
-            scores = self._score(model, target, dist)
-        finally:
-            if scratch is not None:
-                scratch.cleanup()
-        return same_on_all_ranks(scores, dist)  # one decision for all ranks: rank 0's numbers
-
-    def _score(self, model, out_dir: Path, dist=None) -> dict[str, float]:
+    def _score(self, model, out_dir: Path, parallel: SingleProcess) -> dict[str, float]:
         from findap.engines import EngineSpec, make_engine
-        from findap.eval.report import primary_metric
+        from findap.eval.metrics import primary_metric
         from findap.eval.runner import evaluate
 
         if out_dir.exists():
@@ -164,18 +128,13 @@ class FinEvalScorer:
                           max_length=self.max_length, device=str(self.device), precision=self.precision,
                           cache_path=None)  # weights change every step: never a request cache
         with _inference_view(model):
-            # the engine first: its model.to(device) reshards an FSDP model, so never inside the root forward
-            engine = make_engine(spec, model=model, tokenizer=self.tokenizer)
+            # the engine first: its model.to(device) reshards an FSDP model, so never inside the root forward.
+            # Under FSDP every rank decodes in lockstep: each step's tokens are rank 0's (rank0_tokens).
+            engine = make_engine(spec, model=model, tokenizer=self.tokenizer, agree_tokens=parallel.rank0_tokens)
             assert engine.cache is None
-
-            def run(_model):
-                return evaluate(engine, self.tasks, mode="direct", limit=self.limit, out_dir=out_dir, role="dev",
-                                model_name=spec.model, progress=False)
-
-            if getattr(model, ROOT_FORWARD, None) is None:
-                out = run(model)
-            else:  # FSDP-sharded: every rank runs the same forwards, the root's weights gathered throughout
-                out = _sharded_scoring(model, engine, run, dist)
+            out = parallel.run_inference(model, lambda m: evaluate(
+                engine, self.tasks, mode="direct", limit=self.limit, out_dir=out_dir, role="dev",
+                model_name=spec.model, progress=False))
         if out.get("skipped"):
             raise RuntimeError(f"FinEval selection: tasks could not be scored: {out['skipped']}")
         scores = {}
@@ -186,29 +145,6 @@ class FinEvalScorer:
         finite = [v for v in scores.values() if math.isfinite(v)]
         scores["fineval_mean"] = sum(finite) / len(finite) if len(finite) == len(scores) else float("nan")
         return scores
-
-
-def _sharded_scoring(model, engine, run, dist):
-    """`run(model)` on an FSDP-sharded model (findap.train.distributed.shard_model), on every rank.
-
-    The hf engine reads the embeddings and the (tied) LM head itself when it scores options (decoder + head on the
-    target positions only), outside `model.forward`, whose hooks are what gathers the root unit: so the scoring
-    runs as the root's registered forward method (as the chunked training loss does), with the root unit kept
-    gathered until it ends, also across the engine's own `model(...)` calls (generation), which would otherwise
-    free it after each. Each decoder layer is gathered and freed by its own hooks. Collectives need every rank to
-    run the same forwards: all ranks score the same items in the same batches, and generation decodes in lockstep
-    (each step's tokens are rank 0's, so a row ends at the same step everywhere).
-    """
-    from findap.train.distributed import rank0_tokens
-
-    engine.agree_tokens = lambda tokens: rank0_tokens(tokens, dist)
-    model.set_reshard_after_forward(False, recurse=False)  # the root only; layers still free after their forward
-    try:
-        with torch.no_grad():
-            return getattr(model, ROOT_FORWARD)(run)
-    finally:
-        model.set_reshard_after_forward(True, recurse=False)  # as shard_model sets it
-        model.reshard()  # the root back to its shards: training goes on exactly as before
 
 
 class _inference_view:

@@ -8,6 +8,7 @@ crash skips it and resumes the next one from its last checkpoint.
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -15,14 +16,15 @@ import torch
 
 from findap.host_memory import keep_freed_memory
 from findap.io import DataError, read_records
-from findap.models import load_model, load_tokenizer, pick_device
+from findap.models import autocast_dtype, load_model, load_tokenizer, pick_device, resolve_model
 from findap.train.attention import hf_implementation, resolve_backend
-from findap.train.checkpoint import save_model_dir
 from findap.train.config import GroupConfig, TrainConfig
-from findap.train.distributed import from_env, rank_device, shard_model
 from findap.train.loop import Phase, load_best, read_phase_done, train_phase, write_phase_done
 from findap.train.select import FinEvalScorer
 from findap.train.tokenize import TokenizeStats, tokenize_examples
+from findap.training import parallel as parallel_layouts
+from findap.training.lora import apply_lora
+from findap.training.memory import ModelShape, MemoryPlan, measured_budget, plan_memory, resident_bytes
 
 
 def group_files(group: GroupConfig, data_dir: Path | None) -> tuple[list[str], list[str]]:
@@ -53,26 +55,46 @@ def build_phases(cfg: TrainConfig, data_dir: Path | None, tokenizer, out_dir: Pa
         train_files, dev_files = group_files(group, data_dir)
         train_docs = load_docs(train_files, tokenizer, cfg.seq_len, stats)
         dev_docs = load_docs(dev_files, tokenizer, cfg.seq_len, stats)
-        kinds = [None] if cfg.mode == "joint" else ["cpt", "it"]
+        train_docs = [d for d in train_docs if d["kind"] in cfg.kinds]  # `kinds: [it]`: the IT-only ablation
+        dev_docs = [d for d in dev_docs if d["kind"] in cfg.kinds]
+        kinds = [None] if cfg.mode == "joint" else [k for k in ("cpt", "it") if k in cfg.kinds]
         for kind in kinds:
             name = group.name if kind is None else f"{group.name}-{kind}"
             pick = (lambda docs: docs) if kind is None else (lambda docs, k=kind: [d for d in docs if d["kind"] == k])
             if not pick(train_docs):
                 continue
-            phases.append(Phase(name=name, train_docs=pick(train_docs), dev_docs=pick(dev_docs), lr=group.lr,
-                                warmup=group.warmup, epochs=group.epochs, max_steps=group.max_steps,
-                                out_dir=out_dir / "groups" / name))
+            phases.append(Phase(name=name, train_docs=pick(train_docs), dev_docs=pick(dev_docs),
+                                out_dir=out_dir / "groups" / name, **cfg.group_knobs(group)))
     if not phases:
         raise DataError("train.groups", None, "train", "no training documents in any group")
     return phases
 
 
-def apply_lora(model, cfg: TrainConfig):
-    from peft import LoraConfig, get_peft_model
+def fit_to_memory(model_name: str, cfg: TrainConfig, *, backend: str, device, precision: str,
+                  parallel) -> tuple[TrainConfig, MemoryPlan]:
+    """`cfg` with the micro-batch and checkpointing `train.memory` picks (findap.training.memory), and the plan.
 
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    Runs before the model loads, so a configuration that cannot fit fails in seconds. Every rank takes rank 0's
+    budget: the ranks must run the same number of micro-batches (FSDP's collectives)."""
+    from transformers import AutoConfig
+
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(resolve_model(model_name)), finetune=cfg.finetune,
+                                   lora_r=cfg.lora_r)
+    budget = None
+    if cfg.memory_mode == "budget":
+        budget = (int(cfg.memory.budget_gb * 2**30), "train.memory.budget_gb")
+    elif cfg.memory_mode == "auto":
+        limit, source = measured_budget(device)
+        budget = (int(parallel.same_on_all_ranks({"budget": float(limit)})["budget"]), source)
+    sharded = isinstance(parallel, parallel_layouts.FullyShard)
+    plan = plan_memory(cfg, shape, backend=backend, half=autocast_dtype(device, precision, training=True) is not None,
+                       shards=parallel.world if sharded else 1,
+                       baseline=resident_bytes() if device.type == "cpu" else 0, budget=budget)
+    if parallel.is_main:
+        print(f"[findap train] memory plan: {plan.describe()}", file=sys.stderr, flush=True)
+    fitted = cfg.model_copy(update={"micro_batch_tokens": plan.micro_batch_tokens,
+                                    "gradient_checkpointing": plan.gradient_checkpointing})
+    return fitted, plan
 
 
 def train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir: Path | None = None, seed: int = 0,
@@ -81,54 +103,54 @@ def train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir: P
     # First the process group: under torchrun / accelerate launch it sets this rank's GPU (LOCAL_RANK), before
     # anything (the bf16 capability query of resolve_backend included) touches CUDA; then the device is that GPU,
     # by index, for the model, the batches and the FinEval engine alike (one GPU per rank, never all on cuda:0).
-    dist = from_env()
-    device = rank_device(pick_device(device))
+    parallel = parallel_layouts.start(cfg.sharding, cfg.finetune)
+    device = parallel.device(pick_device(device))
     with keep_freed_memory(device.type == "cpu"):  # +23% tok/s on CPU: see findap.host_memory
         return _train_model(model_name, cfg, Path(out_dir), data_dir=data_dir, seed=seed, device=device,
-                            precision=precision, log=log, dist=dist)
+                            precision=precision, log=log, parallel=parallel)
 
 
 def _train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir, seed, device, precision, log,
-                 dist) -> dict:
+                 parallel) -> dict:
     started = time.time()
     backend = resolve_backend(cfg.attention, device, precision)
     tokenizer = load_tokenizer(model_name)
     stats = TokenizeStats()
     phases = build_phases(cfg, data_dir, tokenizer, out_dir, stats)
     fineval = FinEvalScorer.from_config(cfg, tokenizer, device=device, precision=precision)  # loads its dev items
+    cfg, memory_plan = fit_to_memory(model_name, cfg, backend=backend, device=device, precision=precision,
+                                     parallel=parallel)
     torch.manual_seed(seed)
     model = load_model(model_name, device=device, attn_implementation=hf_implementation(backend))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.finetune == "lora":
         model = apply_lora(model, cfg)
-    model = shard_model(model, cfg, dist, device, precision)  # FSDP FULL_SHARD when several processes
+    model = parallel.wrap(model, device=device, precision=precision, checkpointing=cfg.gradient_checkpointing)
     summary = {"phases": {}, "tokens": 0, "trained_tokens": 0, "steps": 0, "train_wall_s": 0.0}
     for i, phase in enumerate(phases):
         if i:
-            load_best(model, phases[i - 1].out_dir)  # the curriculum continues from the selected checkpoint
+            load_best(model, phases[i - 1].out_dir, parallel)  # the curriculum continues from the selection
         done = read_phase_done(phase.out_dir)
         if done is None:
             result = train_phase(model, phase, cfg, backend=backend, device=device, precision=precision,
-                                 seed=seed + i, pad_id=tokenizer.pad_token_id, log=log, dist=dist,
+                                 seed=seed + i, pad_id=tokenizer.pad_token_id, log=log, parallel=parallel,
                                  fineval=fineval)
-            if dist.rank == 0:
-                write_phase_done(phase.out_dir, result)
-            if dist.barrier is not None:
-                dist.barrier()  # rank 0 wrote best/ and DONE; every rank reads them next
+            parallel.on_main(write_phase_done, phase.out_dir, result)
+            parallel.barrier()  # rank 0 wrote best/ and DONE; every rank reads them next
             done = read_phase_done(phase.out_dir)
         summary["phases"][phase.name] = done
         for key in ("tokens", "trained_tokens", "steps"):
             summary[key] += done[key]
         summary["train_wall_s"] += done["wall_s"]
-    load_best(model, phases[-1].out_dir)
+    load_best(model, phases[-1].out_dir, parallel)
     model_dir = out_dir / "model"
-    save_model_dir(model, tokenizer, model_dir, merge_in_place=True)  # every rank: FSDP gathers; rank 0 writes
-    if dist.barrier is not None:
-        dist.barrier()
+    parallel.save_model_dir(model, tokenizer, model_dir, merge_in_place=True)  # FSDP gathers; rank 0 writes
+    parallel.barrier()
     last = summary["phases"][phases[-1].name]
     summary.update(
-        model_dir=str(model_dir), attention=backend, mode=cfg.mode, finetune=cfg.finetune,
+        model_dir=str(model_dir), attention=backend, memory_plan=memory_plan.to_json(), mode=cfg.mode,
+        finetune=cfg.finetune,
         best_dev_loss=last["best_dev_loss"], select_on=last.get("select_on", "dev_loss"),
         best_score=last.get("best_score", last["best_dev_loss"]), wall_s=round(time.time() - started, 2),
         tokens_per_s=round(summary["tokens"] / max(summary["train_wall_s"], 1e-9), 1),

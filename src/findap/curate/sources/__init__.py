@@ -87,8 +87,9 @@ def resolve_location(spec: SourceConfig, converter: Converter, data_root: str | 
     return str(path if path.is_absolute() else Path(data_root) / path)
 
 
-def load_source(spec: SourceConfig, cfg: CurateConfig) -> tuple[list[dict], SourceReport]:
-    """Convert one source. Bad rows are skipped and listed, or raise SourceError (cfg.on_bad_row)."""
+def iter_source(spec: SourceConfig, cfg: CurateConfig) -> tuple[Iterator[dict], Callable[[], SourceReport]]:
+    """(examples, report()) of one source, streamed: report() is complete once the examples are exhausted.
+    Bad rows are skipped and listed, or raise SourceError (cfg.on_bad_row)."""
     converter = CONVERTERS.get(spec.converter_name)
     if converter is None:
         raise SourceError(f"curate.sources[{spec.name}]: unknown converter '{spec.converter_name}'; "
@@ -104,13 +105,27 @@ def load_source(spec: SourceConfig, cfg: CurateConfig) -> tuple[list[dict], Sour
     )
     source = location if remote else Path(location)
     limit = spec.limit if spec.limit is not None else cfg.limit_per_source
-    examples: list[dict] = []
-    for example in converter.fn(source, ctx):
-        examples.append(example)
-        if limit is not None and len(examples) >= limit:
-            break
-    report = SourceReport(spec.name, converter.kind, location, len(examples), ctx.reserved, ctx.empty, ctx.bad.rows)
-    return examples, report
+    count = 0
+
+    def examples() -> Iterator[dict]:
+        nonlocal count
+        for example in converter.fn(source, ctx):
+            count += 1
+            yield example
+            if limit is not None and count >= limit:
+                break
+
+    def report() -> SourceReport:
+        return SourceReport(spec.name, converter.kind, location, count, ctx.reserved, ctx.empty, ctx.bad.rows)
+
+    return examples(), report
 
 
-__all__ = ["CONVERTERS", "Converter", "SourceError", "SourceReport", "load_source", "register_converter"]
+def load_source(spec: SourceConfig, cfg: CurateConfig) -> tuple[list[dict], SourceReport]:
+    """Convert one source into a list (small sources, tests); the curation streams it with iter_source."""
+    rows, report = iter_source(spec, cfg)
+    examples = list(rows)
+    return examples, report()
+
+
+__all__ = ["CONVERTERS", "Converter", "SourceError", "SourceReport", "iter_source", "load_source", "register_converter"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from findap.curate.sources.context import ConvertContext
+from findap.german_credit import CreditRowError, decode_row
 from findap.splits import tatqa_report_text
 
 
@@ -180,40 +181,6 @@ def fomc(path: Path, ctx: ConvertContext) -> Iterator[dict]:
 
 # --- German credit (UCI, coded attributes) -------------------------------------------------------------------
 
-# Attribute names and code meanings from the UCI documentation of german.data, in column order.
-CREDIT_ATTRIBUTES = [
-    ("checking account", {"A11": "below 0 DM", "A12": "0 to 200 DM", "A13": "200 DM or more / salary",
-                          "A14": "no checking account"}),
-    ("duration in months", None),
-    ("credit history", {"A30": "no credits taken / all paid back duly", "A31": "all credits at this bank paid back",
-                        "A32": "existing credits paid back duly so far", "A33": "delays in paying off in the past",
-                        "A34": "critical account / other credits elsewhere"}),
-    ("purpose", {"A40": "new car", "A41": "used car", "A42": "furniture/equipment", "A43": "radio/television",
-                 "A44": "domestic appliances", "A45": "repairs", "A46": "education", "A47": "vacation",
-                 "A48": "retraining", "A49": "business", "A410": "other"}),
-    ("credit amount (DM)", None),
-    ("savings", {"A61": "below 100 DM", "A62": "100 to 500 DM", "A63": "500 to 1000 DM", "A64": "1000 DM or more",
-                 "A65": "unknown / none"}),
-    ("employed since", {"A71": "unemployed", "A72": "less than 1 year", "A73": "1 to 4 years",
-                        "A74": "4 to 7 years", "A75": "7 years or more"}),
-    ("installment rate (% of disposable income)", None),
-    ("personal status and sex", {"A91": "male, divorced/separated", "A92": "female, divorced/separated/married",
-                                 "A93": "male, single", "A94": "male, married/widowed", "A95": "female, single"}),
-    ("other debtors / guarantors", {"A101": "none", "A102": "co-applicant", "A103": "guarantor"}),
-    ("present residence since (years)", None),
-    ("property", {"A121": "real estate", "A122": "building society savings / life insurance",
-                  "A123": "car or other", "A124": "unknown / no property"}),
-    ("age (years)", None),
-    ("other installment plans", {"A141": "bank", "A142": "stores", "A143": "none"}),
-    ("housing", {"A151": "rent", "A152": "own", "A153": "for free"}),
-    ("existing credits at this bank", None),
-    ("job", {"A171": "unemployed / unskilled non-resident", "A172": "unskilled resident",
-             "A173": "skilled employee / official", "A174": "management / self-employed / highly qualified"}),
-    ("people financially dependent on the applicant", None),
-    ("telephone", {"A191": "none", "A192": "yes, registered"}),
-    ("foreign worker", {"A201": "yes", "A202": "no"}),
-]
-CREDIT_LABELS = {"1": "good", "2": "bad"}
 CREDIT_PROMPT = (
     "A bank must decide on a loan application. From the applicant profile below, is the credit risk good or "
     "bad? Answer with one word.\n\n{profile}"
@@ -225,31 +192,15 @@ def credit(path: Path, ctx: ConvertContext) -> Iterator[dict]:
         values = line.split()
         if not values:
             continue
-        if len(values) != len(CREDIT_ATTRIBUTES) + 1:
-            ctx.bad.report(path, number, "row", f"expected {len(CREDIT_ATTRIBUTES) + 1} values, got {len(values)}")
+        try:
+            decoded, label = decode_row(values)
+        except CreditRowError as err:
+            ctx.bad.report(path, number, err.field, err.problem)
             continue
-        lines, ok = [], True
-        for (name, codes), value in zip(CREDIT_ATTRIBUTES, values):
-            if codes is None:
-                if not value.isdigit():
-                    ctx.bad.report(path, number, name, f"expected a number, got {value!r}")
-                    ok = False
-                    break
-                lines.append(f"- {name}: {value}")
-            elif value in codes:
-                lines.append(f"- {name}: {codes[value]}")
-            else:
-                ctx.bad.report(path, number, name, f"unknown code {value!r}")
-                ok = False
-                break
-        if not ok:
-            continue
-        if values[-1] not in CREDIT_LABELS:
-            ctx.bad.report(path, number, "label", f"{values[-1]!r} not in {sorted(CREDIT_LABELS)}")
-            continue
+        lines = [f"- {name}: {meaning}" for name, meaning in decoded]
         profile = "\n".join(lines)
         if ctx.for_training("credit", line):
-            yield ctx.it(f"{number}", CREDIT_PROMPT.format(profile=profile), CREDIT_LABELS[values[-1]])
+            yield ctx.it(f"{number}", CREDIT_PROMPT.format(profile=profile), label)
 
 
 # --- TAT-QA (tables + paragraphs + questions) ----------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Small training sets in the curate -> train record format, built from the public data under ../shared/data.
 
-Used by the tests, the benchmark and quick demos of the trainer without running the curate stage. The data is
+Used by the tests and the benchmarks (bench/) to train without running the curate stage. The data is
 read by path and never copied into the repository. Prompts are our own wording.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-DATA = Path(os.environ.get("FINDAP_SHARED_DATA", Path(__file__).resolve().parents[4] / "shared" / "data"))
+DATA = Path(os.environ.get("FINDAP_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 def fpb_conversations(n: int, data: Path = DATA, offset: int = 0) -> list[dict]:

@@ -1,4 +1,8 @@
-"""AdamW with decoupled weight decay on matrices only, and the warmup-then-decay learning-rate schedule."""
+"""AdamW with decoupled weight decay on matrices only, and the warmup-then-decay learning-rate schedule.
+
+One rule for both trainers: `warmup_steps` rounds the warmup fraction to whole steps (half a step or less is no
+warmup), and `lr_factor` warms up linearly, then decays linearly / by cosine / not at all.
+"""
 from __future__ import annotations
 
 import math
@@ -9,10 +13,9 @@ import torch
 def param_groups(model, weight_decay: float) -> list[dict]:
     """Decay weight matrices; never norms, biases or other 1-D parameters (decaying a norm gain toward 0 hurts)."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.ndim >= 2 else no_decay).append(p)
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -34,6 +37,11 @@ def build_optimizer(model, lr: float, *, weight_decay: float = 0.1, betas=(0.9, 
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, **impl)
 
 
+def warmup_steps(fraction: float, total: int) -> int:
+    """Whole warmup steps for a warmup `fraction` of `total` steps (Python rounding: 0.5 -> 0)."""
+    return round(fraction * total)
+
+
 def lr_factor(step: int, total: int, warmup: int, schedule: str = "linear", min_ratio: float = 0.0) -> float:
     """Multiplier of the peak LR at optimizer step `step` (0-based): linear warmup, then linear/cosine decay."""
     if warmup > 0 and step < warmup:
@@ -50,3 +58,11 @@ def build_scheduler(optimizer, total_steps: int, warmup_steps: int, schedule: st
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, schedule, min_ratio)
     )
+
+
+def optimizer_for(model, knobs, lr: float, warmup: float, total_steps: int):
+    """(AdamW, LR scheduler) for `total_steps` steps from a config section's optimizer knobs (findap.training.knobs)."""
+    optimizer = build_optimizer(model, lr, weight_decay=knobs.weight_decay, betas=knobs.betas, eps=knobs.eps)
+    scheduler = build_scheduler(optimizer, total_steps, warmup_steps(warmup, total_steps), knobs.schedule,
+                                knobs.min_lr_ratio)
+    return optimizer, scheduler

@@ -1,0 +1,98 @@
+"""Runs the curation steps (streaming.py) on a datatrove executor: `curate.executor: local | slurm | ray`.
+
+Each step is one datatrove pipeline whose only block is a `StepTask`; its task count comes from
+streaming.task_counts (per-shard steps: curate.tasks; ordered passes: 1). datatrove writes a completion marker per
+finished task under work/logs/<step>/completions/, so a rerun of a killed curation skips finished tasks.
+
+- local: LocalPipelineExecutor, one step after another; `workers` > 1 runs tasks in that many processes.
+- ray:   RayPipelineExecutor on the cluster `executor_options.address` names (default: RAY_ADDRESS, else a local
+         Ray started here); the driver waits for each step before starting the next.
+- slurm: SlurmPipelineExecutor; every step is submitted at once, each job depending on the previous one
+         (afterok), and `findap curate` returns. Run it again when the jobs have finished: every task is marked
+         complete, nothing is resubmitted, and the manifest is assembled from the work folder.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from findap.curate.streaming import _CACHE, STEPS, Plan, StepTask, task_counts
+
+log = logging.getLogger(__name__)
+
+
+class CurationSubmitted(RuntimeError):
+    """Slurm jobs were submitted; the outputs exist once they finish (rerun the stage to collect them)."""
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def _local(plan: Plan, step: str, tasks: int, logging_dir: str, options: dict):
+    from datatrove.executor import LocalPipelineExecutor
+
+    workers = min(plan.config.workers, tasks)
+    return LocalPipelineExecutor(pipeline=[StepTask(step, plan)], tasks=tasks, workers=workers,
+                                 logging_dir=logging_dir, **options)
+
+
+def _ray(plan: Plan, step: str, tasks: int, logging_dir: str, options: dict):
+    import ray
+    from datatrove.executor.ray import RayPipelineExecutor
+
+    options = dict(options)
+    address = options.pop("address", None)
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    return RayPipelineExecutor(pipeline=[StepTask(step, plan)], tasks=tasks, workers=plan.config.workers,
+                               logging_dir=logging_dir, **options)
+
+
+def _slurm(plan: Plan, step: str, tasks: int, logging_dir: str, options: dict, depends=None):
+    from datatrove.executor.slurm import SlurmPipelineExecutor
+
+    options = {"time": "04:00:00", "partition": "cpu"} | dict(options)
+    return SlurmPipelineExecutor(pipeline=[StepTask(step, plan)], tasks=tasks, workers=plan.config.workers,
+                                 logging_dir=logging_dir, job_name=f"findap-curate-{step}", depends=depends,
+                                 **options)
+
+
+def run_steps(plan: Plan) -> dict[str, float]:
+    """Run every step in order on the recipe's executor; returns {step: seconds}. Slurm: raises
+    CurationSubmitted after submitting (unless every task is already complete)."""
+    cfg = plan.config
+    counts = task_counts(plan)
+    logs = plan.dir / "logs"
+    if cfg.executor == "slurm":
+        return _submit_slurm(plan, counts, logs)
+    make = _ray if cfg.executor == "ray" else _local
+    timings = {}
+    for step in STEPS:
+        start = time.time()
+        executor = make(plan, step, counts[step], str(logs / step), cfg.executor_options)
+        executor.run()
+        missing = executor.get_incomplete_ranks(range(counts[step]))
+        if missing:
+            raise StepFailed(f"curation step '{step}' did not finish tasks {missing} on the {cfg.executor} executor; "
+                             f"see the task logs in {logs / step}/logs/")
+        timings[step] = round(time.time() - start, 2)
+        # in-process tasks cached what their step needed (eval index, tokenizer, encoder): free it before the
+        # next step, so the judge's model is not loaded on top of the decontamination index
+        _CACHE.clear()
+    return timings
+
+
+def _submit_slurm(plan: Plan, counts: dict[str, int], logs: Path) -> dict[str, float]:
+    previous = None
+    executors = []
+    for step in STEPS:
+        previous = _slurm(plan, step, counts[step], str(logs / step), plan.config.executor_options, previous)
+        executors.append(previous)
+    if all(not e.get_incomplete_ranks(range(counts[s])) for e, s in zip(executors, STEPS)):
+        return {}
+    previous.run()  # launches the whole chain, dependencies first
+    raise CurationSubmitted(
+        f"submitted the curation to Slurm ({len(STEPS)} dependent jobs, logs under {logs}); run the curate stage "
+        "again when they have finished to collect the outputs and the manifest")

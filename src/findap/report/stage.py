@@ -1,0 +1,23 @@
+"""The report stage of `findap run`: a report over the run directory, written into `runs/<run>/report/`.
+
+The numbers come from findap.eval.results and the drawing from findap.eval.render (findap.eval.report ties them
+together and serves `findap report` as well); this module is only the stage contract, `run(recipe, ctx)`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from findap.eval.report import build_report, load_results
+
+
+def run(recipe, ctx) -> dict:
+    """Report over the runs the pipeline hands in (`ctx.inputs["runs"]`, else the recipe's run directory).
+
+    Deltas are taken against the model labelled "base" when the run evaluated it (the pipeline's label for the
+    recipe's starting model), so a run that skipped the base evaluation still gets its report.
+    """
+    runs = [Path(p) for p in (ctx.inputs or {}).get("runs") or [recipe.run_dir]]
+    labels = {r.model for r in load_results(runs)}
+    base = "base" if "base" in labels else None
+    paths = build_report(runs, ctx.dir, base=base, title=f"findap report: {recipe.name}")
+    return {"models": sorted(labels), "base": base, "outputs": paths}

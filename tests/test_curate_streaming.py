@@ -1,0 +1,225 @@
+"""The streamed curation (shards, keys, column mixtures) makes exactly the list-based curation's decisions.
+
+- the demo sources, curated in 3 tasks over 37-row shards, give the outputs the list-based curate() of the
+  previous commit wrote for the same inputs (tests/data/curate_demo_golden.json: every output row's id in order, a
+  hash of the rows, the manifest's numbers, a hash of quality_scores.json);
+- StreamDedup over per-document keys drops what dedup() (datasketch MinHashLSH) drops;
+- the column mixture selects, orders and counts what the list mixture does;
+- an OpenAI-compatible judge endpoint gets many requests in flight, not one at a time;
+- on Slurm, every step becomes one sbatch job depending on the previous one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import stat
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from findap.curate.config import CurateConfig, DedupConfig, JudgeConfig, MixtureConfig
+from findap.curate.scorers import KeywordJudge
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "data" / "curate_demo_golden.json"
+
+
+def demo_config(shared_data, **extra) -> CurateConfig:
+    raw = yaml.safe_load((REPO / "recipes" / "demo.yaml").read_text())["curate"]
+    raw["data_root"] = str(shared_data)
+    raw["judge"].update(sample_size=40, threshold=1)
+    raw["classifier"] = {"filter": True}
+    return CurateConfig.model_validate(raw | extra)
+
+
+def digest(out: Path) -> dict:
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("wall_s", "docs_per_s", "block_s", "executor", "model"):
+        manifest.pop(key, None)
+    outputs = {}
+    for group in manifest["groups"]:
+        for split in ("train", "dev"):
+            rows = pq.read_table(out / group / f"{split}.parquet").to_pylist()
+            outputs[f"{group}/{split}"] = {
+                "ids": [r["id"] for r in rows],
+                "sha256": hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()).hexdigest()}
+    return {"manifest": manifest, "outputs": outputs,
+            "quality_scores_sha256": hashlib.sha256((out / "quality_scores.json").read_bytes()).hexdigest()}
+
+
+def test_streamed_demo_equals_the_list_based_curation(shared_data, tiny_model_dir, tmp_path):
+    from findap.curate.curation import curate
+
+    cfg = demo_config(shared_data, tasks=3, shard_rows=37)
+    manifest = curate(cfg, tmp_path, model=tiny_model_dir, seed=3, make_judge=KeywordJudge, progress=False)
+    golden = json.loads(GOLDEN.read_text())
+    got = digest(tmp_path)
+    assert got["outputs"] == golden["outputs"]
+    assert got["manifest"] == golden["manifest"]
+    assert got["quality_scores_sha256"] == golden["quality_scores_sha256"]
+    # several shards per source really were made and walked
+    assert len(list((tmp_path / "work").glob("*/shards/*/*.parquet"))) > len(cfg.sources)
+    assert manifest["filters"]["quality"]["classifier"]["trained"] is True
+
+
+def random_texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(300)]
+    texts = []
+    for i in range(n):
+        if i > 5 and rng.random() < 0.2:  # near copy of an earlier text
+            words = texts[rng.randrange(i)].split()
+            words[rng.randrange(len(words))] = rng.choice(vocab)
+            texts.append(" ".join(words))
+        elif i > 5 and rng.random() < 0.1:  # exact copy, other case and spacing
+            texts.append("  " + texts[rng.randrange(i)].upper())
+        else:
+            texts.append(" ".join(rng.choices(vocab, k=rng.randint(8, 80))))
+    return texts
+
+
+def test_stream_dedup_matches_datasketch_dedup():
+    from findap.curate.dedup import DocKeys, KeySet, StreamDedup, dedup, exact_key
+
+    cfg = DedupConfig()
+    examples = [{"id": f"d{i}", "kind": "cpt" if i % 4 else "it", "source": f"s{i % 3}", "text": t,
+                 "messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}]}
+                for i, t in enumerate(random_texts(600, 1))]
+    for ex in examples:
+        (ex.pop("messages") if ex["kind"] == "cpt" else ex.pop("text"))
+    kept, report = dedup(examples, cfg)
+    stream, keys = StreamDedup(cfg), DocKeys(cfg)
+    stream.exact, stream.near = KeySet(buffer=7), KeySet(buffer=50)  # force many merges into the sorted runs
+    streamed = [ex for ex in examples if stream.keep(
+        ex["source"], ex["kind"], exact_key(ex), keys.band_keys(ex["text"]) if ex["kind"] == "cpt" else None)]
+    assert [e["id"] for e in streamed] == [e["id"] for e in kept]
+    assert stream.report.to_dict() == report.to_dict()
+    assert report.to_dict()["near_total"] > 20 and report.to_dict()["exact_total"] > 10
+
+
+def test_column_mixture_matches_the_list_mixture():
+    from findap.curate.mixture import (
+        MixPool, build_mixture, build_mixture_columns, dev_split, dev_split_columns, mixture_stats,
+        mixture_stats_columns, rank_key,
+    )
+
+    rng = random.Random(5)
+    pool, tokens = [], {}
+    for i in range(400):
+        kind, domain = rng.choice(["cpt", "it"]), rng.choice(["finance", "general", "math"])
+        ex = {"id": f"x{i}", "kind": kind, "domain": domain, "source": f"{kind}-{domain}",
+              "capability": rng.choice(["concept", "task"])}
+        pool.append(ex)
+        tokens[ex["id"]] = rng.randint(5, 300)
+    names = {c: sorted({ex[c] for ex in pool}) for c in ("kind", "domain", "source", "capability")}
+    columns = {c: np.array([names[c].index(ex[c]) for ex in pool], dtype=np.int32) for c in names}
+    seed = 11
+    for key, s in (("mix", seed), ("dev", seed + 1)):
+        ranks = [rank_key(s, ex["id"]) for ex in pool]
+        columns[f"{key}_hi"] = np.array([r[0] for r in ranks], dtype=np.uint64)
+        columns[f"{key}_lo"] = np.array([r[1] for r in ranks], dtype=np.uint64)
+    columns["tokens"] = np.array([tokens[ex["id"]] for ex in pool], dtype=np.int64)
+    columns["row"] = np.arange(len(pool))
+    mix = MixPool(columns, names)
+    for cfg in (MixtureConfig(), MixtureConfig(max_it_tokens=3000, dev_fraction=0.1),
+                MixtureConfig(it_domain_share=None, cpt_domain_share=None, cpt_share=0.3)):
+        chosen, plan = build_mixture(pool, tokens, cfg, seed)
+        positions, plan_columns = build_mixture_columns(mix, np.arange(len(pool)), cfg)
+        assert [pool[p]["id"] for p in positions] == [ex["id"] for ex in chosen] and plan_columns == plan
+        stats = mixture_stats(chosen, tokens)
+        assert json.dumps(mixture_stats_columns(mix, positions)) == json.dumps(stats)  # key order too
+        train, dev = dev_split(chosen, cfg, seed)
+        train_p, dev_p = dev_split_columns(mix, positions, cfg)
+        assert [pool[p]["id"] for p in train_p] == [e["id"] for e in train]
+        assert [pool[p]["id"] for p in dev_p] == [e["id"] for e in dev]
+
+
+class _CountingJudge(BaseHTTPRequestHandler):
+    lock = threading.Lock()
+    in_flight = peak = 0
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        cls = type(self)
+        with cls.lock:
+            cls.in_flight += 1
+            cls.peak = max(cls.peak, cls.in_flight)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(0.2)  # a server batching requests answers them together
+        body = json.dumps({"choices": [{"message": {"content": '{"justification": "ok", "score": 4}'},
+                                        "finish_reason": "stop"}]}).encode()
+        with cls.lock:
+            cls.in_flight -= 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_judge_keeps_many_requests_in_flight_to_an_endpoint(tmp_path):
+    from findap.curate.curation import default_judge
+    from findap.curate.judge_filter import judge_examples
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CountingJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = CurateConfig(judge={"engine": "openai", "model": "judge", "base_url":
+                                  f"http://127.0.0.1:{server.server_port}/v1", "batch_size": 16, "concurrency": 8})
+        examples = [{"id": f"t{i}", "kind": "cpt", "text": f"text {i} about revenue"} for i in range(16)]
+        start = time.time()
+        labels = judge_examples(default_judge(cfg, "unused")(), examples, cfg.judge, tmp_path / "labels.jsonl",
+                                progress=False)
+        elapsed = time.time() - start
+    finally:
+        server.shutdown()
+    assert [labels[f"t{i}"]["score"] for i in range(16)] == [4] * 16
+    assert _CountingJudge.peak == 8  # the configured concurrency, not one at a time
+    assert elapsed < 16 * 0.2 / 2  # 16 requests of 0.2 s took well under their serial time
+
+
+def test_slurm_submits_one_dependent_job_per_step(shared_data, tiny_model_dir, tmp_path, monkeypatch):
+    """No Slurm here: a stand-in `sbatch` records each script and answers a job id, as sbatch does."""
+    from findap.curate.curation import curate
+    from findap.curate.executors import CurationSubmitted
+    from findap.curate.streaming import STEPS
+
+    bin_dir, scripts = tmp_path / "bin", tmp_path / "scripts"
+    bin_dir.mkdir()
+    scripts.mkdir()
+    fake = bin_dir / "sbatch"
+    fake.write_text(f"#!/bin/sh\nn=$(ls {scripts}/*.sh 2>/dev/null | wc -l)\ncp \"$(eval echo \\${{$#}})\" {scripts}/$n.sh\n"
+                    f"echo \"Submitted batch job $((1000 + n))\"\necho \"$@\" > {scripts}/$n.args\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    cfg = demo_config(shared_data, executor="slurm", tasks=4, workers=2,
+                      executor_options={"partition": "cpu-long", "time": "02:00:00", "cpus_per_task": 2})
+    with pytest.raises(CurationSubmitted, match="run the curate stage again"):
+        curate(cfg, tmp_path / "out", model=tiny_model_dir, seed=3, make_judge=KeywordJudge, progress=False)
+    # datatrove also submits a small stats-merging job after each step; the steps' own jobs carry RUN_OFFSET
+    submitted = [p for p in sorted(scripts.glob("*.sh"), key=lambda p: int(p.stem))
+                 if "RUN_OFFSET" in p.with_suffix(".args").read_text()]
+    assert len(submitted) == len(STEPS)
+    previous = None
+    for script, step in zip(submitted, STEPS):
+        text = script.read_text()
+        assert f"#SBATCH --job-name=findap-curate-{step}" in text
+        assert "#SBATCH --partition=cpu-long" in text and "#SBATCH --time=02:00:00" in text
+        assert "#SBATCH --cpus-per-task=2" in text
+        tasks = {"convert": 4, "keys": 4, "score": 4, "gather": 4}.get(step, 1)
+        assert f"#SBATCH --array=0-{tasks - 1}%2" in text  # `workers`: array jobs in flight at once
+        assert "executor.pik" in text  # the job runs the pickled datatrove executor of this step
+        args = script.with_suffix(".args").read_text()
+        assert (f"--dependency=afterok:{previous}" in args) if previous else "--dependency" not in args, (step, args)
+        previous = 1000 + int(script.stem)
+    assert not (tmp_path / "out" / "manifest.json").exists()
