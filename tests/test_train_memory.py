@@ -156,9 +156,12 @@ def test_too_small_budget_fails_before_the_model_loads(tmp_path, monkeypatch):
 def test_memory_schema_accepts_auto_off_and_a_budget_only():
     assert TrainConfig().memory == "auto" and TrainConfig().memory_mode == "auto"
     assert TrainConfig(memory="off").memory_mode == "off"
+    import yaml
+
+    assert TrainConfig(**yaml.safe_load("memory: off")).memory == "off"  # YAML reads a bare off as False
     cfg = TrainConfig(memory={"budget_gb": 8})
     assert cfg.memory_mode == "budget" and cfg.memory.budget_gb == 8
-    for bad in ("on", {"budget_gb": 0}, {"budget": 8}):
+    for bad in ("on", True, {"budget_gb": 0}, {"budget": 8}):
         with pytest.raises(ValidationError):
             TrainConfig(memory=bad)
     described = Recipe.model_json_schema()["$defs"]["TrainConfig"]["properties"]["memory"]["description"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from findap.training.knobs import TrainingKnobs
 
@@ -101,6 +101,12 @@ class TrainConfig(TrainingKnobs):
         None, ge=1, description="optimizer steps between FinEval scorings, a multiple of eval_every; "
         "None: at every evaluation")
     fineval_batch_size: int = Field(16, ge=1, description="requests per forward pass when scoring FinEval")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _yaml_off(cls, value):
+        # YAML 1.1 (yaml.safe_load) reads a bare `memory: off` as False
+        return "off" if value is False else value
 
     @model_validator(mode="after")
     def _budgets_fit(self) -> "TrainConfig":
