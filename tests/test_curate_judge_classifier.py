@@ -121,3 +121,12 @@ def test_distilled_classifier_learns_real_labels(shared_data):
 def test_distill_refuses_too_few_or_constant_labels():
     _, report = distill([("a", "text", 3)] * 3, [], ClassifierConfig(min_labels=4), threshold=3)
     assert report == {"trained": False, "reason": "3 parsed judge labels < min_labels=4"}
+
+
+def test_recipe_token_budget_reaches_the_hf_judge(tiny_model_dir):
+    from findap.curate.config import CurateConfig
+    from findap.curate.curation import default_judge
+
+    cfg = CurateConfig.model_validate({"judge": {"engine": "hf", "max_batch_tokens": 512}})
+    engine = default_judge(cfg, tiny_model_dir, device="cpu")()
+    assert engine.spec.max_batch_tokens == 512

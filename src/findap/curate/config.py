@@ -69,6 +69,8 @@ class JudgeConfig(BaseModel):
     concurrency: int = Field(
         16, ge=1, description="openai engine: requests in flight at once (a batched server such as vLLM serves them "
         "together); keep batch_size at least this.")
+    max_batch_tokens: int | None = Field(16384, ge=16, description="hf engine: most tokens per forward pass, "
+                                         "counted padded (prompt + new tokens); None: rows only")
     on_failure: Literal["keep", "drop"] = Field(
         "keep", description="What to do with a text whose judgement never parsed (always counted)."
     )

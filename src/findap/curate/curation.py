@@ -50,7 +50,7 @@ def default_judge(cfg: CurateConfig, model: str, device: str = "auto", precision
 
         return make_engine(EngineSpec(kind=judge.engine, model=judge.model or model, base_url=judge.base_url,
                                       api_key_env=judge.api_key_env, batch_size=judge.batch_size,
-                                      device=device, precision=precision,
+                                      max_batch_tokens=judge.max_batch_tokens, device=device, precision=precision,
                                       extra={"concurrency": judge.concurrency}))
 
     return make
