@@ -91,18 +91,26 @@ def build_mixture(
 
 def mixture_stats(examples: Sequence[dict], tokens: dict[str, int]) -> dict:
     """Documents and tokens per source; kind, domain and capability token shares."""
+    return summarise_rows((ex["source"], ex["kind"], ex["domain"], ex["capability"], tokens[ex["id"]])
+                          for ex in examples)
+
+
+def summarise_rows(rows) -> dict:
+    """(source, kind, domain, capability, tokens) rows -> mixture_stats' summary; the list and column paths share it."""
     per_source: dict[str, dict] = defaultdict(lambda: {"docs": 0, "tokens": 0})
     kind_tokens: dict[str, int] = defaultdict(int)
     domain_tokens: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     capability_tokens: dict[str, int] = defaultdict(int)
-    for ex in examples:
-        n = tokens[ex["id"]]
-        per_source[ex["source"]]["docs"] += 1
-        per_source[ex["source"]]["tokens"] += n
-        per_source[ex["source"]].update(kind=ex["kind"], domain=ex["domain"], capability=ex["capability"])
-        kind_tokens[ex["kind"]] += n
-        domain_tokens[ex["kind"]]["finance" if ex["domain"] == "finance" else "general"] += n
-        capability_tokens[ex["capability"]] += n
+    docs = 0
+    for source, kind, domain, capability, n in rows:
+        docs += 1
+        entry = per_source[source]
+        entry["docs"] += 1
+        entry["tokens"] += n
+        entry.update(kind=kind, domain=domain, capability=capability)
+        kind_tokens[kind] += n
+        domain_tokens[kind]["finance" if domain == "finance" else "general"] += n
+        capability_tokens[capability] += n
     total = sum(kind_tokens.values()) or 1
 
     def shares(counts: dict[str, int]) -> dict[str, float]:
@@ -110,7 +118,7 @@ def mixture_stats(examples: Sequence[dict], tokens: dict[str, int]) -> dict:
         return {k: round(v / s, 4) for k, v in sorted(counts.items())}
 
     return {
-        "docs": len(examples),
+        "docs": docs,
         "tokens": sum(kind_tokens.values()),
         "tokens_by_kind": dict(kind_tokens),
         "kind_shares": {k: round(v / total, 4) for k, v in sorted(kind_tokens.items())},
@@ -216,37 +224,10 @@ def build_mixture_columns(pool: MixPool, positions: np.ndarray, cfg: MixtureConf
 
 def mixture_stats_columns(pool: MixPool, positions: np.ndarray) -> dict:
     """mixture_stats over columns (same numbers and key order)."""
-    per_source: dict[str, dict] = defaultdict(lambda: {"docs": 0, "tokens": 0})
-    kind_tokens: dict[str, int] = defaultdict(int)
-    domain_tokens: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    capability_tokens: dict[str, int] = defaultdict(int)
     names = pool.names
     columns = [pool.c[name][positions].tolist() for name in ("source", "kind", "domain", "capability", "tokens")]
-    for source, kind, domain, capability, n in zip(*columns):
-        source, kind = names["source"][source], names["kind"][kind]
-        domain, capability = names["domain"][domain], names["capability"][capability]
-        entry = per_source[source]
-        entry["docs"] += 1
-        entry["tokens"] += n
-        entry.update(kind=kind, domain=domain, capability=capability)
-        kind_tokens[kind] += n
-        domain_tokens[kind]["finance" if domain == "finance" else "general"] += n
-        capability_tokens[capability] += n
-    total = sum(kind_tokens.values()) or 1
-
-    def shares(counts: dict[str, int]) -> dict[str, float]:
-        s = sum(counts.values()) or 1
-        return {k: round(v / s, 4) for k, v in sorted(counts.items())}
-
-    return {
-        "docs": len(positions),
-        "tokens": sum(kind_tokens.values()),
-        "tokens_by_kind": dict(kind_tokens),
-        "kind_shares": {k: round(v / total, 4) for k, v in sorted(kind_tokens.items())},
-        "domain_shares": {kind: shares(d) for kind, d in sorted(domain_tokens.items())},
-        "capability_shares": shares(capability_tokens),
-        "sources": {k: dict(v) for k, v in sorted(per_source.items())},
-    }
+    return summarise_rows((names["source"][source], names["kind"][kind], names["domain"][domain],
+                           names["capability"][capability], n) for source, kind, domain, capability, n in zip(*columns))
 
 
 def dev_split_columns(pool: MixPool, chosen: np.ndarray, cfg: MixtureConfig) -> tuple[np.ndarray, np.ndarray]:
