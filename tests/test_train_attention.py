@@ -83,3 +83,26 @@ def test_negative_control_two_d_mask_leaks(setup):
         i = next(k for k, x in enumerate(docs) if x is d)
         worst = max(worst, float((got - ref_logits[i]).abs().max()))
     assert worst > 1e-2  # the later documents of a row see the earlier ones
+
+
+def test_varlen_scores_padded_batches_like_sdpa(setup):
+    """A model loaded for training (findap_varlen) takes ordinary padded batches too, so scoring or generating from
+    it needs no switch of its attention implementation: same hidden states and greedy tokens as SDPA."""
+    model, tok, docs, _, _, _ = setup
+    prompts = [d["input_ids"][:n] for d, n in zip(docs[:3], (7, 19, 12))]
+    longest = max(map(len, prompts))
+    ids = torch.tensor([[tok.pad_token_id] * (longest - len(p)) + p for p in prompts])  # left padding, as generate
+    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
+    out = {}
+    try:
+        for backend in ("sdpa", "varlen"):
+            set_backend(model, backend)
+            with torch.no_grad():
+                hidden = model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+                tokens = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
+                                        pad_token_id=tok.pad_token_id)
+            out[backend] = (hidden * mask[..., None], tokens)
+    finally:
+        set_backend(model, "sdpa")
+    torch.testing.assert_close(out["varlen"][0], out["sdpa"][0], atol=2e-5, rtol=1e-5)
+    assert torch.equal(out["varlen"][1], out["sdpa"][1])

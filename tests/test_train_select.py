@@ -204,13 +204,18 @@ def test_checkpoints_from_before_fineval_selection_resume():
 
 
 # ---- the live model is scored in place, freshly every time ---------------------------------------------------
-def test_scorer_restores_training_setup_and_never_reuses_results(data, tmp_path):
+def test_scorer_restores_training_setup_and_never_reuses_results(data, tmp_path, monkeypatch):
     tok, docs = data
     model = fresh_model()
     model.set_attn_implementation(hf_implementation("varlen"))
     model.train()
     scorer = FinEvalScorer(["cfa_easy"], tok, limit=4, every=1, device="cpu", precision="fp32")
     out = tmp_path / "step"
+
+    def no_switch(*args, **kwargs):
+        raise AssertionError("the scorer switched the live model's attention implementation")
+
+    monkeypatch.setattr(type(model), "set_attn_implementation", no_switch)  # varlen scores padded batches itself
     scorer(model, out)
     first = json.loads((out / "cfa_easy.direct.json").read_text())["samples"]
     assert model.training and model.config._attn_implementation == "findap_varlen"

@@ -5,6 +5,8 @@ Every backend must give a packed row exactly the logits its documents would get 
 * varlen (ours, any device): the micro-batch is one padding-free stream (1, T); a registered attention function
   runs causal SDPA on each document's slice. No T x T mask is built and no masked block is computed, which on CPU
   is the fastest correct choice (attention over a 2048 row of ~20 short documents costs ~1/20 of a dense mask).
+  The same implementation serves padded batches (no cu_seq_lens: plain SDPA with its mask), so a model loaded
+  for training can be scored or generate from without changing its attention implementation.
 * sdpa / eager: a 4-D block-diagonal causal mask (bool for sdpa, additive float for eager).
 * flex_attention: a BlockMask from a document mask_mod.
 * flash_attention_2: padding-free stream with cu_seq_lens_q/k and max_length_q/k (GPU only; transformers imports
@@ -28,10 +30,20 @@ _registered = False
 
 
 def varlen_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """transformers attention function: causal SDPA per document of a (1, T) stream, bounds from cu_seq_lens_q."""
+    """transformers attention function: causal SDPA per document of a (1, T) stream, bounds from cu_seq_lens_q.
+
+    Without cu_seq_lens_q the call is an ordinary padded batch (generation or scoring on the model being trained,
+    e.g. FinEval checkpoint selection): it runs transformers' own SDPA attention with the mask `varlen_mask` built,
+    so nobody has to switch the live model's attention implementation to score it.
+    """
     bounds = kwargs.get("cu_seq_lens_q")
-    if bounds is None or query.shape[0] != 1:
-        raise ValueError("varlen attention needs a (1, T) stream and cu_seq_lens_q "
+    if bounds is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    if query.shape[0] != 1:
+        raise ValueError("varlen attention needs a (1, T) stream with cu_seq_lens_q "
                          "(build the inputs with findap.train.attention.model_inputs)")
     bounds = bounds.tolist()
     lens = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
@@ -50,13 +62,25 @@ def varlen_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0
     return out.transpose(1, 2).contiguous(), None
 
 
+def varlen_mask(*args, attention_mask=None, **kwargs):
+    """Mask function for the varlen implementation: none for the packed training stream (the attention function
+    splits it by document, so no T x T mask is ever built), SDPA's mask for a padded batch."""
+    if attention_mask is None:
+        return None  # packed stream, or an unpadded batch: causal SDPA needs no mask either
+    from transformers.masking_utils import sdpa_mask
+
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
 def register_varlen() -> None:
-    """Register the varlen function with transformers (no mask function: the model builds no mask for it)."""
+    """Register the varlen attention and mask functions with transformers."""
     global _registered
     if not _registered:
         from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface
 
         AttentionInterface.register(VARLEN, varlen_sdpa_attention)
+        AttentionMaskInterface.register(VARLEN, varlen_mask)
         _registered = True
 
 

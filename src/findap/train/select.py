@@ -25,6 +25,9 @@ from findap.training.parallel import SingleProcess
 from findap.training.state import TrainingState
 
 SCORER_ATTENTION = "sdpa"  # what the engine's 4-D masks and padded batches need (findap eval loads models with it)
+# Training implementations that score padded batches themselves (findap_varlen falls back to SDPA with a mask
+# when it gets no document bounds); flash_attention_2 cannot take the engine's 4-D masks and is switched.
+SCORES_PADDED = {SCORER_ATTENTION, "findap_varlen", "eager", "flex_attention"}
 
 
 # ---- config-time checks ------------------------------------------------------------------------------------
@@ -148,7 +151,8 @@ class FinEvalScorer:
 
 
 class _inference_view:
-    """Eval mode and a mask-taking attention implementation while scoring; the training setup afterwards."""
+    """Eval mode while scoring, and, only for flash attention (which cannot take the engine's 4-D masks), SDPA;
+    the training setup afterwards. On CPU (findap_varlen) the live model's attention is never touched."""
 
     def __init__(self, model):
         self.model = model
@@ -157,7 +161,7 @@ class _inference_view:
     def __enter__(self):
         self.was_training = self.model.training
         self.attention = self.base.config._attn_implementation
-        if self.attention != SCORER_ATTENTION:  # varlen / flash need packed training inputs, not padded batches
+        if self.attention not in SCORES_PADDED:
             self.base.set_attn_implementation(SCORER_ATTENTION)
         return self.model
 
