@@ -243,7 +243,7 @@ def test_report_is_a_stage_like_the_others(tmp_path):
     from findap.report import stage as report_stage
 
     assert stage_function("report") is report_stage.run
-    recipe = Recipe(name="demo", runs_dir=str(tmp_path / "runs"))
+    recipe = Recipe(name="demo", runs_dir=str(tmp_path / "runs"), eval={"task_sets": {"sentiment": ["fpb"]}})
     for label, value in (("base", 0.25), ("cpt_it", 0.5)):
         write_result(recipe.run_dir / "eval" / label / "fpb.direct.json", "fpb", "task", "finance", "similar",
                      "f1_weighted", value, label)
@@ -255,6 +255,7 @@ def test_report_is_a_stage_like_the_others(tmp_path):
     board = json.loads(Path(summary["outputs"]["json"]).read_text())
     fpb = next(r for r in board["rows"] if r["label"] == "fpb")
     assert fpb["deltas"]["cpt_it"] == pytest.approx(25.0)
+    assert [(r["label"], r["tasks"], r["values"]) for r in board["task_sets"]] == [("sentiment", ["fpb"], fpb["values"])]
     assert Path(summary["outputs"]["html"]).parent == recipe.run_dir / "report"
 
 
@@ -422,3 +423,49 @@ def test_the_key_to_a_cell_is_short_lines(runs, tmp_path):
     key = [line for line in head.splitlines() if line.startswith("- `")]
     assert len(key) >= 5 and all(len(line) < 140 for line in key)
     assert max(len(line) for line in head.splitlines()) < 260
+
+
+def test_task_sets_are_means_across_groups_with_paired_deltas(fincap_runs, tmp_path):
+    """A named set may cross the report's groups (here similar + novel finance tasks): its row is the mean of its
+    tasks' headline scores, the delta is the mean of the paired task deltas, and only real gains are marked."""
+    from typer.testing import CliRunner
+
+    from findap.cli import app
+
+    runs, headline = fincap_runs
+    sets = {"gains": ["fpb", "fiqa_sa"], "flat": ["flare_german", "sm_acl"], "mixed": ["fpb", "flare_german"],
+            "absent": ["fpb", "arc"]}
+    args = ["report", str(runs), "--out", str(tmp_path / "out"), "--base", "base"]
+    for name, tasks in sets.items():
+        args += ["--task-set", f"{name}={','.join(tasks)}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    rows = {r["label"]: r for r in board["task_sets"]}
+    assert list(rows) == ["gains", "flat", "mixed"]  # "absent": arc was never scored, so no partial mean
+    for name in ("gains", "flat", "mixed"):
+        row, tasks = rows[name], sets[name]
+        assert row["tasks"] == tasks and row["split"] == "unseen"
+        for model in ("base", "tuned"):
+            assert row["values"][model] == pytest.approx(sum(headline[t, model] for t in tasks) / len(tasks))
+        delta = sum(headline[t, "tuned"] - headline[t, "base"] for t in tasks) / len(tasks)
+        paired = row["paired"]["tuned"]
+        assert paired["delta"] == pytest.approx(delta) and paired["lo"] < delta < paired["hi"]
+    assert rows["gains"]["paired"]["tuned"]["significant"] and not rows["flat"]["paired"]["tuned"]["significant"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    table = md.split("## Task sets - unseen", 1)[1].split("\n## ", 1)[0]
+    assert "| gains |" in table and "| fpb, fiqa_sa |" in table and "absent" not in table
+    assert "Task sets - unseen" in (tmp_path / "out" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("spec", ["noequals", "=fpb", "name=", "a=fpb --task-set a=fomc"])
+def test_task_set_option_names_what_is_wrong(spec, tmp_path):
+    from typer.testing import CliRunner
+
+    from findap.cli import app
+
+    args = ["report", str(tmp_path), "--out", str(tmp_path / "out")]
+    for part in spec.split(" --task-set "):
+        args += ["--task-set", part]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "--task-set" in result.output

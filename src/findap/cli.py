@@ -210,11 +210,19 @@ def report(
     runs: List[Path] = typer.Argument(..., help="run directories (or eval output directories)"),
     out: Path = typer.Option(Path("runs/report"), help="where to write report.md and report.html"),
     base: Optional[str] = typer.Option(None, help="label (or run path) of the model the deltas are taken against"),
+    task_set: Optional[List[str]] = typer.Option(
+        None, "--task-set", help="a named set of tasks whose mean the report shows with its interval and paired "
+        "delta: NAME=task,task,... (repeatable)"),
 ):
     """Lay several runs side by side: Markdown + self-contained HTML with plots."""
     from findap.eval.report import build_report
+    from findap.eval.results import parse_task_sets
 
-    paths = build_report([Path(r) for r in runs], out, base=base)
+    try:
+        sets = parse_task_sets(task_set or [])
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--task-set")
+    paths = build_report([Path(r) for r in runs], out, base=base, task_sets=sets)
     console.print(f"report: {paths}")
 
 

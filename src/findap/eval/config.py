@@ -54,3 +54,6 @@ class EvalConfig(BaseModel):
     max_length: int = Field(2048, ge=16, description="longest prompt + answer in tokens")
     judge: JudgeEngineConfig | None = Field(
         None, description="judge for judge-scored tasks; None leaves their answers stored, marked needs_judge")
+    task_sets: dict[str, list[str]] = Field(
+        default_factory=dict, description="named sets of tasks whose mean headline score the report shows, with its "
+        "95% interval and the paired difference to the base model, e.g. {finance_trained: [fpb, fomc, ner]}")

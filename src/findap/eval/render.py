@@ -401,6 +401,19 @@ def _md_capability_table(board: Leaderboard, rows: list[Row]) -> list[str]:
     return lines
 
 
+TASK_SET_NOTE = ("Each named set (eval.task_sets, findap report --task-set) is the mean of its tasks' headline "
+                 "scores, with the 95% interval of that mean and the paired difference to the base model.")
+
+
+def _md_task_set_table(board: Leaderboard, rows: list[Row]) -> list[str]:
+    lines = ["| task set | " + " | ".join(board.models) + " | tasks |", "|---|" + "---|" * len(board.models) + "---|"]
+    for row in rows:
+        best = _best(row)
+        cells = [_md_cell(board, row, m, m in best) for m in board.models]
+        lines.append(f"| {row.label} | " + " | ".join(cells) + f" | {', '.join(row.tasks)} |")
+    return lines
+
+
 def _md_significance_summary(board: Leaderboard) -> list[str]:
     if not board.base:
         return []
@@ -424,6 +437,9 @@ def render_markdown(board: Leaderboard, costs: list[StageCost], plots: dict[str,
     for split in dict.fromkeys(r.split for r in board.capabilities):
         lines += [f"## FinCap capabilities - {split}", "", CAPABILITY_NOTE, ""]
         lines += _md_capability_table(board, [r for r in board.capabilities if r.split == split]) + [""]
+    for split in dict.fromkeys(r.split for r in board.task_sets):
+        lines += [f"## Task sets - {split}", "", TASK_SET_NOTE, ""]
+        lines += _md_task_set_table(board, [r for r in board.task_sets if r.split == split]) + [""]
     for split, novelty, rows in _sections(board):
         lines += [f"## {split.capitalize()} - {novelty}", ""] + _md_table(board, rows) + [""]
     judged = [r for r in board.rows if r.judged and r.parse_failure_rate]
@@ -549,6 +565,15 @@ def _html_capability_table(board: Leaderboard, rows: list[Row]) -> list[str]:
     return out
 
 
+def _html_task_set_table(board: Leaderboard, rows: list[Row]) -> list[str]:
+    esc = html.escape
+    out = ["<table><tr><th class='l'>task set</th>" + "".join(f"<th>{esc(m)}</th>" for m in board.models)
+           + "<th class='l'>tasks</th></tr>"]
+    out += [f"<tr><td class='l'>{esc(row.label)}</td>{_html_cells(board, row)}"
+            f"<td class='tasks'>{esc(', '.join(row.tasks))}</td></tr>" for row in rows]
+    return out + ["</table>"]
+
+
 def _html_significance_summary(board: Leaderboard) -> list[str]:
     items = [line[2:] for line in _md_significance_summary(board) if line.startswith("- ")]
     return ["<ul class='legend'>" + "".join(f"<li>{html.escape(i).replace('**', '')}</li>" for i in items)
@@ -570,6 +595,9 @@ def render_html(board: Leaderboard, costs: list[StageCost], images: dict[str, by
     for split in dict.fromkeys(r.split for r in board.capabilities):
         out.append(f"<h2>FinCap capabilities - {esc(split)}</h2><p class='note'>{esc(CAPABILITY_NOTE)}</p>")
         out += _html_capability_table(board, [r for r in board.capabilities if r.split == split])
+    for split in dict.fromkeys(r.split for r in board.task_sets):
+        out.append(f"<h2>Task sets - {esc(split)}</h2><p class='note'>{esc(TASK_SET_NOTE)}</p>")
+        out += _html_task_set_table(board, [r for r in board.task_sets if r.split == split])
     for split, novelty, rows in _sections(board):
         out.append(f"<h2>{esc(split.capitalize())} - {esc(novelty)}</h2>")
         out += _html_table(board, rows)

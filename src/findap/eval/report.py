@@ -35,12 +35,13 @@ def _slug(text: str) -> str:
 
 def build_report(
     inputs: Sequence[str | Path], out_dir: str | Path, base: str | None = None, title: str = "findap report",
-    n_boot: int = N_BOOT,
+    n_boot: int = N_BOOT, task_sets: dict[str, Sequence[str]] | None = None,
 ) -> dict[str, str | list[str]]:
     """Read results and run logs under `inputs`, write the report files into `out_dir`, return their paths.
 
     `base` is a model label (as shown in the results) or an input path whose results all share one label;
     every other model's cells then carry a paired delta against it. `n_boot` bootstrap resamples per interval.
+    `task_sets` (name -> task names) adds a table of each set's mean score, interval and paired delta.
     """
     inputs = [Path(p) for p in inputs]
     if base is not None and Path(base).exists() and not any(_is_under(Path(base), p) for p in inputs):
@@ -48,7 +49,7 @@ def build_report(
     results = load_results(inputs)
     if not results:
         raise ValueError(f"no task results (JSON with 'task' and 'scores') under {[str(p) for p in inputs]}")
-    board = build_leaderboard(results, base=_resolve_base(base, results), n_boot=n_boot)
+    board = build_leaderboard(results, base=_resolve_base(base, results), n_boot=n_boot, task_sets=task_sets)
     costs = stage_costs(inputs)
     notes = curation_notes(inputs)
 

@@ -327,6 +327,7 @@ class Leaderboard:
     base: str | None = None
     n_boot: int = N_BOOT
     capabilities: list[Row] = field(default_factory=list)
+    task_sets: list[Row] = field(default_factory=list)
 
     def delta(self, row: Row, model: str) -> float | None:
         """Model minus base as displayed; the paired estimate when the two were paired on a subset of items."""
@@ -348,7 +349,8 @@ class Leaderboard:
     def to_dict(self) -> dict:
         return {"models": self.models, "base": self.base, "n_boot": self.n_boot,
                 "rows": [self.row_dict(r) for r in self.rows],
-                "capabilities": [self.row_dict(r) for r in self.capabilities]}
+                "capabilities": [self.row_dict(r) for r in self.capabilities],
+                "task_sets": [self.row_dict(r) for r in self.task_sets]}
 
 
 def _order(value: str, order: Sequence[str]) -> int:
@@ -393,8 +395,10 @@ def _task_row(key: tuple, cells: dict[str, TaskResult], models: list[str], base:
     return row, resamples
 
 
-def build_leaderboard(results: Sequence[TaskResult], base: str | None = None, n_boot: int = N_BOOT) -> Leaderboard:
-    """Task rows in Table 6 order with an average row after each split/novelty/capability/domain group.
+def build_leaderboard(results: Sequence[TaskResult], base: str | None = None, n_boot: int = N_BOOT,
+                      task_sets: dict[str, Sequence[str]] | None = None) -> Leaderboard:
+    """Task rows in Table 6 order with an average row after each split/novelty/capability/domain group, the FinCap
+    capability rows, and one row per split for each named task set (`task_sets`: name -> task names).
 
     A group average for a model is the plain mean of the displayed task values it has in that group (rows it
     lacks are skipped and `n_tasks` says how many went in), so it is comparable only between models with the
@@ -427,8 +431,44 @@ def build_leaderboard(results: Sequence[TaskResult], base: str | None = None, n_
         cells.setdefault((split, capability, domain, novelty), []).append(task_row)
     if group:
         rows += _close_group(group, models, base)
+    task_rows = [row_and_resamples for found in cells.values() for row_and_resamples in found]
     return Leaderboard(models=models, rows=rows, base=base, n_boot=n_boot,
-                       capabilities=_capability_rows(cells, models, base))
+                       capabilities=_capability_rows(cells, models, base),
+                       task_sets=_task_set_rows(task_rows, task_sets or {}, models, base))
+
+
+def parse_task_sets(specs: Sequence[str]) -> dict[str, list[str]]:
+    """`NAME=task,task,...` strings (the CLI's --task-set) as {name: [task, ...]}."""
+    sets: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, tasks = spec.partition("=")
+        names = [t.strip() for t in tasks.split(",") if t.strip()]
+        if not sep or not name.strip() or not names:
+            raise ValueError(f"{spec!r}: expected NAME=task,task,... (e.g. finance=fpb,fomc)")
+        if name.strip() in sets:
+            raise ValueError(f"task set {name.strip()!r} is given twice")
+        sets[name.strip()] = names
+    return sets
+
+
+def _task_set_rows(task_rows: list[tuple[Row, _Resamples]], task_sets: dict[str, Sequence[str]], models: list[str],
+                   base: str | None) -> list[Row]:
+    """Per set and split, the mean of the set's direct-mode task rows, with the interval and paired delta of an
+    average row. A set is shown in a split only when every one of its tasks was scored there: a mean over fewer
+    tasks would not be the set the user named."""
+    out = []
+    for name, tasks in task_sets.items():
+        wanted = list(dict.fromkeys(tasks))
+        for split in sorted({r.split for r, _ in task_rows}, key=lambda s: _order(s, SPLIT_ORDER)):
+            found = {r.label: (r, s) for r, s in task_rows if r.split == split and r.label in wanted}
+            if len(found) != len(wanted):
+                continue
+            row = _average_row([found[t] for t in wanted], models, base)
+            if len(wanted) == 1:
+                row.intervals, row.paired = dict(found[wanted[0]][0].intervals), dict(found[wanted[0]][0].paired)
+            row.kind, row.label, row.split = "set", name, split
+            out.append(row)
+    return out
 
 
 def _capability_rows(cells: dict[tuple, list[tuple[Row, _Resamples]]], models: list[str],

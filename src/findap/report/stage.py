@@ -19,5 +19,6 @@ def run(recipe, ctx) -> dict:
     runs = [Path(p) for p in (ctx.inputs or {}).get("runs") or [recipe.run_dir]]
     labels = {r.model for r in load_results(runs)}
     base = "base" if "base" in labels else None
-    paths = build_report(runs, ctx.dir, base=base, title=f"findap report: {recipe.name}")
+    paths = build_report(runs, ctx.dir, base=base, title=f"findap report: {recipe.name}",
+                         task_sets=recipe.eval.task_sets)
     return {"models": sorted(labels), "base": base, "outputs": paths}
