@@ -463,9 +463,7 @@ def _task_set_rows(task_rows: list[tuple[Row, _Resamples]], task_sets: dict[str,
             found = {r.label: (r, s) for r, s in task_rows if r.split == split and r.label in wanted}
             if len(found) != len(wanted):
                 continue
-            row = _average_row([found[t] for t in wanted], models, base)
-            if len(wanted) == 1:
-                row.intervals, row.paired = dict(found[wanted[0]][0].intervals), dict(found[wanted[0]][0].paired)
+            row = _mean_row([found[t] for t in wanted], models, base)
             row.kind, row.label, row.split = "set", name, split
             out.append(row)
     return out
@@ -483,14 +481,21 @@ def _capability_rows(cells: dict[tuple, list[tuple[Row, _Resamples]]], models: l
 
     out = []
     for key in sorted(cells, key=order):
-        row = _average_row(cells[key], models, base)
-        if len(cells[key]) == 1:  # the mean of one task is that task: keep its own interval (Wilson for acc)
-            task_row = cells[key][0][0]
-            row.intervals, row.paired = dict(task_row.intervals), dict(task_row.paired)
+        row = _mean_row(cells[key], models, base)
         row.kind = "capability"
         row.label = f"{CAPABILITY_TITLE.get(row.capability, row.capability)} / {row.domain} / {row.novelty}"
         out.append(row)
     return out
+
+
+def _mean_row(group: list[tuple[Row, _Resamples]], models: list[str], base: str | None) -> Row:
+    """The average row of `group`; the mean of one task is that task, so it keeps the task's own interval and
+    paired delta (Wilson for accuracy) instead of the bootstrap of an average."""
+    row = _average_row(group, models, base)
+    if len(group) == 1:
+        task_row = group[0][0]
+        row.intervals, row.paired = dict(task_row.intervals), dict(task_row.paired)
+    return row
 
 
 def _close_group(group: list[tuple[Row, _Resamples]], models: list[str], base: str | None) -> list[Row]:

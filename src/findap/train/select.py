@@ -21,13 +21,14 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
+from findap.train.attention import VARLEN
 from findap.training.parallel import SingleProcess
 from findap.training.state import TrainingState
 
 SCORER_ATTENTION = "sdpa"  # what the engine's 4-D masks and padded batches need (findap eval loads models with it)
 # Training implementations that score padded batches themselves (findap_varlen falls back to SDPA with a mask
 # when it gets no document bounds); flash_attention_2 cannot take the engine's 4-D masks and is switched.
-SCORES_PADDED = {SCORER_ATTENTION, "findap_varlen", "eager", "flex_attention"}
+SCORES_PADDED = {SCORER_ATTENTION, VARLEN, "eager", "flex_attention"}
 
 
 # ---- config-time checks ------------------------------------------------------------------------------------
