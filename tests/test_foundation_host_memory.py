@@ -1,5 +1,6 @@
 """keep_freed_memory: inside the block large blocks come from the reused heap, not a fresh mmap per allocation;
 after it, glibc's defaults are back (glibc only)."""
+import json
 import subprocess
 import sys
 
@@ -105,3 +106,54 @@ def test_pipeline_hands_a_finished_stage_memory_back(tmp_path):
                          check=True)
     held, after = map(float, out.stdout.split()[-2:])
     assert held - after > 150  # MB (about 215 here; 0 without the trim): freed in the stage, released by run_stage
+
+
+BOUND_PROBE = r"""
+import json, torch
+from findap.host_memory import KeptHeapBound, keep_freed_memory, resident_bytes
+
+records = []
+with keep_freed_memory():
+    bound = KeptHeapBound()
+    pinned = []
+    records.append(bound.after_step())  # the first step sets the ceiling: resident memory now + 10%
+    for step in range(4):
+        # a step whose 256 MB buffer is freed where the heap cannot shrink by itself (smaller live blocks above it)
+        big = torch.ones(256 * 2**20, dtype=torch.uint8)
+        pinned.append([torch.ones(1024) for _ in range(64)])
+        del big
+        records.append(bound.after_step())
+    step_trims = bound.trims
+    # inside a step, between its passes: the same freed buffer, trimmed before the step ends
+    big = torch.ones(256 * 2**20, dtype=torch.uint8)
+    pinned.append([torch.ones(1024) for _ in range(64)])
+    del big
+    held = resident_bytes()
+    bound.after_pass()
+    passes = {"held_gb": held / 2**30, "after_gb": resident_bytes() / 2**30, "trims": bound.trims - step_trims}
+print(json.dumps({"records": records, "ceiling_gb": bound.ceiling / 2**30, "trims": step_trims, "pass": passes}))
+"""
+
+
+@pytest.mark.skipif(_glibc() is None, reason="glibc only")
+def test_kept_heap_bound_trims_only_past_the_ceiling():
+    out = subprocess.run([sys.executable, "-c", BOUND_PROBE], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.splitlines()[-1])
+    first, *steps = got["records"]
+    assert first["heap_trimmed"] is False and first["rss_gb"] > 0
+    # every step left a freed, still-resident 256 MB buffer behind: past the ceiling, so trimmed each time, and the
+    # trim brings the next step back under it (without the trim RSS would climb by 0.25 GB per step)
+    assert all(r["heap_trimmed"] for r in steps) and got["trims"] == 4
+    assert max(r["rss_gb"] for r in steps) < got["ceiling_gb"] + 0.3
+    assert steps[-1]["rss_gb"] - steps[0]["rss_gb"] < 0.1
+    between = got["pass"]
+    assert between["trims"] == 1 and between["held_gb"] - between["after_gb"] > 0.2
+
+
+def test_kept_heap_bound_never_lets_the_ceiling_pass_an_explicit_budget():
+    from findap.host_memory import KeptHeapBound, resident_bytes
+
+    bound = KeptHeapBound(limit_bytes=resident_bytes() // 2)  # a budget below what this process holds already
+    record = bound.after_step()
+    assert bound.ceiling < resident_bytes()
+    assert record["heap_trimmed"] is True  # over the budget from the first step: trimmed

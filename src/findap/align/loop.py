@@ -8,7 +8,7 @@ checkpoints (`ckpt-NNNNNN/` + LATEST, with only the trainable weights) and progr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +20,7 @@ from findap.align.logprobs import row_logprobs
 from findap.align.loss import DPONLLTerms, dpo_nll_loss
 from findap.align.packing import PackedRow, pack_pairs
 from findap.align.schedule import plan_steps
-from findap.host_memory import release_free_memory
+from findap.host_memory import KeptHeapBound, release_free_memory
 from findap.models import autocast
 from findap.training.checkpoint import latest_checkpoint
 from findap.training.optim import optimizer_for
@@ -118,6 +118,7 @@ class AlignRun:
     parallel: SingleProcess
     save_best: Callable[[object], None] | None
     progress: TrainingLog
+    heap: KeptHeapBound = field(default_factory=KeptHeapBound)  # keeps the CPU heap near the first step's size
 
     def step(self, step_rows: list[PackedRow]) -> tuple[dict, int]:
         """One optimizer step's forward/backward over its rows; (metrics, real tokens run)."""
@@ -129,6 +130,7 @@ class AlignRun:
                 terms = row_loss(self.model, step_rows[i], self.ref, self.cfg, counts)
             terms.loss.backward()
             _accumulate(totals, terms)
+            self.heap.after_pass()
         return _finish(totals, counts.pairs), sum(len(r) for r in step_rows)
 
     def evaluate(self, state: TrainingState, step: int) -> bool:
@@ -196,6 +198,7 @@ def _train_steps(run: AlignRun, state: TrainingState, steps: list[list[int]], op
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        metrics.update(run.heap.after_step())  # resident GB, and a trim when the kept heap grew (CPU)
         state.step, state.tokens = step + 1, state.tokens + n_tokens
         elapsed = time.perf_counter() - started
         state.wall_s = resumed_wall + elapsed

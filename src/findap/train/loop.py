@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from findap.host_memory import release_free_memory
+from findap.host_memory import KeptHeapBound, release_free_memory
 from findap.io import write_json
 from findap.models import autocast
 from findap.train.attention import FLAT_BACKENDS, model_inputs
@@ -86,8 +86,11 @@ def micro_batches(step_rows: list[list[dict]], cfg: TrainConfig, backend: str, p
 
 
 def train_step(model, batches: list[dict], backend: str, device, precision: str, chunk: int,
-               parallel: SingleProcess | None = None) -> tuple[float, int]:
-    """Forward/backward every micro-batch of one step; returns (mean token loss of the step, trained tokens)."""
+               parallel: SingleProcess | None = None,
+               after_pass: Callable[[], None] | None = None) -> tuple[float, int]:
+    """Forward/backward every micro-batch of one step; returns (mean token loss of the step, trained tokens).
+
+    `after_pass` runs after each backward (the loop bounds the CPU heap there: findap.host_memory.KeptHeapBound)."""
     parallel = parallel or SingleProcess()
     window = sum(trained_tokens(b) for b in batches)  # every rank sees the same plan, so no communication needed
     total = torch.zeros((), dtype=torch.float64)
@@ -99,6 +102,8 @@ def train_step(model, batches: list[dict], backend: str, device, precision: str,
         ((loss_sum / max(window, 1)) * weight).backward()
         if weight:
             total += loss_sum.detach().double().cpu()
+        if after_pass is not None:
+            after_pass()
     parallel.finish_step(model, total)  # sums the loss over ranks, and the gradients of replicas
     return float(total) / max(window, 1), window
 
@@ -148,6 +153,7 @@ class PhaseRun:
     optimizer: object
     scheduler: object
     state: TrainingState
+    heap: KeptHeapBound = field(default_factory=KeptHeapBound)
 
     @property
     def out(self) -> Path:
@@ -158,7 +164,7 @@ class PhaseRun:
         t0 = time.time()
         batches = micro_batches(self.steps[step], self.cfg, self.backend, self.pad_id)
         loss, n_trained = train_step(self.model, batches, self.backend, self.device, self.precision,
-                                     self.cfg.loss_chunk_tokens, self.parallel)
+                                     self.cfg.loss_chunk_tokens, self.parallel, after_pass=self.heap.after_pass)
         if not math.isfinite(loss):
             self.optimizer.zero_grad(set_to_none=True)
             kept = latest_checkpoint(self.out / "ckpt")
@@ -227,11 +233,13 @@ def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
     result = PhaseResult(packing_efficiency=packing_efficiency([r for s in run.steps for r in s], cfg.seq_len))
     model.train()
     started = time.time() - state.wall_s
+    run.heap = KeptHeapBound(int(cfg.memory.budget_gb * 2**30) if cfg.memory_mode == "budget" else None)
     tensorboard = run.out / "tensorboard" if cfg.tensorboard else None
     with TrainingLog(phase.name, total=run.total, done=state.step, log=log, writes=parallel.is_main,
                      progress=cfg.progress, tensorboard_dir=tensorboard) as progress:
         for step in range(state.step, run.total):
             record = run.step(step)
+            record.update(run.heap.after_step())  # resident GB, and a trim when the kept heap grew (CPU)
             last = step + 1 == run.total
             if (phase.dev_docs or fineval) and ((step + 1) % cfg.eval_every == 0 or last):
                 record.update(run.evaluate(step + 1, last))

@@ -29,6 +29,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from findap.host_memory import resident_bytes
+
 GB = 2**30
 SAFETY = 0.85  # of the memory measured free: other processes and the page cache move while training runs
 ALLOCATOR_FACTOR = 1.15  # freed-but-kept chunks (findap.host_memory.keep_freed_memory), fitted on SmolLM2-135M
@@ -118,16 +120,6 @@ def estimate(shape: ModelShape, *, micro_batch_tokens: int, seq_len: int, checkp
 
 
 # ------------------------------------------------------------------------------------------- what is available
-def resident_bytes() -> int:
-    """This process's resident memory now (VmRSS), 0 where /proc is missing."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def mem_available_bytes() -> int | None:
