@@ -77,8 +77,8 @@ def release_free_memory() -> None:
 
 class KeptHeapBound:
     """Caps what `keep_freed_memory` keeps: the training loops call `after_pass()` after every forward/backward
-    pass and `after_step()` after every optimizer step, and either returns the heap's free pages to the OS
-    (`malloc_trim`) when resident memory has passed the ceiling.
+    pass and `after_step()` after every optimizer step; each returns the heap's free pages to the OS (`malloc_trim`)
+    when resident memory has passed the ceiling.
 
     Why: inside the block large buffers come from the heap, and micro-batches whose documents differ in length do
     not land in the same holes twice, so the kept heap fragments and grows. On the real-data recipe (SmolLM2-135M,
@@ -96,7 +96,8 @@ class KeptHeapBound:
         self.limit_bytes, self.slack = limit_bytes, slack
         self.ceiling: int | None = limit_bytes  # until the first step has measured its working set
         self.measured = False
-        self.trims = 0
+        self.trims = 0  # in all
+        self._trims_before_step = 0
 
     def after_pass(self) -> None:
         """Between the forward/backward passes of a step: trim when past the ceiling (the heap grows inside a step
@@ -106,7 +107,8 @@ class KeptHeapBound:
             self.trims += 1
 
     def after_step(self) -> dict:
-        """Trim when past the ceiling; the step's record of it: resident GB (before any trim) and whether it trimmed."""
+        """Trim when past the ceiling; the step's record: resident GB at its end (before any trim) and how many
+        trims it took (between its passes and at its end)."""
         rss = resident_bytes()
         if rss == 0:  # no /proc: nothing to measure against
             return {}
@@ -114,11 +116,11 @@ class KeptHeapBound:
             self.measured = True
             first = int(rss * (1 + self.slack))
             self.ceiling = first if self.limit_bytes is None else min(first, self.limit_bytes)
-        trimmed = rss > self.ceiling
-        if trimmed:
+        if rss > self.ceiling:
             release_free_memory()
             self.trims += 1
-        return {"rss_gb": round(rss / 2**30, 3), "heap_trimmed": trimmed}
+        trims, self._trims_before_step = self.trims - self._trims_before_step, self.trims
+        return {"rss_gb": round(rss / 2**30, 3), "heap_trims": trims}
 
 
 def resident_bytes() -> int:
