@@ -142,6 +142,11 @@ class TrainConfig(TrainingKnobs):
         return self.memory if isinstance(self.memory, str) else "budget"
 
     @property
+    def budget_bytes(self) -> int | None:
+        """The explicit memory budget (`memory: {budget_gb: N}`) in bytes; None for auto and off."""
+        return int(self.memory.budget_gb * 2**30) if self.memory_mode == "budget" else None
+
+    @property
     def rows_per_micro_batch(self) -> int:
         return self.micro_batch_tokens // self.seq_len
 

@@ -153,7 +153,7 @@ class PhaseRun:
     optimizer: object
     scheduler: object
     state: TrainingState
-    heap: KeptHeapBound = field(default_factory=KeptHeapBound)
+    heap: KeptHeapBound  # bounds the kept CPU heap, at most the explicit memory budget (findap.host_memory)
 
     @property
     def out(self) -> Path:
@@ -215,7 +215,7 @@ def start_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
     if ckpt is not None:
         state = resume_selection(parallel.load_checkpoint(ckpt, model, optimizer, scheduler), cfg, fineval)
     return PhaseRun(model, phase, cfg, backend, device, precision, pad_id, parallel, fineval, steps, total,
-                    optimizer, scheduler, state)
+                    optimizer, scheduler, state, KeptHeapBound(cfg.budget_bytes))
 
 
 def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, precision: str = "auto",
@@ -233,7 +233,6 @@ def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
     result = PhaseResult(packing_efficiency=packing_efficiency([r for s in run.steps for r in s], cfg.seq_len))
     model.train()
     started = time.time() - state.wall_s
-    run.heap = KeptHeapBound(int(cfg.memory.budget_gb * 2**30) if cfg.memory_mode == "budget" else None)
     tensorboard = run.out / "tensorboard" if cfg.tensorboard else None
     with TrainingLog(phase.name, total=run.total, done=state.step, log=log, writes=parallel.is_main,
                      progress=cfg.progress, tensorboard_dir=tensorboard) as progress:

@@ -82,7 +82,7 @@ def fit_to_memory(model_name: str, cfg: TrainConfig, *, backend: str, device, pr
                                    lora_r=cfg.lora_r)
     budget = None
     if cfg.memory_mode == "budget":
-        budget = (int(cfg.memory.budget_gb * 2**30), "train.memory.budget_gb")
+        budget = (cfg.budget_bytes, "train.memory.budget_gb")
     elif cfg.memory_mode == "auto":
         limit, source = measured_budget(device)
         budget = (int(parallel.same_on_all_ranks({"budget": float(limit)})["budget"]), source)

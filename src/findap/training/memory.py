@@ -120,8 +120,6 @@ def estimate(shape: ModelShape, *, micro_batch_tokens: int, seq_len: int, checkp
 
 
 # ------------------------------------------------------------------------------------------- what is available
-
-
 def mem_available_bytes() -> int | None:
     """MemAvailable of /proc/meminfo: what the kernel can give without swapping (None without /proc)."""
     try:
