@@ -120,7 +120,8 @@ def run_one(n: int, work: Path, tokenizer_dir: str, workers: int, tasks: int) ->
             "peak_rss_gb": round(hwm_kb / 1e6, 3), "worker_peak_rss_gb": round(child_kb / 1e6, 3),
             "exact_dupes": filters["dedup"]["exact_total"], "near_dupes": filters["dedup"]["near_total"],
             "contaminated": sum(sum(v.values()) for v in filters["decontam"]["removed"].values()),
-            "chosen": manifest["groups"]["group1"]["all"]["docs"], "block_s": manifest["block_s"]}
+            "chosen": manifest["groups"]["group1"]["all"]["docs"], "block_s": manifest["block_s"],
+            "block_memory_gb": manifest["block_memory_gb"]}
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -48,7 +49,7 @@ def without_data_root(text: str) -> str:
 
 def digest(out: Path) -> dict:
     manifest = json.loads(without_data_root((out / "manifest.json").read_text()))
-    for key in ("wall_s", "docs_per_s", "block_s", "executor", "model"):
+    for key in ("wall_s", "docs_per_s", "block_s", "block_memory_gb", "executor", "model"):
         manifest.pop(key, None)
     outputs = {}
     for group in manifest["groups"]:
@@ -74,6 +75,36 @@ def test_streamed_demo_equals_the_list_based_curation(shared_data, tiny_model_di
     # several shards per source really were made and walked
     assert len(list((tmp_path / "work").glob("*/shards/*/*.parquet"))) > len(cfg.sources)
     assert manifest["filters"]["quality"]["classifier"]["trained"] is True
+
+
+def test_merge_of_many_pieces_is_position_ordered_with_bounded_fan_in(tmp_path, monkeypatch):
+    """The write step's merge: 9 position-sorted pieces (one per shard) with fan-in 2 go through sorted runs and
+    give exactly the flat sort's rows, and no merge ever has more than 2 pieces open."""
+    import random
+
+    from findap.curate import streaming
+    from findap.curate.shards import write_table_atomic
+
+    rng = random.Random(0)
+    positions = list(range(400))
+    rng.shuffle(positions)
+    pieces, rows = [], {}
+    for k in range(9):
+        mine = sorted(positions[k * 40:(k + 1) * 40] if k < 8 else positions[320:])
+        table = [{"pos": p, "id": f"doc{p}", "source": "s", "kind": "cpt", "domain": "finance",
+                  "capability": "concept", "text": f"text {p}", "messages": None} for p in mine]
+        rows.update({r["pos"]: r for r in table})
+        pieces.append(write_table_atomic(tmp_path / "pieces" / f"{k:03d}.parquet",
+                                         pa.Table.from_pylist(table, schema=streaming.PIECE_SCHEMA)))
+    monkeypatch.setattr(streaming, "MERGE_FAN_IN", 2)
+    widest = []
+    real = streaming.rows_by_position
+    monkeypatch.setattr(streaming, "rows_by_position", lambda ps: widest.append(len(ps)) or real(ps))
+    got = list(streaming.merged_rows(pieces, tmp_path / "scratch"))
+    assert [r["id"] for r in got] == [f"doc{p}" for p in range(400)]
+    assert all("pos" not in r for r in got) and got[7]["text"] == "text 7"
+    assert max(widest) == 2 and len(widest) > 9 // 2  # runs were made, several levels deep
+    assert len(list((tmp_path / "scratch").glob("run*.parquet"))) >= 5
 
 
 def random_texts(n: int, seed: int) -> list[str]:

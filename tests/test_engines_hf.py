@@ -139,6 +139,30 @@ def test_batched_greedy_equals_unbatched(tiny):
     assert all(len(t) > 0 for t in batched)
 
 
+def test_batched_prefill_is_maskless_causal_attention(tiny, monkeypatch):
+    """Right padding lets the prefill of a batch of unequal prompts run SDPA's causal kernel with no mask (the
+    masked kernel also computes the square's upper triangle); the decoding steps then carry the 2-D mask that hides
+    the pads, and the texts equal one-at-a-time greedy decoding (test above)."""
+    import torch.nn.functional as F
+
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kw):
+        calls.append((attn_mask is None, kw.get("is_causal", False)))
+        return real(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    requests = [GenerationRequest(p, max_new_tokens=4) for p in PROMPTS[:3]]
+    assert len({len(engine(tiny).tokenizer(p).input_ids) for p in PROMPTS[:3]}) > 1  # unequal lengths: pads
+    eng = engine(tiny, batch_size=3)
+    eng.generate(requests, progress=False)
+    layers = eng.model.config.num_hidden_layers  # one attention call per layer and forward; the first is the prefill
+    prefill, steps = calls[:layers], calls[layers:]
+    assert all(no_mask and causal for no_mask, causal in prefill)
+    assert steps and not any(no_mask for no_mask, _ in steps)
+
+
 def test_stop_strings_cut_output_and_end_generation(tiny):
     eng = engine(tiny)
     full = eng.generate([GenerationRequest(PROMPTS[0], max_new_tokens=20)], progress=False)[0]

@@ -83,8 +83,8 @@ def curate(
     plan = streaming.Plan(cfg=cfg.model_dump(), out_dir=str(out_dir), work=str(work), model=model, seed=seed,
                           progress=progress, tokenizer=tokenizer, make_judge=make_judge,
                           used_sources=used_sources(cfg))
-    timings = run_steps(plan)
-    manifest = assemble_manifest(plan, timings, time.time() - t0)
+    timings, memory = run_steps(plan)
+    manifest = assemble_manifest(plan, timings, time.time() - t0) | {"block_memory_gb": memory}
     write_json(out_dir / "manifest.json", manifest)
     for group, info in manifest["groups"].items():
         for warning in info["warnings"]:

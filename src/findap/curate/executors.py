@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from findap.curate.streaming import _CACHE, STEPS, Plan, StepTask, task_counts
+from findap.host_memory import peak_memory, resident_bytes
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,18 @@ def _slurm(plan: Plan, step: str, tasks: int, logging_dir: str, options: dict, d
                                  **options)
 
 
-def run_steps(plan: Plan) -> dict[str, float]:
-    """Run every step in order on the recipe's executor; returns {step: seconds}. Slurm: raises
-    CurationSubmitted after submitting (unless every task is already complete)."""
+def run_steps(plan: Plan) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Run every step in order on the recipe's executor; returns ({step: seconds}, {step: this process's memory
+    after it}). The memory is what a step left resident (`rss_gb`) and the process's peak so far (`peak_rss_gb`):
+    the step at which the peak rises is the one that holds the most, and local tasks run in this process.
+    Slurm: raises CurationSubmitted after submitting (unless every task is already complete)."""
     cfg = plan.config
     counts = task_counts(plan)
     logs = plan.dir / "logs"
     if cfg.executor == "slurm":
-        return _submit_slurm(plan, counts, logs)
+        return _submit_slurm(plan, counts, logs), {}
     make = _ray if cfg.executor == "ray" else _local
-    timings = {}
+    timings, memory = {}, {}
     for step in STEPS:
         start = time.time()
         executor = make(plan, step, counts[step], str(logs / step), cfg.executor_options)
@@ -81,7 +84,9 @@ def run_steps(plan: Plan) -> dict[str, float]:
         # in-process tasks cached what their step needed (eval index, tokenizer, encoder): free it before the
         # next step, so the judge's model is not loaded on top of the decontamination index
         _CACHE.clear()
-    return timings
+        memory[step] = {"rss_gb": round(resident_bytes() / 2**30, 3),
+                        "peak_rss_gb": peak_memory().get("peak_rss_gb", 0.0)}
+    return timings, memory
 
 
 def _submit_slurm(plan: Plan, counts: dict[str, int], logs: Path) -> dict[str, float]:

@@ -511,33 +511,60 @@ def gather(plan: Plan, rank: int, world_size: int) -> None:
         write_text(marker, "")
 
 
-def merged_rows(pieces: list[Path]) -> Iterator[dict]:
-    """Rows of position-sorted pieces, merged into one position order (a few hundred rows per piece held)."""
+MERGE_FAN_IN = 16  # pieces open at once in the final merge: each holds a decoded row group
+
+
+def rows_by_position(pieces: list[Path]) -> Iterator[dict]:
+    """Rows of position-sorted pieces, merged into one position order (a row group per piece held)."""
     def rows(path: Path) -> Iterator[dict]:
         for batch in iter_batches(path, 256):
             yield from batch
 
-    for row in heapq.merge(*(rows(p) for p in pieces), key=lambda r: r["pos"]):
+    return heapq.merge(*(rows(p) for p in pieces), key=lambda r: r["pos"])
+
+
+def write_rows(writer: ChunkedParquetWriter, rows: Iterator[dict], chunk_rows: int = 1024) -> ChunkedParquetWriter:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= chunk_rows:
+            writer.write(chunk)
+            chunk = []
+    writer.write(chunk)
+    return writer
+
+
+def merged_rows(pieces: list[Path], scratch: Path) -> Iterator[dict]:
+    """The rows of all pieces in position order, without their positions, at most MERGE_FAN_IN pieces open at a
+    time. A corpus has a piece per shard, so one flat merge would hold a row group of every shard at once (its
+    memory grows with the corpus: 0.65 -> 1.2 GB from 10K to 1M documents); instead pieces are first merged
+    MERGE_FAN_IN at a time into sorted runs under `scratch`, then the runs, until few enough remain."""
+    level = 0
+    while len(pieces) > MERGE_FAN_IN:
+        runs = []
+        for start in range(0, len(pieces), MERGE_FAN_IN):
+            writer = ChunkedParquetWriter(scratch / f"run{level}_{start // MERGE_FAN_IN:05d}.parquet", PIECE_SCHEMA)
+            runs.append(write_rows(writer, rows_by_position(pieces[start:start + MERGE_FAN_IN])).close())
+        pieces, level = runs, level + 1
+    for row in rows_by_position(pieces):
         row.pop("pos")
         yield row
 
 
 def write(plan: Plan, rank: int, world_size: int) -> None:
     """<group>/{train,dev}.parquet in chunks, and quality_scores.json streamed from the shards' scores."""
+    import shutil
+
     out = Path(plan.out_dir)
     for name in outputs(plan):
         group, split = name.rsplit(".", 1)
-        writer = ChunkedParquetWriter(out / group / f"{split}.parquet")
-        chunk = []
-        for row in merged_rows(sorted((plan.dir / "pieces" / name).glob("*.parquet"))):
-            chunk.append(row)
-            if len(chunk) >= 1024:
-                writer.write(chunk)
-                chunk = []
-        writer.write(chunk)
+        scratch = plan.dir / "merge" / name
+        writer = write_rows(ChunkedParquetWriter(out / group / f"{split}.parquet"),
+                            merged_rows(sorted((plan.dir / "pieces" / name).glob("*.parquet")), scratch))
         if writer.rows == 0:
             writer.writer.write_table(SCHEMA.empty_table())
         writer.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     write_scores(plan, out / "quality_scores.json")
 
 

@@ -90,8 +90,7 @@ def fit_to_memory(model_name: str, cfg: TrainConfig, *, backend: str, device, pr
     plan = plan_memory(cfg, shape, backend=backend, half=autocast_dtype(device, precision, training=True) is not None,
                        shards=parallel.world if sharded else 1,
                        baseline=resident_bytes() if device.type == "cpu" else 0, budget=budget)
-    if parallel.is_main:
-        print(f"[findap train] memory plan: {plan.describe()}", file=sys.stderr, flush=True)
+    parallel.on_main(print, f"[findap train] memory plan: {plan.describe()}", file=sys.stderr, flush=True)
     fitted = cfg.model_copy(update={"micro_batch_tokens": plan.micro_batch_tokens,
                                     "gradient_checkpointing": plan.gradient_checkpointing})
     return fitted, plan

@@ -326,8 +326,14 @@ class FullyShard(Replicated):
         and then reads `lm_head.weight` itself, and the eval engine reads the embeddings and LM head when it
         scores options, so they run between the root's pre- and post-forward hooks: the embedding and tied LM
         head are full tensors throughout and again in the backward. These are the two calls torch's own
-        `register_fsdp_forward_method` wraps around a method; calling them here attaches nothing to the model."""
+        `register_fsdp_forward_method` wraps around a method; calling them here attaches nothing to the model
+        (that public function would patch the model instance instead). They are private names: a torch release
+        that renames them is caught here, with the fix named, and by the 2-process FSDP test."""
         fsdp_state = model._get_fsdp_state()
+        if not (hasattr(fsdp_state, "_pre_forward") and hasattr(fsdp_state, "_post_forward")):
+            raise RuntimeError(f"torch {torch.__version__}: FSDP's state has no _pre_forward/_post_forward (read by "
+                               "findap.training.parallel.FullyShard.run_as_forward); pin torch==2.13.0 or update "
+                               "run_as_forward to this release's forward-method hooks")
         args, kwargs = fsdp_state._pre_forward(model, args, kwargs)
         out = fn(model, *args, **kwargs)
         return fsdp_state._post_forward(model, args, out)
