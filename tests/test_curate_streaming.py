@@ -88,12 +88,11 @@ def test_merge_of_many_pieces_is_position_ordered_with_bounded_fan_in(tmp_path, 
     rng = random.Random(0)
     positions = list(range(400))
     rng.shuffle(positions)
-    pieces, rows = [], {}
+    pieces = []
     for k in range(9):
         mine = sorted(positions[k * 40:(k + 1) * 40] if k < 8 else positions[320:])
         table = [{"pos": p, "id": f"doc{p}", "source": "s", "kind": "cpt", "domain": "finance",
                   "capability": "concept", "text": f"text {p}", "messages": None} for p in mine]
-        rows.update({r["pos"]: r for r in table})
         pieces.append(write_table_atomic(tmp_path / "pieces" / f"{k:03d}.parquet",
                                          pa.Table.from_pylist(table, schema=streaming.PIECE_SCHEMA)))
     monkeypatch.setattr(streaming, "MERGE_FAN_IN", 2)

@@ -84,7 +84,7 @@ def curate(
                           progress=progress, tokenizer=tokenizer, make_judge=make_judge,
                           used_sources=used_sources(cfg))
     timings, memory = run_steps(plan)
-    manifest = assemble_manifest(plan, timings, time.time() - t0) | {"block_memory_gb": memory}
+    manifest = assemble_manifest(plan, timings, memory, time.time() - t0)
     write_json(out_dir / "manifest.json", manifest)
     for group, info in manifest["groups"].items():
         for warning in info["warnings"]:
@@ -96,7 +96,7 @@ def curate(
     return manifest
 
 
-def assemble_manifest(plan, timings: dict[str, float], wall: float) -> dict:
+def assemble_manifest(plan, timings: dict[str, float], memory: dict[str, dict[str, float]], wall: float) -> dict:
     """The manifest from the steps' small JSON results (counts, reports, group statistics)."""
     from findap.curate import streaming
 
@@ -122,7 +122,8 @@ def assemble_manifest(plan, timings: dict[str, float], wall: float) -> dict:
     return {
         "model": plan.model, "seed": plan.seed,
         "input_docs": n_input, "docs_per_s": round(n_input / wall, 1) if wall > 0 else None,
-        "wall_s": round(wall, 2), "block_s": timings, "executor": plan.config.executor,
+        "wall_s": round(wall, 2), "block_s": timings, "block_memory_gb": memory,
+        "executor": plan.config.executor,
         "sources": reports,
         "filters": {"min_words": found["min_words"], "dedup": found["dedup"],
                     "decontam": {k: decontam[k] for k in ("removed", "eval_source", "skipped_tasks")}

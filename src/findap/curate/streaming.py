@@ -22,6 +22,7 @@ import hashlib
 import heapq
 import json
 import logging
+import shutil
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -553,8 +554,6 @@ def merged_rows(pieces: list[Path], scratch: Path) -> Iterator[dict]:
 
 def write(plan: Plan, rank: int, world_size: int) -> None:
     """<group>/{train,dev}.parquet in chunks, and quality_scores.json streamed from the shards' scores."""
-    import shutil
-
     out = Path(plan.out_dir)
     for name in outputs(plan):
         group, split = name.rsplit(".", 1)

@@ -146,9 +146,6 @@ def _prefill(model, input_ids: torch.Tensor, lengths: torch.Tensor):
     forward without a mask. Only the B positions read are projected onto the vocabulary."""
     positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
     rows, last = torch.arange(len(lengths), device=input_ids.device), lengths - 1
-    if bool((lengths == input_ids.shape[1]).all()):
-        out = model(input_ids=input_ids, position_ids=positions, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1], returned_cache(out)
     if has_plain_head(model):
         out = model.get_decoder()(input_ids=input_ids, position_ids=positions, use_cache=True)
         logits = model.get_output_embeddings()(out.last_hidden_state[rows, last])
