@@ -69,6 +69,30 @@ def test_outputs_follow_the_contract(reference):
     assert stats["domain_shares"]["it"]["finance"] == pytest.approx(0.2, abs=0.05)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc (children of all its threads, recursively)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; the parent-death signal is Linux's")
 def test_killed_run_resumes_to_the_same_result(reference, shared_data, tiny_model_dir, tmp_path):
     ref_dir, _ = reference
     data = recipe_dict(shared_data, tiny_model_dir, tmp_path / "runs", "killed")
@@ -85,9 +109,18 @@ def test_killed_run_resumes_to_the_same_result(reference, shared_data, tiny_mode
         if labels and labels[0].read_text().count("\n") >= 1:
             break
         time.sleep(0.01)
+    helpers = descendants(proc.pid)  # datatrove's forked Manager server, at least
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert labels, "the run never reached the judge block"
+    assert helpers, "the judge block ran without a forked helper: the orphan check below checks nothing"
+    deadline = time.time() + 10
+    while time.time() < deadline and [pid for pid in helpers if alive(pid)]:
+        time.sleep(0.1)
+    orphans = [pid for pid in helpers if alive(pid)]
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans, f"processes the killed curation forked outlived it: {orphans}"
     judged_before = labels[0].read_text().count("\n")
     assert judged_before < JUDGED and not (stage_dir / "DONE").exists()
     assert not list(stage_dir.glob("work/*/judge.json"))  # judge block unfinished when killed

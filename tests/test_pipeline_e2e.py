@@ -177,10 +177,10 @@ def test_a_failing_stage_raises_the_childs_error_and_writes_no_done(tmp_path):
 
 _ORPHAN_PARENT = """
 import multiprocessing, os, sys, time
-from findap.pipeline import _die_with_parent
+from findap.child_processes import die_with_parent
 
 def stage(parent_pid, pid_file):
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     open(pid_file, "w").write(str(os.getpid()))
     time.sleep(120)
 

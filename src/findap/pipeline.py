@@ -17,7 +17,6 @@ import json
 import multiprocessing
 import os
 import signal
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.table import Table
 
+from findap.child_processes import die_with_parent, forked_children_die_with_this_process
 from findap.host_memory import release_free_memory, reset_peak_memory
 from findap.recipe import STAGES, Recipe, recipe_to_dict
 from findap.runs import StageContext, read_done
@@ -121,7 +121,8 @@ def run_stage_in_child(recipe: Recipe, stage: str, *, force: bool = False) -> di
 
 def _stage_child(recipe_json: str, stage: str, force: bool, send, parent_pid: int) -> None:
     """The child's side: rebuild the recipe from JSON, run the stage, send back its summary or its error (as JSON)."""
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)  # a killed `findap run` takes its stage with it
+    forked_children_die_with_this_process()  # and the stage's forked helpers with the stage
     try:
         summary = run_stage(Recipe.model_validate(json.loads(recipe_json)), stage, force=force)
         reply = {"summary": summary}
@@ -129,20 +130,6 @@ def _stage_child(recipe_json: str, stage: str, force: bool, send, parent_pid: in
         reply = {"error": traceback.format_exc().rstrip()}
     send.send_bytes(json.dumps(reply, default=str).encode("utf-8"))
     send.close()
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """A killed `findap run` must not leave its stage running: a rerun would start the same stage beside it and both
-    would write one stage directory. Linux delivers SIGKILL to this process when its parent dies (prctl
-    PR_SET_PDEATHSIG); elsewhere the stage outlives a killed parent, as a plain subprocess would."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        os._exit(1)
 
 
 def _exit_reason(exitcode: int | None) -> str:

@@ -17,6 +17,7 @@ import logging
 import time
 from pathlib import Path
 
+from findap.child_processes import forked_children_die_with_this_process
 from findap.curate.streaming import _CACHE, STEPS, Plan, StepTask, task_counts
 from findap.host_memory import peak_memory, resident_bytes
 
@@ -71,6 +72,7 @@ def run_steps(plan: Plan) -> tuple[dict[str, float], dict[str, dict[str, float]]
     if cfg.executor == "slurm":
         return _submit_slurm(plan, counts, logs), {}
     make = _ray if cfg.executor == "ray" else _local
+    forked_children_die_with_this_process()  # datatrove forks a Manager server per step: no orphans after a kill
     timings, memory = {}, {}
     for step in STEPS:
         start = time.time()
