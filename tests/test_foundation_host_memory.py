@@ -157,3 +157,47 @@ def test_kept_heap_bound_never_lets_the_ceiling_pass_an_explicit_budget():
     record = bound.after_step()
     assert bound.ceiling < resident_bytes()
     assert record["heap_trims"] == 1  # over the budget from the first step: trimmed
+
+
+PREDICT_PROBE = r"""
+import json, sys, torch
+from findap.host_memory import KeptHeapBound, keep_freed_memory, resident_bytes
+
+MB = 2**20
+predict = sys.argv[1] == "predict"
+pinned = []
+with keep_freed_memory():
+    start = resident_bytes()
+    bound = KeptHeapBound(limit_bytes=start + 400 * MB, slack=10.0)  # the ceiling is the budget itself
+    bound.after_step()  # the ceiling: the budget
+    if not predict:
+        bound.limit_bytes = None  # the same ceiling, without the prediction (the rule before it)
+    bound.after_pass()  # a pass starts here
+    # pass 1 adds 256 MB and frees it where the heap cannot shrink by itself (live blocks above it)
+    big = torch.ones(256 * MB, dtype=torch.uint8)
+    pinned.append([torch.ones(1024) for _ in range(64)])
+    del big
+    bound.after_pass()
+    trims_after_first = bound.trims
+    # pass 2 needs 300 MB, which does not fit the 256 MB hole: it lands on top of whatever is still kept
+    big = torch.ones(300 * MB, dtype=torch.uint8)
+    held = resident_bytes()
+    del big
+print(json.dumps({"growth_mb": bound.pass_growth / MB, "trims_after_first": trims_after_first,
+                  "over_budget_mb": (held - start - 400 * MB) / MB}))
+"""
+
+
+@pytest.mark.skipif(_glibc() is None, reason="glibc only")
+def test_kept_heap_bound_trims_before_a_pass_that_would_pass_the_budget():
+    """Under a budget, a pass that starts below the ceiling but whose growth would pass the budget is preceded by a
+    trim; trimming only past the ceiling (the old rule, the control) lets the second pass land on the kept hole."""
+    runs = {}
+    for mode in ("predict", "ceiling"):
+        out = subprocess.run([sys.executable, "-c", PREDICT_PROBE, mode], capture_output=True, text=True, check=True)
+        runs[mode] = json.loads(out.stdout.splitlines()[-1])
+    predicted, control = runs["predict"], runs["ceiling"]
+    assert 200 < predicted["growth_mb"] < 320  # the first pass's 256 MB, measured
+    assert predicted["trims_after_first"] == 1 and control["trims_after_first"] == 0
+    assert predicted["over_budget_mb"] < 0  # the second pass stayed inside the budget
+    assert control["over_budget_mb"] > 50  # ... which it passes when the kept 256 MB is not trimmed first

@@ -78,7 +78,8 @@ def release_free_memory() -> None:
 class KeptHeapBound:
     """Caps what `keep_freed_memory` keeps: the training loops call `after_pass()` after every forward/backward
     pass and `after_step()` after every optimizer step; each returns the heap's free pages to the OS (`malloc_trim`)
-    when resident memory has passed the ceiling.
+    when resident memory has passed the ceiling, or, under an explicit budget, when the next pass could take it
+    past the budget.
 
     Why: inside the block large buffers come from the heap, and micro-batches whose documents differ in length do
     not land in the same holes twice, so the kept heap fragments and grows. On the real-data recipe (SmolLM2-135M,
@@ -87,9 +88,16 @@ class KeptHeapBound:
     10.08 GB with no bound, 8.80 GB trimming after each step (the heap regrows within a step), and 7.74 GB trimming
     between passes, at the same tok/s (240, 250, 246: within run-to-run noise) and the same dev loss to 7 digits.
 
+    Trimming only past the ceiling was not enough over a whole run: a pass that starts just under the ceiling with
+    a fragmented heap adds what does not fit its holes on top (a pass from a trimmed heap added 2.5-3 GB, from a
+    kept one 1-1.5 GB), and the recipe's 62-step run peaked at 9.56 GB against its 7 GB budget. So with a budget the
+    bound also predicts: it remembers the most one pass has added to resident memory (`pass_growth`, measured from
+    the pass's start to its end; inside the block freed memory stays resident, so the end is the pass's high-water
+    mark) and trims before the next pass when resident memory plus that growth would pass the budget.
+
     The ceiling is the resident memory after the first step (its working set, faulted in) plus `slack`, and never
     above `limit_bytes` (an explicit memory budget), which is also the ceiling during the first step. A trim costs
-    the next pass one round of page faults on what it reuses, so it is done only past the ceiling.
+    the next pass one round of page faults on what it reuses, so it is done only when needed.
     """
 
     def __init__(self, limit_bytes: int | None = None, slack: float = 0.10):
@@ -97,18 +105,36 @@ class KeptHeapBound:
         self.ceiling: int | None = limit_bytes  # until the first step has measured its working set
         self.measured = False
         self.trims = 0  # in all
+        self.pass_growth = 0  # the most resident memory one pass has added, from its start to its end
+        self._pass_start: int | None = None  # resident memory when the current pass began
         self._trims_before_step = 0
 
-    def after_pass(self) -> None:
-        """Between the forward/backward passes of a step: trim when past the ceiling (the heap grows inside a step
-        too, as its passes free and reallocate activations of different shapes)."""
-        if self.ceiling is not None and resident_bytes() > self.ceiling:
+    def _trim_needed(self, rss: int) -> bool:
+        if self.ceiling is not None and rss > self.ceiling:
+            return True
+        return self.limit_bytes is not None and rss + self.pass_growth > self.limit_bytes
+
+    def _trim_if_needed(self, rss: int) -> int:
+        """Trim when needed; resident memory afterwards, where the next pass starts."""
+        if rss and self._trim_needed(rss):
             release_free_memory()
             self.trims += 1
+            rss = resident_bytes()
+        self._pass_start = rss
+        return rss
+
+    def after_pass(self) -> None:
+        """Between the forward/backward passes of a step: trim when past the ceiling, or when the next pass could
+        pass the budget (the heap grows inside a step too, as its passes free and reallocate activations of
+        different shapes)."""
+        rss = resident_bytes()
+        if self._pass_start is not None and rss:
+            self.pass_growth = max(self.pass_growth, rss - self._pass_start)
+        self._trim_if_needed(rss)
 
     def after_step(self) -> dict:
-        """Trim when past the ceiling; the step's record: resident GB at its end (before any trim) and how many
-        trims it took (between its passes and at its end)."""
+        """Trim when needed (as `after_pass`); the step's record: resident GB at its end (before any trim) and how
+        many trims it took (between its passes and at its end)."""
         rss = resident_bytes()
         if rss == 0:  # no /proc: nothing to measure against
             return {}
@@ -116,9 +142,7 @@ class KeptHeapBound:
             self.measured = True
             first = int(rss * (1 + self.slack))
             self.ceiling = first if self.limit_bytes is None else min(first, self.limit_bytes)
-        if rss > self.ceiling:
-            release_free_memory()
-            self.trims += 1
+        self._trim_if_needed(rss)
         trims, self._trims_before_step = self.trims - self._trims_before_step, self.trims
         return {"rss_gb": round(rss / 2**30, 3), "heap_trims": trims}
 
