@@ -175,7 +175,7 @@ with keep_freed_memory():
     bound.after_pass()  # a pass starts here
     # pass 1 adds 256 MB and frees it where the heap cannot shrink by itself (live blocks above it)
     big = torch.ones(256 * MB, dtype=torch.uint8)
-    pinned.append([torch.ones(1024) for _ in range(64)])
+    pinned.append(torch.ones(16 * MB, dtype=torch.uint8))  # from the heap's top: above the buffer
     del big
     bound.after_pass()
     trims_after_first = bound.trims
@@ -183,8 +183,17 @@ with keep_freed_memory():
     big = torch.ones(300 * MB, dtype=torch.uint8)
     held = resident_bytes()
     del big
+    # an evaluation between steps frees its buffers into the kept heap; after_evaluation hands them back
+    bound.after_step()
+    evaluation = torch.ones(256 * MB, dtype=torch.uint8)
+    pinned.append(torch.ones(16 * MB, dtype=torch.uint8))  # from the heap's top: above the buffer
+    del evaluation
+    before_eval_trim = resident_bytes()
+    bound.after_evaluation()
 print(json.dumps({"growth_mb": bound.pass_growth / MB, "trims_after_first": trims_after_first,
-                  "over_budget_mb": (held - start - 400 * MB) / MB}))
+                  "over_budget_mb": (held - start - 400 * MB) / MB,
+                  "evaluation_released_mb": (before_eval_trim - resident_bytes()) / MB,
+                  "next_pass_starts_at_live": abs(bound._pass_start - resident_bytes()) < 16 * MB}))
 """
 
 
@@ -201,3 +210,4 @@ def test_kept_heap_bound_trims_before_a_pass_that_would_pass_the_budget():
     assert predicted["trims_after_first"] == 1 and control["trims_after_first"] == 0
     assert predicted["over_budget_mb"] < 0  # the second pass stayed inside the budget
     assert control["over_budget_mb"] > 50  # ... which it passes when the kept 256 MB is not trimmed first
+    assert predicted["evaluation_released_mb"] > 200 and predicted["next_pass_starts_at_live"]

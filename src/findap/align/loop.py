@@ -142,6 +142,7 @@ class AlignRun:
         self.progress.record({"step": step, **{f"dev_{k}": v for k, v in metrics.items()}}, scalars_prefix="dev")
         if state.record_evaluation({"dev_loss": metrics["loss"]}, step) and self.save_best:
             self.save_best(self.model)
+        self.heap.after_evaluation()  # the next pass starts from live memory, not on the evaluation's kept buffers
         return state.out_of_patience(self.cfg.patience)
 
 

@@ -195,6 +195,7 @@ class PhaseRun:
             shown.update(scores)
         if self.state.record_evaluation(measured, step):  # every rank: FSDP gathers the weights
             self.parallel.save_weights(self.model, self.out / "best" / "model.safetensors")
+        self.heap.after_evaluation()  # the next pass starts from live memory, not on the evaluation's kept buffers
         return shown
 
     def checkpoint(self) -> None:
