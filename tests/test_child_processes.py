@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.processes import alive
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's prctl")
 
@@ -40,18 +41,10 @@ _PARENT = textwrap.dedent("""
 """)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _wait_gone(pid: int, seconds: float) -> bool:
     deadline = time.time() + seconds
     while time.time() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.05)
     return False
@@ -69,17 +62,17 @@ def test_children_forked_by_the_main_thread_die_with_a_killed_parent(mode):
     parent, from_main, from_thread = _start(mode)
     try:
         time.sleep(0.5)
-        assert _alive(from_thread), "a child forked by an ended thread was killed while its parent lives"
-        assert _alive(from_main)
+        assert alive(from_thread), "a child forked by an ended thread was killed while its parent lives"
+        assert alive(from_main)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         gone = _wait_gone(from_main, 5)
         assert gone == (mode == "armed"), f"{mode}: the main thread's child {'outlived' if not gone else 'died with'} it"
         if mode == "armed":  # a thread's child is left alone: its parent-death signal would follow the thread
-            assert _alive(from_thread)
+            assert alive(from_thread)
     finally:
         for pid in (from_main, from_thread):
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         if parent.poll() is None:
             parent.kill()

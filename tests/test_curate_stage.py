@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from findap.recipe import Recipe
+from helpers.processes import alive, descendants
 from findap.pipeline import run_stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,29 +68,6 @@ def test_outputs_follow_the_contract(reference):
     assert manifest["filters"]["decontam"]["eval_source"] in ("registry", "files")
     stats = manifest["groups"]["group1"]["all"]
     assert stats["domain_shares"]["it"]["finance"] == pytest.approx(0.2, abs=0.05)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc (children of all its threads, recursively)."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                kids = [int(k) for k in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            found += kids
-            todo += kids
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; the parent-death signal is Linux's")

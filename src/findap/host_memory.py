@@ -90,7 +90,7 @@ class KeptHeapBound:
 
     Trimming only past the ceiling was not enough over a whole run: a pass that starts just under the ceiling with
     a fragmented heap adds what does not fit its holes on top (a pass from a trimmed heap added 2.5-3 GB, from a
-    kept one 1-1.5 GB), and the recipe's 62-step run peaked at 9.56 GB against its 7 GB budget. So with a budget the
+    kept one 1-1.5 GB), and the recipe's full run peaked at 9.56 GB in its first 34 steps against its 7 GB budget. So with a budget the
     bound also predicts: it remembers the most one pass has added to resident memory (`pass_growth`, measured from
     the pass's start to its end; inside the block freed memory stays resident, so the end is the pass's high-water
     mark) and trims before the next pass when resident memory plus that growth would pass the budget.
@@ -114,14 +114,13 @@ class KeptHeapBound:
             return True
         return self.limit_bytes is not None and rss + self.pass_growth > self.limit_bytes
 
-    def _trim_if_needed(self, rss: int) -> int:
-        """Trim when needed; resident memory afterwards, where the next pass starts."""
+    def _trim_if_needed(self, rss: int) -> None:
+        """Trim when needed; the next pass starts from the resident memory left afterwards."""
         if rss and self._trim_needed(rss):
             release_free_memory()
             self.trims += 1
             rss = resident_bytes()
         self._pass_start = rss
-        return rss
 
     def after_pass(self) -> None:
         """Between the forward/backward passes of a step: trim when past the ceiling, or when the next pass could
@@ -135,8 +134,8 @@ class KeptHeapBound:
     def after_evaluation(self) -> None:
         """After an evaluation between steps (dev loss, FinEval): return what it freed, so the next pass starts from
         live memory. Its passes run without the bound and leave their buffers in the kept heap (2 GB on the
-        real-data recipe), and the next training pass would add its own growth on top: 8.2 GB against a 7 GB
-        budget in the recipe's first 16 steps, right after the dev evaluation at step 8."""
+        real-data recipe), and the next training pass would add its own growth on top: 8.24 GB against a 7 GB
+        budget in the recipe's first 13 steps, on the pass right after the dev evaluation at step 8."""
         release_free_memory()
         self.trims += 1
         self._pass_start = resident_bytes()
