@@ -65,6 +65,7 @@ def worker_findap(steps: int, backend: str, micro_tokens: int = 2 * SEQ, checkpo
                   loss_chunk: int = 2048) -> dict:
     import torch
 
+    from findap.host_memory import KeptHeapBound
     from findap.models import load_model
     from findap.train.attention import hf_implementation
     from findap.train.config import TrainConfig
@@ -87,17 +88,21 @@ def worker_findap(steps: int, backend: str, micro_tokens: int = 2 * SEQ, checkpo
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt = build_optimizer(model, 5e-6)
+    heap = KeptHeapBound(cfg.budget_bytes)  # as the training loop bounds the kept heap (findap.train.loop)
 
     def step(i):
         batches = micro_batches(plan[i], cfg, backend, tok.pad_token_id)
-        train_step(model, batches, backend, torch.device("cpu"), "bf16", cfg.loss_chunk_tokens)
+        train_step(model, batches, backend, torch.device("cpu"), "bf16", cfg.loss_chunk_tokens,
+                   after_pass=heap.after_pass)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        heap.after_step()
         return sum(b["n_real"] for b in batches)
 
     out = timed(step, steps)
     out["packing"] = round(packing_efficiency([r for s in plan for r in s], SEQ), 4)
+    out["heap_trims"] = heap.trims
     out["estimate_mb"] = round(estimate.estimate_bytes / 2**20)
     out["baseline_mb"] = round(estimate.parts["baseline"] / 2**20)
     return out
