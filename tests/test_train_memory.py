@@ -17,7 +17,8 @@ from findap.recipe import Recipe
 from findap.runs import StageContext
 from findap.train import stage
 from findap.train.config import TrainConfig
-from findap.training.memory import GB, MemoryDoesNotFit, ModelShape, estimate, micro_batch_choices, plan_memory
+from findap.training.memory import (GB, MemoryDoesNotFit, ModelShape, estimate, loss_chunk_choices, micro_batch_choices,
+                                    plan_memory)
 
 REPO = Path(__file__).resolve().parents[1]
 WIDE = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=8, num_attention_heads=4,
@@ -120,12 +121,36 @@ def test_plan_prefers_a_smaller_micro_batch_to_checkpointing_and_keeps_the_step(
     assert (picks["big"].micro_batch_tokens, picks["big"].gradient_checkpointing) == (8192, False)
     assert (picks["middle"].micro_batch_tokens, picks["middle"].gradient_checkpointing) == (2048, False)
     # checkpointing on: the largest micro-batch that then fits
-    assert picks["small"].gradient_checkpointing and picks["small"].micro_batch_tokens == 2048
+    small = picks["small"]
+    assert small.gradient_checkpointing and small.estimate_bytes <= room["small"]
+    bigger = [t for t in (8192, 4096) if t > small.micro_batch_tokens]
+    assert all(estimate(shape, micro_batch_tokens=t, seq_len=2048, checkpointing=True, loss_chunk_tokens=256,
+                        backend="varlen", half=True)["total"] > room["small"] for t in bigger)
     forced = plan_memory(cfg.model_copy(update={"gradient_checkpointing": True}), shape, backend="varlen",
                          half=True, budget=(room["big"], "test"))
     assert forced.gradient_checkpointing and forced.micro_batch_tokens == 8192
     off = plan_memory(cfg.model_copy(update={"memory": "off"}), shape, backend="varlen", half=True)
     assert (off.micro_batch_tokens, off.gradient_checkpointing, off.budget_bytes) == (8192, False, None)
+
+
+def test_plan_shrinks_the_loss_chunk_before_the_micro_batch():
+    cfg = TrainConfig(seq_len=2048, micro_batch_tokens=4096, tokens_per_step=16384, loss_chunk_tokens=2048)
+    shape = smollm_shape()
+    assert loss_chunk_choices(2048) == [2048, 1024, 512, 256] and loss_chunk_choices(300) == [300]
+
+    def total(tokens, checkpointing, chunk):
+        return estimate(shape, micro_batch_tokens=tokens, seq_len=2048, checkpointing=checkpointing,
+                        loss_chunk_tokens=chunk, backend="varlen", half=True)["total"]
+
+    # each halving of the chunk saves chunk/2 x vocabulary x 8 bytes before the allocator factor
+    assert total(2048, False, 2048) - total(2048, False, 1024) >= 1024 * shape.vocab * 8
+    for chunk in (1024, 512, 256):
+        plan = plan_memory(cfg, shape, backend="varlen", half=True, budget=(total(4096, False, chunk), "test"))
+        assert (plan.micro_batch_tokens, plan.gradient_checkpointing, plan.loss_chunk_tokens) == (4096, False, chunk)
+        assert f"loss_chunk_tokens={chunk}" in plan.describe() and plan.to_json()["loss_chunk_tokens"] == chunk
+    # past the smallest chunk, a smaller micro-batch with the recipe's chunk comes first again
+    plan = plan_memory(cfg, shape, backend="varlen", half=True, budget=(total(4096, False, 256) - 1, "test"))
+    assert (plan.micro_batch_tokens, plan.loss_chunk_tokens) == (2048, 2048)
 
 
 def train_file(tmp_path) -> str:

@@ -72,7 +72,7 @@ def build_phases(cfg: TrainConfig, data_dir: Path | None, tokenizer, out_dir: Pa
 
 def fit_to_memory(model_name: str, cfg: TrainConfig, *, backend: str, device, precision: str,
                   parallel) -> tuple[TrainConfig, MemoryPlan]:
-    """`cfg` with the micro-batch and checkpointing `train.memory` picks (findap.training.memory), and the plan.
+    """`cfg` with the micro-batch, checkpointing and loss chunk `train.memory` picks (findap.training.memory), and the plan.
 
     Runs before the model loads, so a configuration that cannot fit fails in seconds. Every rank takes rank 0's
     budget: the ranks must run the same number of micro-batches (FSDP's collectives)."""
@@ -92,7 +92,8 @@ def fit_to_memory(model_name: str, cfg: TrainConfig, *, backend: str, device, pr
                        baseline=resident_bytes() if device.type == "cpu" else 0, budget=budget)
     parallel.on_main(print, f"[findap train] memory plan: {plan.describe()}", file=sys.stderr, flush=True)
     fitted = cfg.model_copy(update={"micro_batch_tokens": plan.micro_batch_tokens,
-                                    "gradient_checkpointing": plan.gradient_checkpointing})
+                                    "gradient_checkpointing": plan.gradient_checkpointing,
+                                    "loss_chunk_tokens": plan.loss_chunk_tokens})
     return fitted, plan
 
 

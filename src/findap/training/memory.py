@@ -166,6 +166,7 @@ def measured_budget(device) -> tuple[int, str]:
 class MemoryPlan:
     micro_batch_tokens: int
     gradient_checkpointing: bool
+    loss_chunk_tokens: int
     estimate_bytes: int
     budget_bytes: int | None
     budget_source: str
@@ -180,12 +181,12 @@ class MemoryPlan:
         budget = f"{self.budget_bytes / GB:.2f} GB ({self.budget_source})" if self.budget_bytes else "not checked"
         big = ", ".join(f"{k} {v / GB:.2f}" for k, v in self.parts.items() if k != "total" and v >= 0.01 * GB)
         return (f"train.memory={self.mode}: micro_batch_tokens={self.micro_batch_tokens}, gradient_checkpointing="
-                f"{str(self.gradient_checkpointing).lower()}; estimated peak {self.estimate_bytes / GB:.2f} GB "
+                f"{str(self.gradient_checkpointing).lower()}, loss_chunk_tokens={self.loss_chunk_tokens}; estimated peak {self.estimate_bytes / GB:.2f} GB "
                 f"[{big}], budget {budget}")
 
     def to_json(self) -> dict:
         return {"micro_batch_tokens": self.micro_batch_tokens, "gradient_checkpointing": self.gradient_checkpointing,
-                "estimate_gb": round(self.estimate_bytes / GB, 3), "mode": self.mode,
+                "loss_chunk_tokens": self.loss_chunk_tokens, "estimate_gb": round(self.estimate_bytes / GB, 3), "mode": self.mode,
                 "budget_gb": None if self.budget_bytes is None else round(self.budget_bytes / GB, 3)}
 
 
@@ -196,35 +197,55 @@ def micro_batch_choices(seq_len: int, micro_batch_tokens: int, tokens_per_step: 
     return [r * seq_len for r in range(micro_batch_tokens // seq_len, 0, -1) if rows % r == 0]
 
 
+SMALLEST_LOSS_CHUNK = 256  # below this the LM head's matmuls get too thin to keep their speed on CPU
+
+
+def loss_chunk_choices(loss_chunk_tokens: int) -> list[int]:
+    """LM-head chunks the plan may use, largest first: the recipe's, then halves of it down to 256 tokens.
+
+    A smaller chunk costs almost nothing (the same matmul FLOPs in more, still large, pieces) and saves
+    chunk x vocabulary x 8 bytes (0.4 GB per 1,024 tokens at a 49K vocabulary), so the plan shrinks it before it
+    shrinks the micro-batch or turns on checkpointing."""
+    choices, chunk = [loss_chunk_tokens], loss_chunk_tokens // 2
+    while chunk >= SMALLEST_LOSS_CHUNK:
+        choices.append(chunk)
+        chunk //= 2
+    return choices
+
+
 def plan_memory(cfg, shape: ModelShape, *, backend: str, half: bool, shards: int = 1, baseline: int = 0,
                 budget: tuple[int, str] | None = None) -> MemoryPlan:
-    """Pick micro-batch and checkpointing for `cfg` (a TrainConfig) under `budget` ((bytes, source)).
+    """Pick micro-batch, checkpointing and LM-head loss chunk for `cfg` (a TrainConfig) under `budget` ((bytes,
+    source)).
 
-    memory: off keeps the recipe's values (the estimate is still computed and shown). Otherwise the largest
-    micro-batch without checkpointing that fits, else the largest with checkpointing (it costs about one more
-    forward pass); `gradient_checkpointing: true` in the recipe keeps checkpointing on. Nothing fits: an error
-    naming the fields to change.
+    memory: off keeps the recipe's values (the estimate is still computed and shown). Otherwise, cheapest first:
+    the largest micro-batch without checkpointing, with the recipe's loss chunk or a smaller one (loss_chunk_choices:
+    nearly free), then smaller micro-batches, then the same with checkpointing (about one more forward pass);
+    `gradient_checkpointing: true` in the recipe keeps checkpointing on. Nothing fits: an error naming the fields
+    to change.
     """
     mode = cfg.memory_mode
 
-    def parts_for(tokens: int, checkpointing: bool) -> dict:
+    def parts_for(tokens: int, checkpointing: bool, chunk: int) -> dict:
         return estimate(shape, micro_batch_tokens=tokens, seq_len=cfg.seq_len, checkpointing=checkpointing,
-                        loss_chunk_tokens=cfg.loss_chunk_tokens, backend=backend, half=half, shards=shards,
-                        baseline=baseline)
+                        loss_chunk_tokens=chunk, backend=backend, half=half, shards=shards, baseline=baseline)
 
     if mode == "off":
-        parts = parts_for(cfg.micro_batch_tokens, cfg.gradient_checkpointing)
-        return MemoryPlan(cfg.micro_batch_tokens, cfg.gradient_checkpointing, parts["total"], None, "", mode, parts)
+        parts = parts_for(cfg.micro_batch_tokens, cfg.gradient_checkpointing, cfg.loss_chunk_tokens)
+        return MemoryPlan(cfg.micro_batch_tokens, cfg.gradient_checkpointing, cfg.loss_chunk_tokens, parts["total"],
+                          None, "", mode, parts)
     limit, source = budget
     choices = micro_batch_choices(cfg.seq_len, cfg.micro_batch_tokens, cfg.tokens_per_step)
+    chunks = loss_chunk_choices(cfg.loss_chunk_tokens)
     checkpointing_options = [True] if cfg.gradient_checkpointing else [False, True]
     for checkpointing in checkpointing_options:
         for tokens in choices:
-            parts = parts_for(tokens, checkpointing)
-            if parts["total"] <= limit:
-                return MemoryPlan(tokens, checkpointing, parts["total"], limit, source, mode, parts)
-    smallest = parts_for(choices[-1], True)
-    plan = MemoryPlan(choices[-1], True, smallest["total"], limit, source, mode, smallest)
+            for chunk in chunks:
+                parts = parts_for(tokens, checkpointing, chunk)
+                if parts["total"] <= limit:
+                    return MemoryPlan(tokens, checkpointing, chunk, parts["total"], limit, source, mode, parts)
+    smallest = parts_for(choices[-1], True, chunks[-1])
+    plan = MemoryPlan(choices[-1], True, chunks[-1], smallest["total"], limit, source, mode, smallest)
     raise MemoryDoesNotFit(
         f"training does not fit in memory, even with one {cfg.seq_len}-token row per micro-batch and activation "
         f"checkpointing: {plan.describe()}. Lower train.seq_len or train.loss_chunk_tokens, use train.finetune: "
