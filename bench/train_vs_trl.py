@@ -8,13 +8,14 @@ tokens per second, packing efficiency, peak memory and the ratios.
     PYTHONPATH=src .venv/bin/python bench/train_vs_trl.py --steps 4
 
 TRL runs with its fastest correct CPU settings: bfd packing + padding_free (position_ids isolate documents),
-bf16, batch 2 x 2048; `trl-malloc` is the same run with findap's allocator setting (findap.host_memory), so the
+bf16, batch 2 x 2048, and SFTConfig's default gradient checkpointing (on in the TRL we pin, so `trl` is also the
+memory-lean configuration a TRL user gets); `trl-nockpt` turns checkpointing off (TRL's fastest); `trl-malloc` is the same run with findap's allocator setting (findap.host_memory), so the
 ratio shows what is the trainer and what is malloc. The plain loop pads batches of 4 documents cut at 512 tokens
 and uses model(labels=...). `ceiling` times only the bf16 matmuls and SDPA attention of the same timed steps, each
 in isolation: the most any trainer could reach on this machine with these kernels.
 
 `findap-ckpt` is the trainer as `train.memory` fits it to a tight budget (micro-batch 2048, activation
-checkpointing, loss chunk 512): the memory side of the trade. `attention` times the per-document SDPA the trainer
+checkpointing, loss chunk 256): the memory side of the trade. `attention` times the per-document SDPA the trainer
 uses against an alternative for packed causal documents on CPU (blocked bf16 matmuls that skip every block above
 the diagonal, flash-style backward; kept here, not in the trainer, because it is slower: see docs/training.md).
 `--calibrate` measures the trainer's peak RSS at several micro-batches with and without checkpointing against
@@ -88,7 +89,7 @@ def worker_findap(steps: int, backend: str, micro_tokens: int = 2 * SEQ, checkpo
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt = build_optimizer(model, 5e-6)
-    heap = KeptHeapBound(cfg.budget_bytes)  # as the training loop bounds the kept heap (findap.train.loop)
+    heap = KeptHeapBound.for_training(cfg.budget_bytes, checkpointing)  # as findap.train.loop does
 
     def step(i):
         batches = micro_batches(plan[i], cfg, backend, tok.pad_token_id)
@@ -108,7 +109,7 @@ def worker_findap(steps: int, backend: str, micro_tokens: int = 2 * SEQ, checkpo
     return out
 
 
-def worker_trl(steps: int) -> dict:
+def worker_trl(steps: int, checkpointing: bool = True) -> dict:
     import tempfile
 
     from datasets import Dataset
@@ -130,7 +131,7 @@ def worker_trl(steps: int) -> dict:
                      max_length=SEQ, packing=True, packing_strategy="bfd", padding_free=True, bf16=True,
                      use_cpu=True, max_steps=steps + 1, learning_rate=5e-6, save_strategy="no", report_to=[],
                      logging_steps=1000, dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
-                     disable_tqdm=True)
+                     disable_tqdm=True, gradient_checkpointing=checkpointing)
     model = load_model(MODEL, device="cpu", attn_implementation="sdpa")
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok, callbacks=[Clock()])
     trainer.train()
@@ -365,9 +366,10 @@ def main() -> None:
     ap.add_argument("--only", nargs="*",
                     default=["findap", "findap-ckpt", "trl", "trl-malloc", "plain", "ceiling", "attention"],
                     help="trainers to run: findap (varlen, micro-batch 4096, no checkpointing), findap-ckpt (micro-"
-                         "batch 2048, activation checkpointing, loss chunk 512: what train.memory picks under a "
-                         "tight budget), findap-sdpa (4-D mask), trl, trl-malloc (TRL with findap's allocator "
-                         "setting), plain, ceiling (this machine's matmul + attention bound), attention (per-document "
+                         "batch 2048, activation checkpointing, loss chunk 256: what train.memory picks under a "
+                         "tight budget), findap-sdpa (4-D mask), trl (SFTConfig's defaults: gradient checkpointing on), "
+                         "trl-malloc (TRL with findap's allocator setting), trl-nockpt (TRL without checkpointing: "
+                         "its fastest), plain, ceiling (this machine's matmul + attention bound), attention (per-document "
                          "SDPA vs the blocked-matmul alternative, first timed step)")
     ap.add_argument("--calibrate", action="store_true",
                     help="instead: peak RSS of findap's trainer at micro-batches of 2048 and 4096 tokens without and "
@@ -380,8 +382,9 @@ def main() -> None:
         from findap.host_memory import keep_freed_memory
 
         fn = {"findap": lambda s: worker_findap(s, "varlen"), "findap-sdpa": lambda s: worker_findap(s, "sdpa"),
-              "findap-ckpt": lambda s: worker_findap(s, "varlen", 1 * SEQ, True, 512),
-              "trl": worker_trl, "trl-malloc": worker_trl, "plain": worker_plain,
+              "findap-ckpt": lambda s: worker_findap(s, "varlen", 1 * SEQ, True, 256),
+              "trl": worker_trl, "trl-malloc": worker_trl, "trl-nockpt": lambda s: worker_trl(s, False),
+              "plain": worker_plain,
               "ceiling": worker_ceiling, "attention": worker_attention}.get(args.worker)
         if fn is None and args.worker.startswith("calibrate-"):  # calibrate-<micro tokens>-<ckpt|full>
             _, tokens, mode = args.worker.split("-")

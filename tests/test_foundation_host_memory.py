@@ -211,3 +211,17 @@ def test_kept_heap_bound_trims_before_a_pass_that_would_pass_the_budget():
     assert predicted["over_budget_mb"] < 0  # the second pass stayed inside the budget
     assert control["over_budget_mb"] > 50  # ... which it passes when the kept 256 MB is not trimmed first
     assert predicted["evaluation_released_mb"] > 200 and predicted["next_pass_starts_at_live"]
+
+
+def test_training_bound_keeps_no_slack_under_checkpointing():
+    from findap.host_memory import KeptHeapBound, resident_bytes
+
+    lean, roomy = KeptHeapBound.for_training(None, True), KeptHeapBound.for_training(None, False)
+    for bound in (lean, roomy):
+        bound.after_step()  # the first step measures the working set
+    rss = resident_bytes()
+    assert lean.ceiling <= rss * 1.02  # the working set itself (a few MB of drift between the two reads)
+    assert roomy.ceiling >= rss * 1.05  # plus 10%
+    capped = KeptHeapBound.for_training(rss // 2, False)  # an explicit budget still caps the ceiling
+    capped.after_step()
+    assert capped.ceiling == rss // 2

@@ -109,6 +109,17 @@ class KeptHeapBound:
         self._pass_start: int | None = None  # resident memory when the current pass began
         self._trims_before_step = 0
 
+    @classmethod
+    def for_training(cls, limit_bytes: int | None, checkpointing: bool) -> "KeptHeapBound":
+        """The bound the training loops use: the first step's working set plus 10% without activation checkpointing,
+        and no slack with it. Under checkpointing a pass's buffers are one layer's, so the kept heap buys no speed
+        there, and its slack was what stood above the live memory: on bench/train_vs_trl.py's `findap-ckpt` steps
+        (SmolLM2-135M, 2,048-token micro-batches, loss chunk 256) the peak was 4,054 MiB with 10% and 3,670 MiB
+        with none, at 166.6 and 153.5 tok/s (within this machine's run-to-run noise; 3,772 MiB and 154.4 tok/s
+        with glibc's defaults instead of the kept heap). Without checkpointing the 10% was measured on the
+        real-data recipe (docs/results.md, Memory) and stays."""
+        return cls(limit_bytes, slack=0.0 if checkpointing else 0.10)
+
     def _trim_needed(self, rss: int) -> bool:
         if self.ceiling is not None and rss > self.ceiling:
             return True

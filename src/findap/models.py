@@ -217,9 +217,14 @@ def autocast_dtype(device: torch.device, precision: str = "auto", *, training: b
 
 
 def autocast(device: torch.device | str, precision: str = "auto", *, training: bool = False):
-    """bf16 autocast where the hardware has fast bf16, else a no-op; master weights stay fp32."""
+    """bf16 autocast where the hardware has fast bf16, else a no-op; master weights stay fp32.
+
+    In training autocast's weight cache is off. The cache keeps the half-precision copy of every weight until the
+    context exits, so under activation checkpointing, which frees those copies layer by layer, the cache alone held
+    them all (2 bytes a parameter) through every forward; without checkpointing autograd keeps the same copies for
+    backward anyway, and every weight is used once per pass, so nothing is cast twice."""
     device = pick_device(device)
     dtype = autocast_dtype(device, precision, training=training)
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=not training)

@@ -215,8 +215,9 @@ def start_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
     ckpt = latest_checkpoint(Path(phase.out_dir) / "ckpt")
     if ckpt is not None:
         state = resume_selection(parallel.load_checkpoint(ckpt, model, optimizer, scheduler), cfg, fineval)
+    heap = KeptHeapBound.for_training(cfg.budget_bytes, cfg.gradient_checkpointing)
     return PhaseRun(model, phase, cfg, backend, device, precision, pad_id, parallel, fineval, steps, total,
-                    optimizer, scheduler, state, KeptHeapBound(cfg.budget_bytes))
+                    optimizer, scheduler, state, heap)
 
 
 def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, precision: str = "auto",

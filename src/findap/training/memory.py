@@ -5,7 +5,8 @@ The estimate of a training process's peak (bytes) is the sum of
 * `baseline`: what the process holds before the model loads (torch, tokenizer, documents), measured (VmRSS);
 * `weights`: fp32 master weights, 4 B per parameter; `grads` and `adamw`: 4 B and 8 B per trainable parameter
   (AdamW's two fp32 moments), divided by the number of ranks under FSDP full_shard;
-* `weight_casts`: the bf16 copies autocast keeps of every weight during a forward (2 B per parameter);
+* `weight_casts`: the bf16 copies autocast makes of the weights (2 B per parameter), all of them saved for backward
+  without checkpointing, one layer's and the LM head's with it;
 * `activations`: what backward needs, per token per decoder layer (`activation_bytes_per_token_layer`: the fp32
   residual stream and RMSNorm intermediates, the half-precision inputs of the projections, q/k/v after RoPE,
   repeated key/value heads, attention output, the MLP's gate/up/product), times the micro-batch's tokens times
@@ -103,7 +104,10 @@ def estimate(shape: ModelShape, *, micro_batch_tokens: int, seq_len: int, checkp
         "weights": 4 * shape.params // shards,
         "grads": 4 * shape.trainable // shards,
         "adamw": 8 * shape.trainable // shards,
-        "weight_casts": 2 * shape.params // shards if half else 0,
+        # autocast's copies (its cache is off in training, findap.models.autocast): every weight's, saved for
+        # backward, without checkpointing; with it only the recomputed layer's and the LM head's
+        "weight_casts": (2 * (shape.params if not checkpointing else shape.params // shape.layers
+                              + shape.vocab * shape.hidden) // shards) if half else 0,
     }
     per_layer = activation_bytes_per_token_layer(shape, half)
     if checkpointing:  # each layer's fp32 input, and the layer being recomputed with its backward's buffers
