@@ -7,10 +7,11 @@ tokens per second, packing efficiency, peak memory and the ratios.
 
     PYTHONPATH=src .venv/bin/python bench/train_vs_trl.py --steps 4
 
-TRL runs with its fastest correct CPU settings: bfd packing + padding_free (position_ids isolate documents),
-bf16, batch 2 x 2048, and SFTConfig's default gradient checkpointing (on in the TRL we pin, so `trl` is also the
-memory-lean configuration a TRL user gets); `trl-nockpt` turns checkpointing off (TRL's fastest); `trl-malloc` is the same run with findap's allocator setting (findap.host_memory), so the
-ratio shows what is the trainer and what is malloc. The plain loop pads batches of 4 documents cut at 512 tokens
+TRL runs with its correct CPU settings for packed data: bfd packing + padding_free (position_ids isolate
+documents), bf16, batch 2 x 2048, and SFTConfig's default gradient checkpointing (on in the TRL we pin, so `trl` is
+the memory-lean configuration a TRL user gets); `trl-nockpt` turns checkpointing off (TRL's fastest); `trl-malloc`
+is `trl` with findap's allocator setting (findap.host_memory), so the ratio shows what is the trainer and what is
+malloc. The plain loop pads batches of 4 documents cut at 512 tokens
 and uses model(labels=...). `ceiling` times only the bf16 matmuls and SDPA attention of the same timed steps, each
 in isolation: the most any trainer could reach on this machine with these kernels.
 
@@ -367,10 +368,10 @@ def main() -> None:
                     default=["findap", "findap-ckpt", "trl", "trl-malloc", "plain", "ceiling", "attention"],
                     help="trainers to run: findap (varlen, micro-batch 4096, no checkpointing), findap-ckpt (micro-"
                          "batch 2048, activation checkpointing, loss chunk 256: what train.memory picks under a "
-                         "tight budget), findap-sdpa (4-D mask), trl (SFTConfig's defaults: gradient checkpointing on), "
-                         "trl-malloc (TRL with findap's allocator setting), trl-nockpt (TRL without checkpointing: "
-                         "its fastest), plain, ceiling (this machine's matmul + attention bound), attention (per-document "
-                         "SDPA vs the blocked-matmul alternative, first timed step)")
+                         "tight budget), findap-sdpa (4-D mask), trl (SFTConfig's defaults: gradient checkpointing "
+                         "on), trl-malloc (TRL with findap's allocator setting), trl-nockpt (TRL without "
+                         "checkpointing: its fastest), plain, ceiling (this machine's matmul + attention bound), "
+                         "attention (per-document SDPA vs the blocked-matmul alternative, first timed step)")
     ap.add_argument("--calibrate", action="store_true",
                     help="instead: peak RSS of findap's trainer at micro-batches of 2048 and 4096 tokens without and "
                          "2048, 4096 and 8192 tokens with activation checkpointing, each in a fresh process, against its estimate")

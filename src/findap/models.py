@@ -222,7 +222,8 @@ def autocast(device: torch.device | str, precision: str = "auto", *, training: b
     In training autocast's weight cache is off. The cache keeps the half-precision copy of every weight until the
     context exits, so under activation checkpointing, which frees those copies layer by layer, the cache alone held
     them all (2 bytes a parameter) through every forward; without checkpointing autograd keeps the same copies for
-    backward anyway, and every weight is used once per pass, so nothing is cast twice."""
+    backward anyway. Every decoder weight is used once per pass, so only the LM head is cast more than once: once
+    per loss chunk (findap.train.loss), a copy of vocabulary x hidden, small beside the chunk's matmuls."""
     device = pick_device(device)
     dtype = autocast_dtype(device, precision, training=training)
     if dtype is None:

@@ -72,7 +72,8 @@ def build_phases(cfg: TrainConfig, data_dir: Path | None, tokenizer, out_dir: Pa
 
 def fit_to_memory(model_name: str, cfg: TrainConfig, *, backend: str, device, precision: str,
                   parallel) -> tuple[TrainConfig, MemoryPlan]:
-    """`cfg` with the micro-batch, checkpointing and loss chunk `train.memory` picks (findap.training.memory), and the plan.
+    """`cfg` with the micro-batch, checkpointing and loss chunk `train.memory` picks (findap.training.memory), and
+    the plan.
 
     Runs before the model loads, so a configuration that cannot fit fails in seconds. Every rank takes rank 0's
     budget: the ranks must run the same number of micro-batches (FSDP's collectives)."""

@@ -185,12 +185,13 @@ class MemoryPlan:
         budget = f"{self.budget_bytes / GB:.2f} GB ({self.budget_source})" if self.budget_bytes else "not checked"
         big = ", ".join(f"{k} {v / GB:.2f}" for k, v in self.parts.items() if k != "total" and v >= 0.01 * GB)
         return (f"train.memory={self.mode}: micro_batch_tokens={self.micro_batch_tokens}, gradient_checkpointing="
-                f"{str(self.gradient_checkpointing).lower()}, loss_chunk_tokens={self.loss_chunk_tokens}; estimated peak {self.estimate_bytes / GB:.2f} GB "
-                f"[{big}], budget {budget}")
+                f"{str(self.gradient_checkpointing).lower()}, loss_chunk_tokens={self.loss_chunk_tokens}; "
+                f"estimated peak {self.estimate_bytes / GB:.2f} GB [{big}], budget {budget}")
 
     def to_json(self) -> dict:
         return {"micro_batch_tokens": self.micro_batch_tokens, "gradient_checkpointing": self.gradient_checkpointing,
-                "loss_chunk_tokens": self.loss_chunk_tokens, "estimate_gb": round(self.estimate_bytes / GB, 3), "mode": self.mode,
+                "loss_chunk_tokens": self.loss_chunk_tokens, "estimate_gb": round(self.estimate_bytes / GB, 3),
+                "mode": self.mode,
                 "budget_gb": None if self.budget_bytes is None else round(self.budget_bytes / GB, 3)}
 
 
