@@ -77,8 +77,9 @@ def test_killed_run_resumes_to_the_same_result(reference, shared_data, tiny_mode
     script = ("import json,sys; from findap.recipe import Recipe; from findap.pipeline import run_stage; "
               "run_stage(Recipe.model_validate(json.loads(sys.argv[1])), 'curate')")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(data)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = tmp_path / "killed-curate.log"  # a file, not a pipe: datatrove logs enough to fill a pipe and block
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(data)], env=env, stdout=log, stderr=log)
     stage_dir = tmp_path / "runs" / "killed" / "curate"
     deadline = time.time() + 300  # generous for a loaded machine: the loop leaves as soon as the judge has begun
     labels = []
@@ -88,9 +89,12 @@ def test_killed_run_resumes_to_the_same_result(reference, shared_data, tiny_mode
             break
         time.sleep(0.01)
     helpers = descendants(proc.pid)  # datatrove's forked Manager server, at least
+    exited_by_itself = proc.poll()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert labels, "the run never reached the judge block"
+    log.close()
+    why = "not within 300 s" if exited_by_itself is None else f"it exited with {exited_by_itself}"
+    assert labels, f"the run never reached the judge block ({why}); its log ends:\n{log_path.read_text()[-3000:]}"
     assert helpers, "the judge block ran without a forked helper: the orphan check below checks nothing"
     deadline = time.time() + 10
     while time.time() < deadline and [pid for pid in helpers if alive(pid)]:
