@@ -81,7 +81,8 @@ def test_killed_run_resumes_to_the_same_result(reference, shared_data, tiny_mode
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(data)], env=env, stdout=log, stderr=log)
     stage_dir = tmp_path / "runs" / "killed" / "curate"
-    deadline = time.time() + 300  # generous for a loaded machine: the loop leaves as soon as the judge has begun
+    reach_judge_s = 300  # generous for a loaded machine: the loop leaves as soon as the judge has begun
+    deadline = time.time() + reach_judge_s
     labels = []
     while time.time() < deadline and proc.poll() is None:
         labels = list(stage_dir.glob("work/*/judge_labels.jsonl"))
@@ -93,7 +94,7 @@ def test_killed_run_resumes_to_the_same_result(reference, shared_data, tiny_mode
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     log.close()
-    why = "not within 300 s" if exited_by_itself is None else f"it exited with {exited_by_itself}"
+    why = f"not within {reach_judge_s} s" if exited_by_itself is None else f"it exited with {exited_by_itself}"
     assert labels, f"the run never reached the judge block ({why}); its log ends:\n{log_path.read_text()[-3000:]}"
     assert helpers, "the judge block ran without a forked helper: the orphan check below checks nothing"
     deadline = time.time() + 10
