@@ -47,6 +47,24 @@ def without_data_root(text: str) -> str:
     return re.sub(r"/[^\s\"]*/shared/data/", "<data>/", text)
 
 
+def assert_same_numbers(got, want, path="manifest"):
+    """Equal structure and values, floats to 1e-5 relative: the classifier's held-out scores come from float32
+    embeddings whose reductions vary with the CPU's vector width (0.69635431 on one machine, 0.69635422 on another);
+    the decisions themselves (row ids, row hashes) are compared exactly by the caller."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(want), f"{path}: keys {sorted(got)} != {sorted(want)}"
+        for key in want:
+            assert_same_numbers(got[key], want[key], f"{path}/{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{path}: {got} != {want}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same_numbers(g, w, f"{path}[{i}]")
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert got == pytest.approx(want, rel=1e-5), f"{path}: {got} != {want}"
+    else:
+        assert got == want, f"{path}: {got!r} != {want!r}"
+
+
 def digest(out: Path) -> dict:
     manifest = json.loads(without_data_root((out / "manifest.json").read_text()))
     for key in ("wall_s", "docs_per_s", "block_s", "block_memory_gb", "executor", "model"):
@@ -70,7 +88,7 @@ def test_streamed_demo_equals_the_list_based_curation(shared_data, tiny_model_di
     golden = json.loads(without_data_root(GOLDEN.read_text()))
     got = digest(tmp_path)
     assert got["outputs"] == golden["outputs"]
-    assert got["manifest"] == golden["manifest"]
+    assert_same_numbers(got["manifest"], golden["manifest"])
     assert got["quality_scores_sha256"] == golden["quality_scores_sha256"]
     # several shards per source really were made and walked
     assert len(list((tmp_path / "work").glob("*/shards/*/*.parquet"))) > len(cfg.sources)

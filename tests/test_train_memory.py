@@ -29,7 +29,7 @@ MEASURE = r"""
 import json, sys, torch
 from transformers import AutoConfig
 from findap.host_memory import keep_freed_memory, peak_memory
-from findap.models import load_model, load_tokenizer
+from findap.models import autocast_dtype, load_model, load_tokenizer
 from findap.train.attention import hf_implementation
 from findap.train.config import TrainConfig
 from findap.train.loop import micro_batches, plan_steps, train_step
@@ -46,7 +46,10 @@ cfg = TrainConfig(seq_len=1024, micro_batch_tokens=4096, tokens_per_step=4096, l
                   gradient_checkpointing=checkpointing, memory="off")
 steps = plan_steps(docs, cfg, seed=0)
 shape = ModelShape.from_config(AutoConfig.from_pretrained(model_dir))
-plan = plan_memory(cfg, shape, backend="varlen", half=True, baseline=resident_bytes())
+# the precision findap.train.stage trains in on this CPU: bf16 with AMX/AVX512-BF16, else fp32 (bf16 matmuls are
+# ~45x slower than fp32 on an AVX2-only CPU: 0.9 vs 41 GFLOP/s measured on one core)
+half = autocast_dtype(torch.device("cpu"), "auto", training=True) is not None
+plan = plan_memory(cfg, shape, backend="varlen", half=half, baseline=resident_bytes())
 with keep_freed_memory():  # as findap.train.stage trains on CPU
     model = load_model(model_dir, device="cpu", attn_implementation=hf_implementation("varlen")).train()
     if checkpointing:
@@ -55,10 +58,10 @@ with keep_freed_memory():  # as findap.train.stage trains on CPU
     for i in range(2):
         batches = micro_batches(steps[i], cfg, "varlen", tok.pad_token_id)
         assert sum(b["n_real"] for b in batches) > 3500  # full micro-batches: the activations are measured
-        train_step(model, batches, "varlen", torch.device("cpu"), "bf16", cfg.loss_chunk_tokens)
+        train_step(model, batches, "varlen", torch.device("cpu"), "auto", cfg.loss_chunk_tokens)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    print(json.dumps({"estimate": plan.estimate_bytes, "baseline": plan.parts["baseline"],
+    print(json.dumps({"estimate": plan.estimate_bytes, "baseline": plan.parts["baseline"], "half": half,
                       "peak": peak_memory()["peak_rss_gb"] * 2**30}))
 """
 
