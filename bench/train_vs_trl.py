@@ -375,7 +375,17 @@ def main() -> None:
     ap.add_argument("--calibrate", action="store_true",
                     help="instead: peak RSS of findap's trainer at micro-batches of 2048 and 4096 tokens without and "
                          "2048, 4096 and 8192 tokens with activation checkpointing, each in a fresh process, against its estimate")
+    ap.add_argument("--allow-emulated-bf16", action="store_true",
+                    help="run even on a CPU without AVX512-BF16 or AMX, where every trainer's bf16 matmuls are emulated")
     args = ap.parse_args()
+    from findap.models import cpu_has_fast_bf16
+
+    if not args.worker and not args.allow_emulated_bf16 and not cpu_has_fast_bf16():
+        # Every trainer here runs bf16 autocast, as findap does where bf16 is fast. On an AVX2-only CPU torch emulates
+        # bf16 (0.9 vs 41 GFLOP/s fp32 on one AMD EPYC core), so the ratios would compare emulation overheads.
+        ap.exit(2, "bench/train_vs_trl.py: this CPU has no AVX512-BF16 or AMX, so bf16 matmuls are emulated (~45x "
+                   "slower than fp32) and the bench would time emulation, not the trainers; findap itself trains in "
+                   "fp32 here (precision: auto). Pass --allow-emulated-bf16 to run it anyway.\n")
     if args.calibrate:
         calibrate(args.steps)
         return

@@ -40,6 +40,21 @@ def test_precision_choice():
     assert pick_device("auto").type in ("cpu", "cuda")
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_auto_precision_follows_the_cpus_bf16_support_and_says_why(monkeypatch, fast):
+    import findap.models as models
+
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: fast)
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "auto", training=True) is (torch.bfloat16 if fast else None)
+    line = models.describe_precision(cpu, "auto", training=True)
+    assert line == ("bf16 autocast (auto: this CPU has AVX512-BF16 or AMX)" if fast
+                    else "fp32 (auto: this CPU has no AVX512-BF16 or AMX, bf16 would be emulated)")
+    forced = models.describe_precision(cpu, "bf16", training=True)
+    assert forced.startswith("bf16 autocast (precision: bf16)") and ("warning" in forced) is (not fast)
+    assert models.describe_precision(cpu, "fp32") == "fp32 (precision: fp32)"
+
+
 def test_model_label(tmp_path):
     d = tmp_path / "myrun" / "train" / "model"
     d.mkdir(parents=True)

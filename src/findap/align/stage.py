@@ -18,7 +18,7 @@ from findap.align.loop import train
 from findap.align.reference import cached_reference_logprobs, reference_key
 from findap.io import DataError, read_records
 from findap.host_memory import keep_freed_memory
-from findap.models import load_model, load_tokenizer, pick_device
+from findap.models import describe_precision, load_model, load_tokenizer, pick_device
 from findap.training.lora import apply_lora
 from findap.training.parallel import SingleProcess
 
@@ -107,6 +107,7 @@ def run(recipe, ctx) -> dict:
              dropped, model_name)
 
     device = pick_device(recipe.device)
+    log.info("align: precision %s", describe_precision(device, recipe.precision, training=True))
     with keep_freed_memory(device.type == "cpu"):  # large temporaries reuse faulted pages: see findap.host_memory
         torch.manual_seed(seed)  # LoRA initialisation and dropout: a rerun (or a resumed run) repeats the same run
         model = drop_stale_gguf_marker(load_model(model_name, device=device))

@@ -16,7 +16,7 @@ import torch
 
 from findap.host_memory import keep_freed_memory
 from findap.io import DataError, read_records
-from findap.models import autocast_dtype, load_model, load_tokenizer, pick_device, resolve_model
+from findap.models import autocast_dtype, describe_precision, load_model, load_tokenizer, pick_device, resolve_model
 from findap.train.attention import hf_implementation, resolve_backend
 from findap.train.config import GroupConfig, TrainConfig
 from findap.train.loop import Phase, load_best, read_phase_done, train_phase, write_phase_done
@@ -91,6 +91,8 @@ def fit_to_memory(model_name: str, cfg: TrainConfig, *, backend: str, device, pr
     plan = plan_memory(cfg, shape, backend=backend, half=autocast_dtype(device, precision, training=True) is not None,
                        shards=parallel.world if sharded else 1,
                        baseline=resident_bytes() if device.type == "cpu" else 0, budget=budget)
+    parallel.on_main(print, f"[findap train] precision: {describe_precision(device, precision, training=True)}",
+                     file=sys.stderr, flush=True)
     parallel.on_main(print, f"[findap train] memory plan: {plan.describe()}", file=sys.stderr, flush=True)
     fitted = cfg.model_copy(update={"micro_batch_tokens": plan.micro_batch_tokens,
                                     "gradient_checkpointing": plan.gradient_checkpointing,
