@@ -73,7 +73,6 @@ def test_eval_recipe_refuses_model_only_flags(tmp_path, args, flag):
 
 @pytest.mark.parametrize("args, flag", [
     (["--set", "seed=1"], "--set"),
-    (["--force"], "--force"),
     (["--dry-run"], "--dry-run"),
     (["--judge-engine", "hf"], "--judge-engine"),
     (["--judge-key-env", "K"], "--judge-key-env"),
@@ -89,7 +88,7 @@ def test_eval_list_takes_nothing_else():
 
 
 def test_eval_mode_is_checked_before_any_work(tmp_path):
-    res = invoke("eval", write_recipe(tmp_path, stages=["eval"]), "--mode", "both,cot")
+    res = invoke("eval", write_recipe(tmp_path, stages=["eval"]), "--mode", "both,plain")
     assert res.exit_code == 2 and "--mode" in res.output
 
 

@@ -128,3 +128,40 @@ def test_group2_is_group1_plus_its_additions(tmp_path):
     assert len(g1) == 10  # 100 IT tokens: 2 finance + 8 general examples of 10 tokens
     assert g2 == g1 | {f"exercises{i}" for i in range(5)}
     assert report["group2"]["plan"]["added_docs"] == 5
+
+
+def test_extending_groups_keep_every_earlier_dev_set(tmp_path):
+    """Group 2 trains after group 1 (and group 3 after group 2): each group's dev set keeps every earlier group's
+    dev documents and takes no document an earlier group trained on; its own additions get their own dev slice
+    by the seeded rule. Many additions per group: recomputing the slice over the whole group moves both ways."""
+    from findap.curate.config import CurateConfig
+    from findap.curate.curation import _write_groups
+    from findap.io import read_records
+
+    cfg = CurateConfig(
+        sources=[{"name": "fin"}, {"name": "gen"}, {"name": "books"}, {"name": "exercises"}],
+        groups=[{"name": "group1", "sources": ["fin", "gen"]},
+                {"name": "group2", "extends": "group1", "sources": ["books"]},
+                {"name": "group3", "extends": "group2", "sources": ["exercises"]}],
+        mixture={"it_domain_share": None, "cpt_domain_share": None, "dev_fraction": 0.1, "dev_min": 2},
+    )
+
+    def it(i, source, domain):
+        return {"id": f"{source}{i}", "kind": "it", "source": source, "domain": domain, "capability": "task",
+                "messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
+
+    examples = ([it(i, "fin", "finance") for i in range(20)] + [it(i, "gen", "general") for i in range(20)]
+                + [it(i, "books", "finance") for i in range(150)] + [it(i, "exercises", "finance") for i in range(60)])
+    report = _write_groups(cfg, examples, {ex["id"]: 10 for ex in examples}, tmp_path, seed=0)
+
+    def ids(group, split):
+        return {r["id"] for r in read_records(tmp_path / group / f"{split}.parquet")}
+
+    earlier_train, earlier_dev = set(), set()
+    for group, source, added in (("group1", None, 40), ("group2", "books", 150), ("group3", "exercises", 60)):
+        train, dev = ids(group, "train"), ids(group, "dev")
+        assert not train & dev and earlier_dev <= dev and not dev & earlier_train
+        assert report[group]["dev_docs"] == len(dev) and len(train | dev) == len(earlier_train | earlier_dev) + added
+        if source:  # the additions' own slice: 10% of them, seeded like any group's
+            assert len({i for i in dev if i.startswith(source)}) == round(0.1 * added)
+        earlier_train, earlier_dev = earlier_train | train, earlier_dev | dev

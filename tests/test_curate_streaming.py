@@ -1,8 +1,11 @@
 """The streamed curation (shards, keys, column mixtures) makes exactly the list-based curation's decisions.
 
-- the demo sources, curated in 3 tasks over 37-row shards, give the outputs the list-based curate() of the
-  previous commit wrote for the same inputs (tests/data/curate_demo_golden.json: every output row's id in order, a
-  hash of the rows, the manifest's numbers, a hash of quality_scores.json);
+- the demo sources, curated in 3 tasks over 37-row shards, give the list-based curation's outputs for the same
+  inputs (tests/data/curate_demo_golden.json: every output row's id in order, a hash of the rows, the manifest's
+  numbers, a hash of quality_scores.json), and the streamed group writer gives what the list-based _write_groups
+  makes of the same survivors; an intended change of the outputs is written into the golden file by
+  `FINDAP_REGENERATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_curate_streaming.py -k streamed_demo`
+  (then review its diff);
 - StreamDedup over per-document keys drops what dedup() (datasketch MinHashLSH) drops;
 - the column mixture selects, orders and counts what the list mixture does;
 - an OpenAI-compatible judge endpoint gets many requests in flight, not one at a time;
@@ -80,19 +83,88 @@ def digest(out: Path) -> dict:
             "quality_scores_sha256": hashlib.sha256((out / "quality_scores.json").read_bytes()).hexdigest()}
 
 
-def test_streamed_demo_equals_the_list_based_curation(shared_data, tiny_model_dir, tmp_path):
+DEMO_SEED = 3
+
+
+@pytest.fixture(scope="module")
+def demo_curation(shared_data, tiny_model_dir, tmp_path_factory):
+    """(config, output folder, manifest) of the demo sources curated in 3 tasks over 37-row shards."""
     from findap.curate.curation import curate
 
     cfg = demo_config(shared_data, tasks=3, shard_rows=37)
-    manifest = curate(cfg, tmp_path, model=tiny_model_dir, seed=3, make_judge=KeywordJudge, progress=False)
+    out = tmp_path_factory.mktemp("demo-curation")
+    manifest = curate(cfg, out, model=tiny_model_dir, seed=DEMO_SEED, make_judge=KeywordJudge, progress=False)
+    return cfg, out, manifest
+
+
+def test_streamed_demo_equals_the_list_based_curation(demo_curation):
+    cfg, out, manifest = demo_curation
+    got = digest(out)
+    if os.environ.get("FINDAP_REGENERATE_GOLDEN"):
+        described = ("curate() on recipes/demo.yaml's curate section with judge.sample_size=40, threshold=1, "
+                     f"classifier.filter=true, tasks=3, shard_rows=37, seed={DEMO_SEED}, KeywordJudge, tiny-Llama "
+                     "(SmolLM2) tokenizer; written by FINDAP_REGENERATE_GOLDEN=1 (tests/test_curate_streaming.py)")
+        GOLDEN.write_text(json.dumps({"generated_by": described, **got}, indent=1, sort_keys=True))
+        pytest.skip(f"wrote {GOLDEN}; review its diff")
     golden = json.loads(without_data_root(GOLDEN.read_text()))
-    got = digest(tmp_path)
     assert got["outputs"] == golden["outputs"]
     assert_same_numbers(got["manifest"], golden["manifest"])
     assert got["quality_scores_sha256"] == golden["quality_scores_sha256"]
     # several shards per source really were made and walked
-    assert len(list((tmp_path / "work").glob("*/shards/*/*.parquet"))) > len(cfg.sources)
+    assert len(list((out / "work").glob("*/shards/*/*.parquet"))) > len(cfg.sources)
     assert manifest["filters"]["quality"]["classifier"]["trained"] is True
+
+
+def list_based_groups(cfg: CurateConfig, out: Path, seed: int, target: Path) -> dict:
+    """The list-based group writer (curation._write_groups) run on the streamed curation's survivors (the rows
+    and token counts its score step kept, in the global order) into `target`; returns its group report."""
+    from findap.curate import streaming
+    from findap.curate.curation import _write_groups, used_sources
+    from findap.curate.shards import read_rows
+
+    (work,) = (out / "work").iterdir()
+    plan = streaming.Plan(cfg=cfg.model_dump(), out_dir=str(out), work=str(work), model="", seed=seed,
+                          used_sources=used_sources(cfg))
+    survivors, tokens = [], {}
+    for shard in streaming.all_shards(plan):
+        rows = read_rows(shard.path)
+        kept = pq.read_table(work / "score" / f"{shard.id}.parquet", columns=["row", "tokens"]).to_pydict()
+        for row, n in zip(kept["row"], kept["tokens"]):
+            survivors.append(rows[row - shard.offset])
+            tokens[survivors[-1]["id"]] = n
+    return _write_groups(cfg, survivors, tokens, target, seed)
+
+
+def ancestors(cfg: CurateConfig, group: str) -> list[str]:
+    by_name = {g.name: g for g in cfg.groups}
+    parent = by_name[group].extends
+    return [parent, *ancestors(cfg, parent)] if parent else []
+
+
+def test_an_extending_group_keeps_its_parents_dev_set(demo_curation, tmp_path):
+    """Group 2 trains after group 1: its dev set holds group 1's dev documents and never one group 1 trained on
+    (the new documents get their own seeded dev slice); the streamed and the list-based writers agree."""
+    cfg, out, manifest = demo_curation
+
+    def ids(group: str, split: str, folder: Path = out) -> list[str]:
+        return [r["id"] for r in pq.read_table(folder / group / f"{split}.parquet", columns=["id"]).to_pylist()]
+
+    extending = [g for g in cfg.groups if g.extends]
+    assert extending, "the demo recipe has a group that extends another"
+    for group in extending:
+        dev = set(ids(group.name, "dev"))
+        assert set(ids(group.extends, "dev")) <= dev
+        for earlier in ancestors(cfg, group.name):
+            assert not dev & set(ids(earlier, "train")), f"{group.name} dev holds {earlier} training documents"
+        added = set(ids(group.name, "train")) | dev
+        added -= set(ids(group.extends, "train")) | set(ids(group.extends, "dev"))
+        assert added and dev & added, f"{group.name}'s own documents have no dev slice"
+
+    report = list_based_groups(cfg, out, DEMO_SEED, tmp_path)
+    for group in cfg.groups:
+        for split in ("train", "dev"):
+            assert ids(group.name, split, tmp_path) == ids(group.name, split), f"{group.name}/{split}"
+    assert_same_numbers(json.loads(json.dumps(report)), manifest["groups"])
 
 
 def test_merge_of_many_pieces_is_position_ordered_with_bounded_fan_in(tmp_path, monkeypatch):

@@ -125,21 +125,20 @@ def test_pair_policies():
 # ---------------------------------------------------------------------------------- labels you can trust
 from findap.distill.genprm import numbered_steps, step_index  # noqa: E402
 from findap.distill.judges import StepJudgement, prm_messages  # noqa: E402
-from findap.distill.trajectories import REL_TOL, asks_percent, numbers_match  # noqa: E402
-from findap.eval.answers import single_number  # noqa: E402
+from findap.distill.trajectories import asks_percent  # noqa: E402
+from findap.eval.answers import same_number, single_number  # noqa: E402
 
 
 def _match(pred: str, gold: str, percent_question: bool = False) -> bool:
-    return numbers_match(single_number(pred), single_number(gold), percent_question)
+    return same_number(single_number(pred), single_number(gold), percent_question)
 
 
 def test_tolerance_rule_by_hand():
-    # the documented rule: |pred - gold| <= max(0.1% of |gold|, half a unit in the gold's last decimal place)
-    assert REL_TOL == 1e-3
-    assert _match("1001", "1000") and not _match("1001.01", "1000")  # 0.1% of 1000 is 1
+    # the documented rule: an integer gold exactly; another gold within half a unit in its last decimal place
+    assert _match("1000", "1000") and _match("1000.0", "1000") and not _match("1001", "1000")
     assert _match("0.375", "0.37") and not _match("0.3751", "0.37")  # gold written to 2 decimals: +-0.005
-    assert _match("-22.2", "-22.22") and not _match("22.22", "-22.22")
-    assert not _match("101", "100") and not _match("0.085", "0.0825")  # the old 1% / 0.01 accepted both
+    assert _match("-22.22", "-22.220") and not _match("-22.2", "-22.22") and not _match("22.22", "-22.22")
+    assert not _match("101", "100") and not _match("0.085", "0.0825")
 
 
 def test_factor_100_only_for_percent():

@@ -232,8 +232,8 @@ def check_findap(cmd: DocCommand, args: list[str], env: "DocEnv") -> None:
         assert "nothing started" in invoke([*args, "--dry-run", "--set", f"runs_dir={env.tmp / 'runs'}"])
     elif sub == "sweep":  # runs whole recipes: checked with a dry run (every recipe loaded, compared, preflighted)
         assert "nothing started" in invoke([*args, "--dry-run", "--out", str(env.tmp / "sweep")])
-    elif sub == "recipe-schema":
-        assert '"properties"' in invoke(args)
+    elif sub == "recipe-schema":  # a table per section; --json: the raw JSON schema
+        assert ('"properties"' if "--json" in args else "train.groups[].lr") in invoke(args)
     elif sub == "chat":
         assert invoke([*args, "--model", env.model, "--max-new-tokens", "4"]).strip()
     elif sub == "report":

@@ -144,3 +144,38 @@ def test_tatqa_reads_the_stated_number_and_its_scale():
     assert extract_tatqa("Answer: revenue was $12.6 million in 2019", {}, None) == {
         "answer": ["12.6"], "scale": "million"}
     assert extract_tatqa("Answer: fiscal 2019 revenue", {}, None) == {"answer": ["fiscal 2019 revenue"], "scale": ""}
+
+
+
+def _task_spec(name: str) -> TaskSpec:
+    from findap.eval.registry import all_specs
+
+    return all_specs()[name]
+
+
+CRA = _task_spec("cra_polish")  # labels yes / no
+SM = _task_spec("sm_acl")  # rise / fall, 'yes' and 'no' among their synonyms
+
+
+@pytest.mark.parametrize("task, output, expected", [
+    # 'no' quantifying the noun after it ('no sign', 'no major news') is not the label 'no'
+    (CRA, "There is no sign of default, so yes.", "yes"),
+    (CRA, "No default is likely given no late payments; yes.", "yes"),
+    (CRA, "With no missing payments and no debt, the answer is: yes", "yes"),
+    (SM, "Given no major news, I expect it to rise.", "rise"),
+    (SM, "No negative tweets and no bad earnings: up.", "rise"),
+    # 'no' standing as the answer still reads 'no' / 'fall'
+    (CRA, "No.", "no"),
+    (CRA, "no", "no"),
+    (CRA, "Answer: no", "no"),
+    (CRA, "no, it will not file a claim.", "no"),
+    (CRA, "**No** - the ratios are healthy.", "no"),
+    (CRA, "No the company is not in distress.", "no"),
+    (CRA, "There is no sign of fraud in the record, so no.", "no"),
+    (CRA, "Given no red flags in the record, my answer is no.", "no"),
+    (SM, "No, it will go down.", "fall"),
+    (SM, "Answer: no", "fall"),
+    (SM, "Despite no major news, I expect a fall.", "fall"),
+])
+def test_determiner_no_is_not_the_label(task, output, expected):
+    assert extract_label(output, {}, task) == expected

@@ -40,7 +40,10 @@ def test_classification_metrics_equal_sklearn_with_missing_counted_wrong():
 def test_default_label_replaces_missing_for_stock_movement():
     spec = _spec(labels=["rise", "fall"], default_label="fall", metrics=["acc", "missing"])
     got = score([None, "rise", None], [{"gold": "fall"}, {"gold": "rise"}, {"gold": "rise"}], spec, "direct")
-    assert got == {"acc": pytest.approx(2 / 3), "missing": pytest.approx(2 / 3)}
+    # every classification task also gets macro-F1, MCC and the top answer's share, whatever its list names:
+    # scored as ["fall", "rise", "fall"] against ["fall", "rise", "rise"] (MCC by hand: 1 / sqrt(1 * 2 * 1 * 2))
+    assert got == {"acc": pytest.approx(2 / 3), "missing": pytest.approx(2 / 3), "f1_macro": pytest.approx(2 / 3),
+                   "mcc": pytest.approx(0.5), "top_pred_share": pytest.approx(2 / 3)}
 
 
 def test_entity_f1_equals_seqeval():
@@ -72,10 +75,10 @@ def test_multiple_choice_acc_and_acc_norm():
     spec = _spec(answer_type="multiple_choice", labels=[], metrics=["acc", "acc_norm"])
     preds = [{"pred": 0, "pred_norm": 1}, {"pred": 2, "pred_norm": 2}]
     got = score(preds, [{"gold": 1}, {"gold": 2}], spec, "direct")
-    assert got == {"acc": 0.5, "acc_norm": 1.0}
+    assert got == {"acc": 0.5, "acc_norm": 1.0, "top_pred_share": 0.5}  # the docs name no options: no MCC
     # CoT answers are letters turned into indices: acc_norm does not apply, missing does
     got = score([1, None], [{"gold": 1}, {"gold": 2}], spec, "cot")
-    assert got == {"acc": 0.5, "missing": 0.5}
+    assert got == {"acc": 0.5, "missing": 0.5, "top_pred_share": 0.5}
 
 
 def test_numeric_tolerance():
@@ -224,3 +227,75 @@ def test_resampled_scores_from_item_stats_equal_sklearn_and_seqeval():
         c = np.asarray(c, dtype=float)
         assert ner.reduce(c @ ner.table)["entity_f1"] == pytest.approx(
             seq_f1(_resampled(tags, c), _resampled(filled_tags, c), zero_division=0))
+
+
+def test_top_answer_share_and_fixed_choice_mcc_equal_sklearn():
+    """`top_pred_share` is the largest column of scikit-learn's confusion matrix (what was predicted) over the
+    item count, on the scores' labels and on every bootstrap resample; a multiple-choice task whose items all offer
+    the same options gets MCC and macro-F1 over those options as scikit-learn gives them on the option texts, and
+    options that change from item to item give neither (an option index is no class there)."""
+    from collections import Counter
+
+    import numpy as np
+    from sklearn.metrics import confusion_matrix, f1_score, matthews_corrcoef
+
+    from findap.eval.metrics import item_stats, top_prediction
+
+    rng = random.Random(5)
+    labels = ["positive", "neutral", "negative"]
+    gold = [rng.choice(labels) for _ in range(120)]
+    preds = [g if rng.random() < 0.3 else rng.choice(["neutral"] * 4 + [None]) for g in gold]
+    spec = _spec(metrics=["acc", "f1_weighted"])  # a list naming none of them: every classification task gets them
+    docs = [{"gold": g} for g in gold]
+    got = score(preds, docs, spec, "direct")
+    filled = [p if p is not None else "missing" for p in preds]
+    classes = labels + ["missing"]
+    predicted = confusion_matrix(gold, filled, labels=classes).sum(axis=0)
+    assert got["top_pred_share"] == pytest.approx(predicted.max() / len(gold))
+    assert top_prediction(preds, docs, spec) == ("neutral", pytest.approx(predicted.max() / len(gold)))
+    assert classes[int(predicted.argmax())] == "neutral"
+    assert got["mcc"] == pytest.approx(matthews_corrcoef(gold, filled))
+    assert got["f1_macro"] == pytest.approx(f1_score(gold, filled, labels=labels, average="macro"))
+    stats = item_stats(preds, docs, spec, "direct")["top_pred_share"]
+    for c in np.random.default_rng(1).multinomial(120, [1 / 120] * 120, size=5).astype(float):
+        resampled = confusion_matrix(_resampled(gold, c), _resampled(filled, c), labels=classes).sum(axis=0)
+        assert stats.reduce(c @ stats.table)["top_pred_share"] == pytest.approx(resampled.max() / 120)
+
+    # BoolQ-style: every item offers true/false. `pred` (what acc scores) is the answer, not `pred_norm`.
+    mc = _spec(answer_type="multiple_choice", labels=[], metrics=["acc", "acc_norm"])
+    options = ["true", "false"]
+    mc_gold = [rng.randrange(2) for _ in range(80)]
+    picks = [g if rng.random() < 0.6 else 0 for g in mc_gold]
+    mc_docs = [{"gold": g, "choices": list(options)} for g in mc_gold]
+    mc_preds = [{"pred": p, "pred_norm": 1 - p} for p in picks]
+    got = score(mc_preds, mc_docs, mc, "direct")
+    gold_text, pred_text = [options[g] for g in mc_gold], [options[p] for p in picks]
+    assert got["mcc"] == pytest.approx(matthews_corrcoef(gold_text, pred_text))
+    assert got["f1_macro"] == pytest.approx(f1_score(gold_text, pred_text, labels=options, average="macro"))
+    top, count = Counter(pred_text).most_common(1)[0]
+    assert got["top_pred_share"] == pytest.approx(count / 80) and top_prediction(mc_preds, mc_docs, mc)[0] == top
+    stats = item_stats(mc_preds, mc_docs, mc, "direct")["mcc"]
+    for c in np.random.default_rng(2).multinomial(80, [1 / 80] * 80, size=5).astype(float):
+        assert stats.reduce(c @ stats.table)["mcc"] == pytest.approx(
+            matthews_corrcoef(_resampled(gold_text, c), _resampled(pred_text, c)))
+    # chain of thought: an answer nothing could be read from is the `missing` class, as in classification
+    cot = [p if i % 7 else None for i, p in enumerate(picks)]
+    cot_text = [options[p] if p is not None else "missing" for p in cot]
+    got = score(cot, mc_docs, mc, "cot")
+    assert got["mcc"] == pytest.approx(matthews_corrcoef(gold_text, cot_text))
+    assert got["f1_macro"] == pytest.approx(f1_score(gold_text, cot_text, labels=options, average="macro"))
+    # options that differ per item (ARC, MMLU): no MCC; the top answer is a letter (always "A" is constant too)
+    varying = [{"gold": g, "choices": [f"{i}-yes", f"{i}-no"]} for i, g in enumerate(mc_gold)]
+    got = score(mc_preds, varying, mc, "direct")
+    assert "mcc" not in got and "f1_macro" not in got
+    assert top_prediction(mc_preds, varying, mc) == ({"true": "A", "false": "B"}[top], pytest.approx(count / 80))
+
+
+def test_diagnostics_are_added_once_to_any_metric_list():
+    from findap.eval.metrics import metric_names
+
+    assert metric_names(_spec(metrics=["acc", "mcc"]), "direct") == ["acc", "mcc", "f1_macro", "top_pred"]
+    mc = _spec(answer_type="multiple_choice", labels=[], metrics=["acc", "acc_norm"])
+    assert metric_names(mc, "direct") == ["acc", "acc_norm", "choice_mcc", "top_pred"]
+    assert metric_names(mc, "cot") == ["acc", "missing", "choice_mcc", "top_pred"]
+    assert metric_names(_spec(answer_type="ner", labels=[], metrics=["entity_f1"]), "direct") == ["entity_f1"]

@@ -291,7 +291,7 @@ def fincap_runs(tmp_path):
     from findap.eval.registry import get_task
 
     rng = np.random.default_rng(4)
-    headline = {}  # (task, model) -> the headline score the result file holds, x100
+    headline = {}  # (task, model) -> the score the task enters means by (MCC: chance-corrected), x100
     for task, accuracies in FINCAP_TASKS.items():
         labels = get_task(task).spec.labels
         gold = [str(x) for x in rng.choice(labels, size=240)]
@@ -299,7 +299,7 @@ def fincap_runs(tmp_path):
             preds = [g if rng.random() < accuracy else str(rng.choice(labels)) for g in gold]
             record = write_scored_result(tmp_path / "runs" / model / "eval" / f"{task}.direct.json", model, task,
                                          preds, gold)
-            headline[task, model] = 100 * record["scores"]["f1_weighted"]
+            headline[task, model] = 100 * record["scores"]["mcc"]
     return tmp_path / "runs", headline
 
 
@@ -469,3 +469,235 @@ def test_task_set_option_names_what_is_wrong(spec, tmp_path):
         args += ["--task-set", part]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "--task-set" in result.output
+
+
+# ---- skill, not format: MCC, macro-F1 and the most frequent answer ----------------------------------------------
+def write_choice_result(path: Path, model: str, task: str, picks: list, gold: list, choices) -> dict:
+    """A log-likelihood multiple-choice result in the runner's layout (options and both picks kept per item);
+    `choices(i)` gives item i's options."""
+    from findap.eval.metrics import score
+    from findap.eval.registry import get_task
+
+    spec = get_task(task).spec
+    docs = [{"id": f"{task}-{i}", "gold": g, "choices": choices(i)} for i, g in enumerate(gold)]
+    preds = [{"pred": p, "pred_norm": p} for p in picks]
+    record = {
+        "task": task, "mode": "direct", "model": model, "n": len(docs),
+        "tags": {"capability": spec.capability.value, "domain": spec.domain.value, "novelty": spec.novelty.value,
+                 "answer_type": spec.answer_type, "role": "unseen"},
+        "scores": score(preds, docs, spec, "direct"),
+        "settings": {"spec": spec.model_dump(mode="json", exclude={"description", "groups"})},
+        "samples": [{"id": d["id"], "choices": d["choices"], "prediction": p, "prediction_norm": p, "gold": d["gold"]}
+                    for d, p in zip(docs, picks)],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return record
+
+
+@pytest.fixture
+def constant_runs(tmp_path):
+    """FPB with 70% neutral gold: the base model has a little skill, the tuned one says "neutral" to everything
+    (weighted F1 rewards that); FiQA-SA: a real gain. The base's FPB file predates MCC and top_pred_share."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    labels = ["positive", "neutral", "negative"]
+    gold = [str(g) for g in rng.choice(labels, p=[0.15, 0.7, 0.15], size=300)]
+    base = [g if rng.random() < 0.1 else str(rng.choice(labels)) for g in gold]
+    runs = tmp_path / "runs"
+    record = write_scored_result(runs / "base/eval/fpb.direct.json", "base", "fpb", base, gold)
+    for name in ("mcc", "f1_macro", "top_pred_share"):
+        record["scores"].pop(name)
+    (runs / "base/eval/fpb.direct.json").write_text(json.dumps(record))
+    write_scored_result(runs / "tuned/eval/fpb.direct.json", "tuned", "fpb", ["neutral"] * 300, gold)
+    fiqa_gold = [str(g) for g in rng.choice(labels, size=300)]
+    for model, accuracy in (("base", 0.5), ("tuned", 0.8)):
+        preds = [g if rng.random() < accuracy else str(rng.choice(labels)) for g in fiqa_gold]
+        write_scored_result(runs / model / "eval/fiqa_sa.direct.json", model, "fiqa_sa", preds, fiqa_gold)
+    return runs, gold, base
+
+
+def test_a_constant_answer_is_flagged_and_never_counts_as_a_gain(constant_runs, tmp_path):
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    runs, gold, base_preds = constant_runs
+    paths = build_report([runs], tmp_path / "out", base="base", n_boot=400, task_sets={"sentiment": ["fpb"]})
+    board = json.loads(Path(paths["json"]).read_text())
+    fpb = next(r for r in board["rows"] if r["label"] == "fpb")
+    # the headline (weighted F1) calls the constant answer a significant gain ...
+    assert fpb["metric"] == "f1_weighted" and fpb["paired"]["tuned"]["significant"]
+    assert fpb["paired"]["tuned"]["delta"] > 5
+    # ... its second line says what it is: MCC 0, one answer to every item
+    assert fpb["top_pred"] == {"base": "positive", "tuned": "neutral"}
+    assert fpb["detail_values"]["top_pred_share"]["tuned"] == pytest.approx(100.0)
+    assert fpb["detail_values"]["mcc"]["tuned"] == pytest.approx(0.0)
+    assert fpb["constant"] == {"tuned": ["fpb"]}
+    # the base's file had no MCC: recomputed from its samples, equal to scikit-learn's, with a bootstrap interval
+    base_mcc = 100 * matthews_corrcoef(gold, base_preds)
+    assert fpb["detail_values"]["mcc"]["base"] == pytest.approx(base_mcc) and base_mcc > 0
+    assert fpb["detail_values"]["f1_macro"]["base"] == pytest.approx(
+        100 * f1_score(gold, base_preds, labels=["positive", "neutral", "negative"], average="macro"))
+    ci = fpb["details"]["mcc"]["base"]
+    assert ci["method"] == "bootstrap" and ci["lo"] < base_mcc < ci["hi"]
+    assert fpb["details"]["top_pred_share"]["tuned"]["hi"] == pytest.approx(100.0)
+
+    # every mean takes FPB by its MCC: the constant answer is a loss there, never a gain, and is named
+    assert fpb["summary"]["metric"] == "mcc" and fpb["summary"]["paired"]["tuned"]["delta"] == pytest.approx(-base_mcc)
+    sentiment = next(r for r in board["task_sets"] if r["label"] == "sentiment")
+    cell = next(c for c in board["capabilities"] if c["capability"] == "task")
+    average = next(r for r in board["rows"] if r["kind"] == "average")
+    assert sentiment["values"]["tuned"] == pytest.approx(0.0) and sentiment["paired"]["tuned"]["delta"] < 0
+    assert sentiment["metrics"] == ["mcc"] and sentiment["constant"] == {"tuned": ["fpb"]}
+    for mean in (cell, average):
+        assert mean["metrics"] == ["mcc", "mcc"] and mean["constant"] == {"tuned": ["fpb"]}
+        fiqa = next(r for r in board["rows"] if r["label"] == "fiqa_sa")["summary"]
+        assert mean["values"]["tuned"] == pytest.approx(fiqa["values"]["tuned"] / 2)
+        assert mean["paired"]["tuned"]["delta"] == pytest.approx(
+            (fiqa["paired"]["tuned"]["delta"] - base_mcc) / 2)
+
+    md = Path(paths["markdown"]).read_text()
+    line = next(row for row in md.splitlines() if row.startswith("|  | fpb |") or row.startswith("| Task / finance | fpb |"))
+    tuned_cell = line.split("|")[5]
+    assert "≡<br>MCC 0.0" in tuned_cell and "top neutral 100%" in tuned_cell and "mF1" in tuned_cell
+    assert "≡" not in line.split("|")[4]
+    assert "- `≡`: one answer to ≥ 90% of items" in md and "take classification tasks by MCC" in md
+    assert "significantly better on fiqa_sa, fpb ≡;" in md
+    fincap = md.split("## FinCap capabilities - unseen", 1)[1].split("\n## ", 1)[0]
+    assert "≡ fpb" in fincap and "| sentiment |" in md.split("## Task sets - unseen", 1)[1]
+    assert "| *average* | mean of mcc |" in md
+    page = Path(paths["html"]).read_text()
+    assert "class='const' title='one answer (neutral) to 100% of items'" in page and "<div class='det'>MCC" in page
+
+
+def test_multiple_choice_over_fixed_options_gets_mcc_and_varying_options_a_letter(tmp_path):
+    """BoolQ (true/false for every item) is scored like a classification: MCC and macro-F1 over the options, and
+    it enters means by MCC; ARC (options differ per item) keeps accuracy and names its top answer by letter."""
+    import numpy as np
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    rng = np.random.default_rng(3)
+    options = ["true", "false"]
+    gold = [int(g) for g in rng.integers(0, 2, size=200)]
+    arc_gold = [int(g) for g in rng.integers(0, 4, size=120)]
+    picks = {}
+    for model, accuracy in (("base", 0.55), ("tuned", 0.7)):
+        picks[model] = [g if rng.random() < accuracy else 1 - g for g in gold]
+        write_choice_result(tmp_path / "runs" / model / "eval/boolq.direct.json", model, "boolq", picks[model], gold,
+                            lambda i: list(options))
+        arc = [0 if model == "tuned" else (g if rng.random() < 0.3 else int(rng.integers(0, 4))) for g in arc_gold]
+        write_choice_result(tmp_path / "runs" / model / "eval/arc.direct.json", model, "arc", arc, arc_gold,
+                            lambda i: [f"{i}: {c}" for c in "wxyz"])
+    board = json.loads(Path(build_report([tmp_path / "runs"], tmp_path / "out", base="base",
+                                         n_boot=300)["json"]).read_text())
+    rows = {r["label"]: r for r in board["rows"] if r["kind"] == "task"}
+    boolq, arc = rows["boolq"], rows["arc"]
+    for model in ("base", "tuned"):
+        g, p = [options[x] for x in gold], [options[x] for x in picks[model]]
+        assert boolq["detail_values"]["mcc"][model] == pytest.approx(100 * matthews_corrcoef(g, p))
+        assert boolq["detail_values"]["f1_macro"][model] == pytest.approx(
+            100 * f1_score(g, p, labels=options, average="macro"))
+        assert boolq["top_pred"][model] in options
+    assert boolq["metric"] == "acc" and boolq["summary"]["metric"] == "mcc"
+    reasoning = next(c for c in board["capabilities"] if c["capability"] == "reasoning")
+    assert reasoning["metrics"] == ["mcc"] and reasoning["values"] == boolq["summary"]["values"]
+    assert "mcc" not in arc["detail_values"] and arc["summary"] is None
+    assert arc["top_pred"]["tuned"] == "A" and arc["constant"] == {"tuned": ["arc"]}
+    concept = next(c for c in board["capabilities"] if c["capability"] == "concept")
+    assert concept["metrics"] == ["acc"] and concept["constant"] == {"tuned": ["arc"]}
+
+
+# ---- many comparisons: how many, and Holm / Benjamini-Hochberg marks ---------------------------------------------
+def _tests(board: dict) -> list[dict]:
+    """Every paired test of the tuned model the board shows, as JSON."""
+    shown = [r for r in board["rows"]] + board["capabilities"] + board["task_sets"]
+    return [r["paired"]["tuned"] for r in shown if r["paired"].get("tuned")]
+
+
+def test_the_report_counts_its_comparisons_and_adjusts_the_marks(fincap_runs, tmp_path):
+    from findap.eval.uncertainty import adjust_p_values
+
+    runs, _ = fincap_runs
+    sets = {"similar": ["fpb", "fiqa_sa"], "all": ["fpb", "fiqa_sa", "flare_german", "sm_acl"]}
+    boards, pages = {}, {}
+    for adjust in ("none", "holm", "bh"):
+        paths = build_report([runs], tmp_path / adjust, base="base", n_boot=400, task_sets=sets, adjust=adjust)
+        boards[adjust] = json.loads(Path(paths["json"]).read_text())
+        pages[adjust] = Path(paths["markdown"]).read_text()
+    # 4 task rows (weighted F1), 2 FinCap cells (MCC means), 1 task set ("similar" is the similar cell again);
+    # the two average rows repeat their FinCap cells
+    expected = {"total": 7, "task rows": 4, "FinCap cells": 2, "task sets": 1, "averages": 0}
+    assert all(b["comparisons"] == expected for b in boards.values())
+    assert "Comparisons: 7 paired tests against base (4 task rows, 2 FinCap cells, 1 task set;" in pages["none"]
+    assert "(--adjust none)" in pages["none"] and "excludes zero" in pages["none"]
+    assert "Holm-adjusted p ≤ 0.05 over all 7 tests (--adjust holm)" in pages["holm"]
+    assert "significant after Holm's adjustment" in pages["holm"]
+    assert "Benjamini-Hochberg adjusted p ≤ 0.05 over all 7 tests (--adjust bh)" in pages["bh"]
+
+    none = _tests(boards["none"])
+    assert all(t["p_adjusted"] is None and t["adjust"] == "none" for t in none)
+    distinct = {}  # the family: one p-value per distinct test, in the order the tables show them
+    for t in none:
+        distinct.setdefault((t["delta"], t["lo"], t["hi"]), t["p_value"])
+    assert len(distinct) == 7
+    for method in ("holm", "bh"):
+        tests = _tests(boards[method])
+        assert [t["p_value"] for t in tests] == [t["p_value"] for t in none]  # the bootstrap is the same
+        want = dict(zip(distinct, adjust_p_values(list(distinct.values()), method)))
+        for t, plain in zip(tests, none):
+            assert t["adjust"] == method and t["p_adjusted"] == pytest.approx(want[t["delta"], t["lo"], t["hi"]])
+            assert t["significant"] <= plain["significant"]  # adjusted marks are a subset
+            assert t["significant"] == (plain["significant"] and t["p_adjusted"] <= 0.05)
+    # the similar tasks gain by far: still marked after either adjustment; the novel ones are not
+    for method in ("holm", "bh"):
+        cells = {c["novelty"]: c["paired"]["tuned"] for c in boards[method]["capabilities"]}
+        assert cells["similar"]["significant"] and not cells["novel"]["significant"]
+
+    # too few resamples for the family: the report says so
+    md = Path(build_report([runs], tmp_path / "few", base="base", n_boot=100, adjust="holm")["markdown"]).read_text()
+    assert "With 100 resamples no p-value is below 0.0198 > 0.05/6: a single difference needs n_boot ≥ 240" in md
+
+
+def test_the_adjustment_is_checked_and_the_report_stage_takes_it_from_the_recipe(fincap_runs, tmp_path):
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from findap.eval.results import parse_adjust
+    from findap.recipe import Recipe
+    from findap.report import stage as report_stage
+    from findap.report.config import ReportConfig
+
+    runs, _ = fincap_runs
+    assert parse_adjust(" BH ") == "bh" and parse_adjust("none") == "none"
+    with pytest.raises(ValueError, match="none, holm, bh"):
+        build_report([runs], tmp_path / "out", base="base", adjust="bonferroni")
+    with pytest.raises(ValidationError):
+        ReportConfig(adjust="bonferroni")
+    recipe = Recipe(name="demo", runs_dir=str(tmp_path / "runs-dir"))
+    with_report = SimpleNamespace(name=recipe.name, run_dir=recipe.run_dir, eval=recipe.eval,
+                                  report=ReportConfig(adjust="holm", n_boot=200))
+    ctx = SimpleNamespace(inputs={"runs": [runs]}, dir=tmp_path / "stage")
+    summary = report_stage.run(with_report, ctx)
+    board = json.loads(Path(summary["outputs"]["json"]).read_text())
+    assert summary["adjust"] == board["adjust"] == "holm" and board["n_boot"] == 200
+    # a recipe without a report section reports with the defaults
+    summary = report_stage.run(recipe, SimpleNamespace(inputs={"runs": [runs]}, dir=tmp_path / "plain"))
+    board = json.loads(Path(summary["outputs"]["json"]).read_text())
+    assert board["adjust"] == "none" and board["n_boot"] == ReportConfig().n_boot
+
+
+def test_findap_report_takes_the_adjust_option(fincap_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from findap.cli import app
+
+    if "--adjust" not in CliRunner().invoke(app, ["report", "--help"]).output:
+        pytest.skip("findap report has no --adjust option yet (src/findap/cli.py)")
+    runs, _ = fincap_runs
+    result = CliRunner().invoke(app, ["report", str(runs), "--out", str(tmp_path / "out"), "--base", "base",
+                                      "--adjust", "bh"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "leaderboard.json").read_text())["adjust"] == "bh"
+    result = CliRunner().invoke(app, ["report", str(runs), "--out", str(tmp_path / "x"), "--adjust", "bonferroni"])
+    assert result.exit_code == 2 and "--adjust" in result.output

@@ -98,7 +98,7 @@ def test_cot_mode_and_judge_answers(direct_run, tiny_model_dir, shared_data):
     res = evaluate(engine, [cfa, mt], mode="cot", limit=2, out_dir=out / "cot", progress=False)
     rec = json.loads((out / "cot" / "cfa_easy.cot.json").read_text())
     assert "Think step by step" in rec["samples"][0]["prompt"][-1]["content"]
-    assert set(rec["scores"]) == {"acc", "missing"}
+    assert set(rec["scores"]) == {"acc", "missing", "top_pred_share"}
     judge = json.loads((out / "cot" / "mt_bench.cot.json").read_text())
     assert judge["needs_judge"] and judge["scores"] == {} and res["results"]["mt_bench"] == {}
     sample = judge["samples"][0]

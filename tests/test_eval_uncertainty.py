@@ -145,14 +145,19 @@ def test_report_marks_only_the_significant_delta_and_averages_carry_intervals(pa
     # the file without an `uncertainty` block (an older runner) got its interval from its samples
     ci = fpb["intervals"]["tuned"]
     assert ci["method"] == "bootstrap" and ci["lo"] < fpb["values"]["tuned"] < ci["hi"] and ci["n"] == 300
-    # the average row: mean of the task values, an interval around it, a paired delta = mean of the task deltas
-    assert avg["values"]["tuned"] == pytest.approx((fpb["values"]["tuned"] + fiqa["values"]["tuned"]) / 2)
+    # the average row: mean of the tasks' chance-corrected values (each classification task enters by its MCC),
+    # an interval around it, a paired delta = mean of the tasks' paired MCC deltas
+    fpb_mcc, fiqa_mcc = fpb["summary"], fiqa["summary"]
+    assert fpb_mcc["metric"] == fiqa_mcc["metric"] == "mcc" and avg["metrics"] == ["mcc", "mcc"]
+    assert fpb_mcc["values"]["tuned"] == pytest.approx(100 * json.loads(
+        (paired_runs / "tuned/eval/fpb.direct.json").read_text())["scores"]["mcc"])
+    assert avg["values"]["tuned"] == pytest.approx((fpb_mcc["values"]["tuned"] + fiqa_mcc["values"]["tuned"]) / 2)
     assert avg["intervals"]["tuned"]["lo"] < avg["values"]["tuned"] < avg["intervals"]["tuned"]["hi"]
     assert avg["paired"]["tuned"]["delta"] == pytest.approx(
-        (fpb["paired"]["tuned"]["delta"] + fiqa["paired"]["tuned"]["delta"]) / 2)
+        (fpb_mcc["paired"]["tuned"]["delta"] + fiqa_mcc["paired"]["tuned"]["delta"]) / 2)
     # an average's interval is narrower than its tasks' (two independent tasks: about 1/sqrt(2) of one)
     width = lambda c: c["hi"] - c["lo"]  # noqa: E731
-    assert width(avg["intervals"]["base"]) < width(fpb["intervals"]["base"])
+    assert width(avg["intervals"]["base"]) < width(fpb_mcc["intervals"]["base"])
 
     md = Path(paths["markdown"]).read_text()
     fpb_line = next(line for line in md.splitlines() if line.startswith("| ") and "| fpb |" in line)
@@ -215,7 +220,7 @@ def test_decontamination_note_of_the_curate_stage_is_shown(paired_runs, tmp_path
 def test_runner_writes_intervals_and_rescoring_an_old_file_needs_no_model(tmp_path):
     """A real tiny model on FPB (generation) and TAT-QA: every score gets n/stderr/ci95, TAT-QA samples keep the
     gold fields its metric needs; an older file without intervals is scored again from its stored outputs on
-    resume, without the engine (None here: any model call would fail)."""
+    resume, without asking the model (the engine counts its calls)."""
     from findap.engines.base import EngineSpec
     from findap.engines.hf import HFEngine
     from findap.eval.runner import evaluate
@@ -240,9 +245,11 @@ def test_runner_writes_intervals_and_rescoring_an_old_file_needs_no_model(tmp_pa
     old.pop("uncertainty")
     old["scores"] = {**fpb["scores"], "f1_weighted": 0.123}  # as an older metric had scored it
     fpb_path.write_text(json.dumps(old))
-    evaluate(None, tasks[:1], limit=5, out_dir=tmp_path, model_name="m", progress=False)
+    calls = engine.model_calls
+    evaluate(engine, tasks[:1], limit=5, out_dir=tmp_path, model_name="m", progress=False)
     again = json.loads(fpb_path.read_text())
     assert again["scores"] == fpb["scores"] and again["uncertainty"] == fpb["uncertainty"]
+    assert engine.model_calls == calls  # scored again from the stored outputs: the same weights, no model call
 
 
 def test_capability_plot_draws_the_intervals(paired_runs):
@@ -256,3 +263,55 @@ def test_capability_plot_draws_the_intervals(paired_runs):
     with_bars = capability_bars(board, "unseen", "task")
     bare = replace(board, rows=[replace(r, intervals={}, paired={}) for r in board.rows])
     assert with_bars is not None and with_bars != capability_bars(bare, "unseen", "task")
+
+
+# ---- many comparisons at once --------------------------------------------------------------------------------
+P_VALUES = [0.01, 0.04, 0.03, 0.005, 0.2, 0.04, 0.9, 0.0021]
+
+
+def test_holm_and_benjamini_hochberg_equal_their_references():
+    """BH against scipy's false_discovery_control; Holm by hand: sorted p times m, m-1, ..., 1, made
+    non-decreasing (the two 0.04s share one value), capped at 1."""
+    from scipy.stats import false_discovery_control
+
+    from findap.eval.uncertainty import adjust_p_values
+
+    assert adjust_p_values(P_VALUES, "bh") == pytest.approx(false_discovery_control(P_VALUES, method="bh"))
+    # sorted: 0.0021*8, 0.005*7, 0.01*6, 0.03*5, 0.04*4, max(0.04*3, 0.16), 0.2*2, 0.9*1
+    holm = [0.06, 0.16, 0.15, 0.035, 0.4, 0.16, 0.9, 0.0168]
+    assert adjust_p_values(P_VALUES, "holm") == pytest.approx(holm)
+    assert adjust_p_values([0.3, 0.6], "holm") == pytest.approx([0.6, 0.6])  # 0.6 * 1 but never below 0.3 * 2
+    assert adjust_p_values([0.5, 0.9], "holm") == pytest.approx([1.0, 1.0])  # capped at 1
+    assert list(adjust_p_values(P_VALUES, "none")) == P_VALUES and adjust_p_values([], "bh").size == 0
+    with pytest.raises(ValueError, match="holm"):
+        adjust_p_values(P_VALUES, "bonferroni")
+
+
+def test_holm_and_benjamini_hochberg_equal_statsmodels():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    from findap.eval.uncertainty import adjust_p_values
+
+    for ours, theirs in (("holm", "holm"), ("bh", "fdr_bh")):
+        assert adjust_p_values(P_VALUES, ours) == pytest.approx(multitest.multipletests(P_VALUES, method=theirs)[1])
+
+
+def test_bootstrap_p_value_counts_both_sides_with_the_plus_one_correction():
+    from findap.eval.uncertainty import bootstrap_p_value, smallest_p_value
+
+    replicates = np.array([-1.0] * 3 + [0.0] + [1.0] * 96)  # 4 at or below zero, 97 at or above
+    assert bootstrap_p_value(replicates) == pytest.approx(2 * (4 + 1) / (100 + 1))
+    assert bootstrap_p_value(np.ones(1000)) == pytest.approx(smallest_p_value(1000)) == pytest.approx(2 / 1001)
+    assert bootstrap_p_value(np.zeros(0)) == 1.0
+
+
+def test_an_adjusted_mark_needs_both_the_adjusted_p_and_the_interval():
+    from dataclasses import replace
+
+    from findap.eval.uncertainty import PairedDelta
+
+    per_test = PairedDelta(delta=3.0, n=100, stderr=1.0, lo=1.0, hi=5.0, p_value=0.004)
+    assert per_test.significant and per_test.scaled(100).p_adjusted is None
+    assert replace(per_test, p_adjusted=0.04, adjust="holm").significant
+    assert not replace(per_test, p_adjusted=0.06, adjust="holm").significant
+    assert not replace(per_test, lo=-0.5, p_adjusted=0.01, adjust="bh").significant  # interval holds zero
+    assert replace(per_test, p_adjusted=0.04, adjust="bh").scaled(0.01).p_adjusted == 0.04

@@ -1,5 +1,6 @@
 """Recipes: validation errors name the field path, the value and what is allowed; overrides; run dirs."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -143,9 +144,13 @@ def test_cli_chat_answers_with_a_local_model(tiny_model_dir):
     assert res.output.strip(), "chat printed no answer"
 
 
-def test_cli_eval_lists_groups():
+def test_cli_eval_lists_groups_and_where_each_task_runs():
     res = CliRunner().invoke(app, ["eval", "--list"])
     assert res.exit_code == 0 and "fineval-similar" in res.output and "fpb" in res.output
+    rows = {line.split()[0]: line for line in res.output.splitlines() if line.strip()}
+    assert "local file found" in rows["nq_open"] and "nq_open" in rows["nq_open"].split("(")[-1]
+    assert "unavailable" in rows["fiqa_sa"]  # hub-only, not cached here
+    assert re.search(r"^\d+ of \d+ tasks runnable here", res.output, re.M)
 
 
 def test_recipe_base_merges_sections_and_detects_cycles(tmp_path):

@@ -88,6 +88,8 @@ def test_training_and_scored_texts_are_disjoint(shared_data, converter):
     key, train_inputs = _curation_inputs(shared_data, converter, "train")
     _, reserved_inputs = _curation_inputs(shared_data, converter, "eval")
     assert carve.hash_key == key, f"task {task.name} hashes under {carve.hash_key!r}, curation under {key!r}"
+    # the declared key is what the eval_holdout check (curate/holdout.py) matches tasks by
+    assert CONVERTERS[converter].holdout_key == key
     assert carve.dev + carve.unseen == pytest.approx(HOLDOUT)
 
     train = {normalize(t) for t in train_inputs}

@@ -95,7 +95,7 @@ def test_logged_fineval_equals_findap_eval_of_selected_model(tiny_model_dir, sha
                               precision="fp32", out_dir=tmp_path / "eval")
     [(_, by_mode)] = results.items()
     for task in TASKS:
-        assert by_mode["direct"][task]["acc"] == best_record[f"fineval_{task}"], task
+        assert by_mode["direct"]["results"][task]["acc"] == best_record[f"fineval_{task}"], task
         # not only the accuracies: every option's log-likelihood is the one computed during training
         during = json.loads((tmp_path / "train/groups/g/fineval" / f"step-{best:06d}" / f"{task}.direct.json")
                             .read_text())

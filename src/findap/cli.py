@@ -8,19 +8,138 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+console = Console(stderr=True)
+# commands that pick up where a killed or interrupted run stopped when run again
+RESUMABLE = {"curate", "train", "distill", "align", "eval", "run", "sweep"}
+
+
+class _Findap(TyperGroup):
+    """The `findap` command group, which holds every sub-command to the error contract (findap.errors): an expected
+    failure prints one short message and exits 2 (usage or input) or 1 (runtime), Ctrl-C says where it stopped and
+    exits 130, and only a bug shows a traceback (any failure does with --debug or FINDAP_DEBUG=1)."""
+
+    def parse_args(self, ctx, args):
+        # --debug is a global option, also accepted after the sub-command (`findap run r.yaml --debug`); not after
+        # `--`, where arguments are no longer options
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[1:end]:
+            args = ["--debug", *[a for i, a in enumerate(args) if not (a == "--debug" and i < end)]]
+        ctx.meta["findap.args"] = [a for a in args if a != "--debug"]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+        from findap.errors import debug_enabled
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort):
+            raise
+        except NoArgsIsHelpError:  # `findap demo`: the help text, not an error
+            raise
+        except ClickException as e:  # a wrong flag or argument, found by the parser or raised as BadParameter
+            raise typer.Exit(_usage_error(e))
+        except KeyboardInterrupt as e:
+            if ctx.params.get("debug") or debug_enabled():
+                _traceback(e)
+            _error(_interrupted(ctx, e))
+            raise typer.Exit(130)
+        except Exception as e:
+            raise typer.Exit(_failed(e, debug=bool(ctx.params.get("debug")) or debug_enabled()))
+
+
+def _usage_error(e) -> int:
+    """A parser error in two lines at most (click's own layout takes five): the problem, and where help is."""
+    _error(f"error: {e.format_message()}")
+    command = getattr(getattr(e, "ctx", None), "command_path", None)
+    if command:
+        console.print(f"(see {command} --help)", markup=False, highlight=False, soft_wrap=True)
+    return e.exit_code
+
+
+def _failed(e: Exception, debug: bool) -> int:
+    from findap.errors import FAILURE, describe
+
+    known = describe(e)
+    if known is None:
+        _traceback(e)
+        _error(f"findap: internal error, a bug in findap rather than a problem with your input: "
+               f"{type(e).__name__}: {_first_line(e)}. Please report it with the traceback above.")
+        return FAILURE
+    message, code = known
+    if debug:
+        _traceback(e)
+    _error(f"error: {message}")
+    return code
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _traceback(e: BaseException) -> None:
+    import traceback
+
+    sys.stderr.write("".join(traceback.format_exception(e)))
+    sys.stderr.flush()
+
+
+def _interrupted(ctx, e: KeyboardInterrupt) -> str:
+    """Where the interrupt stopped the command and how to go on: the stage being run (read from the frames it
+    interrupted) and, for commands that resume, the command line to run again."""
+    import shlex
+
+    stage, run_dir = _stopped_in(e.__traceback__)
+    args = ctx.meta.get("findap.args") or []
+    command = args[0] if args else ctx.invoked_subcommand
+    where = f" in stage {stage}" + (f" ({run_dir})" if run_dir else "") if stage else ""
+    if command in RESUMABLE:
+        return (f"interrupted{where}; finished stages and checkpoints are kept: run the same command to resume: "
+                f"findap {shlex.join(args)}")
+    return f"interrupted{where}"
+
+
+def _stopped_in(tb) -> tuple[Optional[str], Optional[str]]:
+    """(stage, run directory) of the innermost findap frame that was running a stage, or (None, None)."""
+    import traceback
+
+    stage = run_dir = None
+    for frame, _ in traceback.walk_tb(tb):
+        if not str(frame.f_globals.get("__name__", "")).startswith("findap"):
+            continue
+        local = frame.f_locals
+        if isinstance(local.get("stage"), str):
+            stage = local["stage"]
+            found = getattr(local.get("recipe"), "run_dir", None)
+            run_dir = str(found) if found is not None else run_dir
+    return stage, run_dir
+
 
 app = typer.Typer(
+    cls=_Findap,
     help="findap: domain-adaptive post-training of LLMs (FinDAP). Curate -> train (CPT+IT) -> distill -> "
     "align (DPO+NLL) -> eval -> report, driven by one YAML recipe.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="show the Python traceback of any failure (also: environment "
+                               "variable FINDAP_DEBUG=1)"),
+):
+    """findap: domain-adaptive post-training of LLMs (FinDAP)."""
 
 RECIPE = typer.Argument(..., help="recipe YAML, e.g. recipes/demo.yaml", exists=True, dir_okay=False)
 SET = typer.Option(None, "--set", "-s", help="override a recipe value: --set seed=1, --set train.groups.0.lr=1e-5, "
                    "--set 'train.groups.*.lr=1e-5' (list items by index or *; values are YAML; repeatable)")
-FORCE = typer.Option(False, "--force", help="rerun the stage even if it has a DONE marker")
+FORCE = typer.Option(False, "--force", help="clear the stage's outputs and run it again, even when it is done with "
+                     "the same inputs")
 DRY_RUN = typer.Option(False, "--dry-run", help="validate the recipe, overrides and input files, print what would "
                        "run, and stop")
 
@@ -40,11 +159,11 @@ def _load(recipe_path: Path, overrides: Optional[List[str]]):
         raise typer.Exit(2)
 
 
-def _dry_run(recipe, stages: list[str], force: bool, overrides: Optional[List[str]] = None) -> None:
+def _dry_run(recipe, stages: list[str], force, overrides: Optional[List[str]] = None) -> None:
     from findap.pipeline import PreflightError, preflight
 
     try:
-        lines = preflight(recipe, stages, force=force)
+        lines = preflight(recipe, stages, force=[stages[0]] if force is True and len(stages) == 1 else force)
     except PreflightError as e:
         _error(str(e))
         raise typer.Exit(2)
@@ -56,13 +175,20 @@ def _dry_run(recipe, stages: list[str], force: bool, overrides: Optional[List[st
 
 
 def _stage(stage: str, recipe_path: Path, overrides, force: bool, dry_run: bool = False) -> None:
-    from findap.pipeline import run_stage
+    import time
+
+    from findap.pipeline import missing_upstream, print_summary, run_stage
 
     recipe = _load(recipe_path, overrides)
     if dry_run:
         return _dry_run(recipe, [stage], force, overrides)
+    missing = missing_upstream(recipe, stage)
+    if missing:
+        _error(missing)
+        raise typer.Exit(2)
+    started = time.time()
     summary = run_stage(recipe, stage, force=force)
-    console.print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+    print_summary(recipe, {stage: summary}, time.time() - started)
 
 
 def _given(ctx: typer.Context) -> dict[str, str]:
@@ -112,23 +238,29 @@ def eval_(
     ctx: typer.Context,
     recipe: Optional[Path] = typer.Argument(None, help="recipe YAML (evaluates its models); or use --model"),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="model name, hub id or dir (repeatable)"),
-    tasks: str = typer.Option("fineval-similar", "--tasks", "-t", help="comma-separated tasks, groups or YAML paths"),
-    mode: str = typer.Option("direct", help="direct, cot, or both"),
-    limit: Optional[int] = typer.Option(None, help="at most this many examples per task"),
+    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help="comma-separated tasks, groups or YAML paths "
+                                        "(default: the recipes' eval.tasks default, all with local data)"),
+    mode: str = typer.Option("direct", help="direct, cot, loglik (plain prompt, labels ranked by log-likelihood), "
+                             "both (direct+cot), all, or a comma list such as direct,loglik"),
+    limit: Optional[int] = typer.Option(None, min=1, help="at most this many examples per task"),
     split: Optional[str] = typer.Option(None, help="dev (model selection) or unseen (reports); default: each task's"),
-    few_shot: Optional[int] = typer.Option(None, help="override every task's few-shot count"),
+    few_shot: Optional[int] = typer.Option(None, min=0, help="override every task's few-shot count"),
     prefer: str = typer.Option("local", help="local files, hub, or auto (local, else the hub)"),
     engine: str = typer.Option("hf", help="hf, openai (any OpenAI-compatible endpoint) or vllm"),
     base_url: Optional[str] = typer.Option(None, help="openai engine endpoint, e.g. http://127.0.0.1:8000/v1"),
-    batch_size: int = typer.Option(16, help="requests per forward pass"),
+    batch_size: int = typer.Option(16, min=1, help="requests per forward pass"),
     judge_model: Optional[str] = typer.Option(None, help="judge for MT-bench/FinanceBench (e.g. gpt-4o)"),
     judge_engine: str = typer.Option("openai", help="judge engine: openai, hf or vllm"),
     judge_base_url: Optional[str] = typer.Option(None, help="judge endpoint (openai engine)"),
     judge_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the judge's key"),
-    list_tasks: bool = typer.Option(False, "--list", help="list task groups and exit"),
+    list_tasks: bool = typer.Option(False, "--list", help="list every task: whether it runs here (local file, hub "
+                                    "mirror or cache, or why not), n per split and its source; then the groups"),
     out: Path = typer.Option(Path("runs/eval"), help="output directory (with --model)"),
+    allow_skips: bool = typer.Option(False, "--allow-skips", help="accept a partial table: tasks whose data cannot "
+                                     "be had here are listed instead of failing the command"),
     set: Optional[List[str]] = SET,
-    force: bool = FORCE,
+    force: bool = typer.Option(False, "--force", help="score every task anew: finished results and cached requests "
+                               "are not reused"),
     dry_run: bool = DRY_RUN,
 ):
     """FinEval: score models on tasks (by capability x domain x similar/novel).
@@ -137,12 +269,24 @@ def eval_(
     With --model, they configure a standalone evaluation written under --out.
     """
     given = _given(ctx)
-    if mode not in MODES:
-        raise typer.BadParameter(f"{mode!r}: choose direct, cot or both", param_hint="--mode")
+    from findap.eval.stage import parse_modes
+
+    try:
+        parse_modes(mode)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--mode")
+    for flag, value, allowed in (("--split", split, ("dev", "unseen", None)), ("--prefer", prefer, PREFER),
+                                 ("--engine", engine, ENGINES), ("--judge-engine", judge_engine, ENGINES)):
+        if value not in allowed:
+            raise typer.BadParameter(f"{value!r}: choose {', '.join(a for a in allowed if a)}", param_hint=flag)
     if list_tasks:
-        _refuse(given, given.keys() - {"list_tasks"}, "--list only lists the task groups; drop the other arguments")
+        _refuse(given, given.keys() - {"list_tasks", "prefer"}, "--list only lists the tasks (and takes --prefer); "
+                "drop the other arguments")
+        from findap.eval.availability import all_task_availability, availability_table
         from findap.eval.registry import groups
 
+        typer.echo(availability_table(all_task_availability(prefer)))
+        typer.echo("")
         for name, members in sorted(groups().items()):
             typer.echo(f"{name} ({len(members)}): {', '.join(members)}")
         return
@@ -150,59 +294,64 @@ def eval_(
         _refuse(given, {"model", "out"}, "only with --model, not with a recipe: a recipe evaluates its own models "
                 "(add others with --set eval.models.LABEL=PATH) and writes to <runs_dir>/<name>/eval")
         return _stage("eval", recipe, [*_eval_overrides(ctx, given), *(set or [])], force, dry_run)
-    _refuse(given, {"set", "force", "dry_run"}, "only with a RECIPE (they act on a recipe's eval stage)")
+    _refuse(given, {"set", "dry_run"}, "only with a RECIPE (they act on a recipe's eval stage)")
     if not model:
         _error("give a recipe or at least one --model")
         raise typer.Exit(2)
     if not judge_model:
         _refuse(given, {"judge_engine", "judge_base_url", "judge_key_env"}, "configure the judge: add --judge-model")
-    from findap.eval.config import JudgeEngineConfig
-    from findap.eval.stage import evaluate_models, judge_outputs
-    from findap.models import model_label
+    from findap.eval.config import DEFAULT_TASKS, JudgeEngineConfig
+    from findap.eval.registry import resolve
+    from findap.eval.stage import TasksSkipped, evaluate_models, judge_outputs, print_scores, refuse_skips, \
+        skipped_tasks, unique_labels
 
-    results = evaluate_models(model, tasks=tasks.split(","), mode=mode, limit=limit, out_dir=out, role=split,
-                              few_shot=few_shot, prefer=prefer, engine_kind=engine, base_url=base_url,
-                              batch_size=batch_size)
+    task_names = [t for t in tasks.split(",") if t] if tasks is not None else list(DEFAULT_TASKS)
+    try:
+        resolve(task_names)  # before any model loads: an unknown name costs no minutes
+        labels = unique_labels(model)
+    except KeyError as e:
+        raise typer.BadParameter(str(e.args[0]), param_hint="--tasks")
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--model")
+    results = evaluate_models(list(labels.values()), tasks=task_names, mode=mode, limit=limit, out_dir=out,
+                              role=split, few_shot=few_shot, prefer=prefer, engine_kind=engine, base_url=base_url,
+                              batch_size=batch_size, force=force)
     if judge_model:
         judge = JudgeEngineConfig(engine=judge_engine, model=judge_model, base_url=judge_base_url,
                                   api_key_env=judge_key_env)
-        for m in model:
-            judge_outputs(out / model_label(m).replace("/", "--"), judge)
-    _print_scores(results)
+        for label in labels:
+            judge_outputs(out / label.replace("/", "--"), judge)
+    print_scores(results, console)
+    if not allow_skips:
+        try:
+            refuse_skips(skipped_tasks(results), "--allow-skips")
+        except TasksSkipped as e:
+            _error(str(e))
+            raise typer.Exit(1)
 
 
-MODES = {"direct": ["direct"], "cot": ["cot"], "both": ["direct", "cot"]}
+PREFER = ("local", "hub", "auto")
+ENGINES = ("hf", "openai", "vllm")
 # `findap eval RECIPE` flags -> the recipe field each one sets
 EVAL_FLAG_FIELDS = {"tasks": "eval.tasks", "mode": "eval.modes", "limit": "eval.limit", "split": "eval.split",
                     "few_shot": "eval.few_shot", "prefer": "eval.prefer", "engine": "eval.engine",
                     "base_url": "eval.base_url", "batch_size": "eval.batch_size", "judge_model": "eval.judge.model",
                     "judge_engine": "eval.judge.engine", "judge_base_url": "eval.judge.base_url",
-                    "judge_key_env": "eval.judge.api_key_env"}
+                    "judge_key_env": "eval.judge.api_key_env", "allow_skips": "eval.allow_skips"}
 
 
 def _eval_overrides(ctx: typer.Context, given: dict[str, str]) -> list[str]:
     """The eval flags the user gave, as recipe overrides (JSON values are YAML, so they parse back exactly)."""
+    from findap.eval.stage import parse_modes
+
     overrides = []
     for name, field in EVAL_FLAG_FIELDS.items():
         if name in given:
             value = ctx.params[name]
-            value = [t for t in value.split(",") if t] if name == "tasks" else MODES[value] if name == "mode" else value
+            value = [t for t in value.split(",") if t] if name == "tasks" else parse_modes(value) if name == "mode" \
+                else value
             overrides.append(f"{field}={json.dumps(value)}")
     return overrides
-
-
-def _print_scores(results: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title="FinEval")
-    for col in ("model", "mode", "task", "scores"):
-        table.add_column(col)
-    for label, by_mode in results.items():
-        for mode, by_task in by_mode.items():
-            for task, scores in by_task.items():
-                shown = ", ".join(f"{k}={v:.3f}" for k, v in scores.items() if isinstance(v, float))
-                table.add_row(label, mode, task, shown)
-    console.print(table)
 
 
 @app.command()
@@ -222,8 +371,43 @@ def report(
         sets = parse_task_sets(task_set or [])
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--task-set")
+    _check_report_inputs([Path(r) for r in runs], base, sets)  # before anything is written under --out
     paths = build_report([Path(r) for r in runs], out, base=base, task_sets=sets)
     console.print(f"report: {paths}")
+
+
+def _check_report_inputs(runs: list[Path], base: Optional[str], sets: dict[str, list[str]]) -> None:
+    """The report's inputs, read only: every input exists and holds results, --base names one of their models (or
+    an input path) and every --task-set task is a task. Each problem is one UsageError naming the flag or folder."""
+    import difflib
+
+    from findap.errors import UsageError
+    from findap.eval.results import load_results
+
+    for run_path in runs:
+        if not run_path.exists():
+            raise UsageError(f"{run_path}: no such run or results folder",
+                             "give run directories (runs/NAME) or eval output folders")
+    results = load_results(runs)  # a malformed result file is a DataError naming the file and line
+    if not results:
+        where = ", ".join(map(str, runs))
+        raise UsageError(f"no eval results under {where}", "a report reads the per-task JSON files that `findap eval` "
+                         "writes: run the eval stage first, or give the folder it wrote")
+    labels = sorted({r.model for r in results})
+    if base is not None and base not in labels and not Path(base).exists():
+        close = difflib.get_close_matches(base, labels, n=1, cutoff=0.5)
+        raise UsageError(f"--base {base}: not a model of these results ({', '.join(labels)}) nor a folder",
+                         f"did you mean --base {close[0]}?" if close else None)
+    if sets:
+        from findap.eval.registry import all_specs
+
+        known = {*all_specs(), *(r.task for r in results)}
+        for name, tasks in sets.items():
+            for task in tasks:
+                if task not in known:
+                    close = difflib.get_close_matches(task, sorted(known), n=1, cutoff=0.6)
+                    raise UsageError(f"--task-set {name}: unknown task {task!r}",
+                                     f"did you mean {close[0]}?" if close else "`findap eval --list` lists the tasks")
 
 
 @app.command()
@@ -231,20 +415,26 @@ def run(
     recipe: Path = RECIPE,
     set: Optional[List[str]] = SET,
     only: Optional[List[str]] = typer.Option(None, help="run only these stages (repeatable)"),
-    force: bool = FORCE,
+    force: Optional[List[str]] = typer.Option(None, "--force", help="clear this stage's outputs and run it again "
+                                              "(repeatable; 'all' for every stage); later stages rerun when what "
+                                              "they read changes"),
     dry_run: bool = DRY_RUN,
 ):
-    """Run every stage of a recipe in order, skipping finished ones (resumes after a kill)."""
+    """Run every stage of a recipe in order; a finished stage is skipped while its inputs (recipe section, models,
+    upstream outputs, data files) are unchanged, and rerun with a line saying why when they changed. Resumes after
+    a kill."""
     from findap.pipeline import run_recipe
 
     loaded = _load(recipe, set)
-    unknown = [s for s in only or [] if s not in loaded.stages]
-    if unknown:
-        _error(f"--only {', '.join(unknown)}: not among this recipe's stages ({', '.join(loaded.stages)})")
-        raise typer.Exit(2)
+    for flag, names in (("--only", only or []), ("--force", [f for f in force or [] if f != "all"])):
+        unknown = [s for s in names if s not in loaded.stages]
+        if unknown:
+            _error(f"{flag} {', '.join(unknown)}: not among this recipe's stages ({', '.join(loaded.stages)})")
+            raise typer.Exit(2)
+    forced: list[str] | bool = True if "all" in (force or []) else list(force or [])
     if dry_run:
-        return _dry_run(loaded, [s for s in loaded.stages if not only or s in only], force, set)
-    run_recipe(loaded, only=only, force=force)
+        return _dry_run(loaded, [s for s in loaded.stages if not only or s in only], forced, set)
+    run_recipe(loaded, only=only, force=forced)
 
 
 @app.command()
@@ -287,19 +477,30 @@ def sweep(
 def chat(
     prompt: Optional[str] = typer.Argument(None, help="one message; omit for an interactive chat"),
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="model name, hub id or directory"),
-    max_new_tokens: int = typer.Option(256, help="answer length limit"),
-    temperature: float = typer.Option(0.0, help="0 = greedy"),
+    max_new_tokens: int = typer.Option(256, min=1, help="answer length limit (tokens)"),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
     system: Optional[str] = typer.Option(None, help="system message"),
 ):
     """Talk to a model (the embedded one by default)."""
     from findap.engines.base import EngineSpec, GenerationRequest
     from findap.engines import make_engine
+    from findap.errors import UsageError
 
-    engine = make_engine(EngineSpec(kind="hf", model=model, batch_size=1))
+    # every check before the model loads: a wrong argument costs no loading time
+    if prompt is not None and not prompt.strip():
+        raise UsageError("empty message", 'give a question, e.g. findap chat "What is a bond?", or no argument for an '
+                         "interactive chat")
+    _check_model_arg(model, "--model")
+    engine = _loaded("--model", model, lambda: make_engine(EngineSpec(kind="hf", model=model, batch_size=1)))
     history = [{"role": "system", "content": system}] if system else []
     interactive = prompt is None
     while True:
-        text = prompt if prompt is not None else typer.prompt("you", prompt_suffix="> ", default="", show_default=False)
+        try:
+            text = prompt if prompt is not None else typer.prompt("you", prompt_suffix="> ", default="",
+                                                                  show_default=False)
+        except typer.Abort:  # Ctrl-D (or Ctrl-C) at the prompt ends the chat
+            typer.echo("", err=True)
+            break
         if not text or text.strip() in ("/exit", "/quit"):
             break
         history.append({"role": "user", "content": text})
@@ -317,7 +518,7 @@ def serve(
     ctx: typer.Context,
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="model name, hub id or directory"),
     host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8000),
+    port: int = typer.Option(8000, help="TCP port (1-65535); checked to be free before the model loads"),
 ):
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
 
@@ -326,7 +527,44 @@ def serve(
     """
     from findap.engines.server import main as server_main
 
-    server_main(["--model", model, "--host", host, "--port", str(port), *ctx.args])
+    _check_model_arg(model, "--model")  # the port is checked by the server, also before the model loads
+    _loaded("--model", model, lambda: server_main(["--model", model, "--host", host, "--port", str(port), *ctx.args],
+                                                  prog="findap serve"))
+
+
+def _check_model_arg(model: str, flag: str) -> None:
+    """A model argument that names a local folder must be one (checked before anything loads); other names are
+    the embedded model or Hugging Face ids."""
+    import re
+
+    from findap.errors import UsageError
+    from findap.models import EMBEDDED_MODEL
+
+    path = Path(model).expanduser()
+    looks_local = model.startswith((".", "/", "~")) or "\\" in model or len(Path(model).parts) > 2
+    if model == EMBEDDED_MODEL or path.is_dir():
+        return
+    if path.exists():
+        raise UsageError(f"{flag} {model}: a file, not a model folder", "give the folder that holds config.json")
+    if looks_local or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model):
+        raise UsageError(f"{flag} {model}: no such model folder",
+                         f"give a local model folder, a Hugging Face id (org/name) or {EMBEDDED_MODEL}")
+
+
+def _loaded(flag: str, model: str, load):
+    """`load()`, with a model that cannot be loaded (a hub id that does not exist or is not reachable offline, a
+    folder without weights) reported as one line naming the flag."""
+    from findap.errors import UsageError
+
+    try:
+        return load()
+    except OSError as e:  # transformers and huggingface_hub raise OSError subclasses for models they cannot get
+        if e.errno is not None:  # a real I/O error (disk full, permission) is not about the model's name
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{flag} {model}: cannot load this model: {first}",
+                         "give a local model folder, a Hugging Face id you can download, or the embedded "
+                         "smollm2-135m-instruct") from e
 
 
 @app.command()
@@ -354,27 +592,102 @@ def demo_export(dest: Path = typer.Argument(..., help="folder to copy the demo f
 @demo_app.command("check")
 def demo_check(name: str = typer.Argument(..., help="demo set name, e.g. sentiment"),
                file: Path = typer.Argument(..., exists=True, dir_okay=False, help="your file in that set's format")):
-    """Validate FILE against a demo set's format (errors name file, line and field)."""
+    """Validate FILE against a demo set's format (errors name file, line and field; exit 2 when one is wrong)."""
     from findap.demo import load_demo
-    from findap.io import DataError
 
-    try:
-        rows = load_demo(name, path=file)
-    except DataError as e:
-        _error(str(e))
-        raise typer.Exit(1)
+    rows = load_demo(name, path=file)  # a bad row is a DataError: one line and exit 2 (the error contract)
     typer.echo(f"{file}: {len(rows)} valid {name} rows")
 
 
 @app.command(name="recipe-schema")
-def recipe_schema():
-    """Print the JSON schema of recipes (every field, default and description)."""
-    import json
+def recipe_schema(as_json: bool = typer.Option(False, "--json", help="print the raw JSON schema instead")):
+    """Print every recipe field with its type, default and meaning: one table per section (the names are what
+    --set takes, e.g. train.lr; `[]` marks a list item: train.groups.0.lr)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
 
     from findap.recipe import Recipe
 
-    typer.echo(json.dumps(Recipe.model_json_schema(), indent=2))
+    if as_json:
+        typer.echo(json.dumps(Recipe.model_json_schema(), indent=2))
+        return
+    out = Console(width=None if sys.stdout.isatty() else 160)  # piped (less, grep): wide rows, no wrapping
+    sections: dict[str, list[tuple[str, str, str, str]]] = {"recipe": []}
+    for name, info in Recipe.model_fields.items():
+        if _schema_model(info.annotation) is not None:
+            sections[name] = list(_schema_rows(_schema_model(info.annotation), name))
+        else:
+            sections["recipe"].append((name, _type_name(info.annotation), _default_text(info),
+                                       info.description or ""))
+    for title, rows in sections.items():
+        table = Table(title=f"{title} (top-level fields)" if title == "recipe" else f"{title}:",
+                      title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("field", no_wrap=True)
+        table.add_column("type", overflow="fold", max_width=30)
+        table.add_column("default", overflow="fold", max_width=26)
+        table.add_column("meaning", ratio=1)
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))  # Text: `list[str]` is not rich markup
+        out.print(table)
+
+
+def _schema_model(annotation):
+    """The pydantic model an annotation holds directly (a section), else None."""
+    from pydantic import BaseModel
+
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _schema_rows(model, prefix: str):
+    """(dotted field, type, default, meaning) of every field of `model`, nested sections and list items flattened
+    (`train.groups[].lr`, `train.memory.budget_gb`)."""
+    from typing import get_args, get_origin
+
+    for name, info in model.model_fields.items():
+        path = f"{prefix}.{name}"
+        yield path, _type_name(info.annotation), _default_text(info), " ".join((info.description or "").split())
+        annotation = info.annotation
+        inner = _schema_model(annotation)
+        if inner is not None:
+            yield from _schema_rows(inner, path)
+            continue
+        origin, args = get_origin(annotation), get_args(annotation)
+        for arg in args:
+            if _schema_model(arg) is not None:
+                item = "[]" if origin is list else ".<key>" if origin is dict else ""
+                yield from _schema_rows(arg, path + item)
+
+
+def _type_name(annotation) -> str:
+    """A short readable type: int, float | None, auto|bf16|fp16|fp32, list[str], a section's class name."""
+    import types
+    from typing import Literal, Union, get_args, get_origin
+
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return "|".join(str(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " | ".join("None" if a is type(None) else _type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
+    if _schema_model(annotation) is not None:
+        return "section"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default_text(info) -> str:
+    from pydantic import BaseModel
+
+    if info.is_required():
+        return "(required)"
+    value = info.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return "(section)"
+    if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        return f"{len(value)} item{'s' if len(value) > 1 else ''}"
+    return "None" if value is None else json.dumps(value, default=str)
 
 
 def main() -> None:  # pragma: no cover - `python -m findap`
-    app(sys.argv[1:])
+    app(sys.argv[1:], prog_name="findap")

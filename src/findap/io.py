@@ -11,6 +11,7 @@ half-written file behind.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet", ".xlsx"}
+BOM = "\ufeff"  # editors on Windows start UTF-8 files with it; it is not part of the first value
 
 
 class DataError(ValueError):
@@ -90,29 +92,60 @@ def _where(i: int, line: int | None, offset: int, word: str):
     return i + 1 + offset if word == "line" else f"{word} {i}"
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A text file's content; bytes that are not UTF-8 raise a DataError naming the line and the byte offset."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").removeprefix(BOM)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise not_utf8(path, line, data, e) from None
+
+
+def not_utf8(path: Path, line: int, data: bytes, err: UnicodeDecodeError, base: int = 0) -> DataError:
+    """`err` is from decoding `data`, which starts `base` bytes into the file."""
+    column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+    return DataError(path, line, None, f"not UTF-8 text: byte 0x{data[err.start]:02x} at byte offset "
+                     f"{base + err.start} (column {column}); save the file as UTF-8")
+
+
+def iter_lines(path: str | os.PathLike):
+    """(line number, text) of a UTF-8 text file, line by line (newline kept), without reading it whole; a line that
+    is not UTF-8 raises a DataError naming the line and the byte offset."""
+    path = Path(path)
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise not_utf8(path, lineno, raw, e, base=offset) from None
+            offset += len(raw)
+            yield lineno, (text.removeprefix(BOM) if lineno == 1 else text).replace("\r\n", "\n")
+
+
 def _read_jsonl(path: Path, limit: int | None):
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, lineno, None, f"invalid JSON ({e.msg} at column {e.colno})") from None
-            if isinstance(row, dict):
-                row["__line__"] = lineno
-            else:
-                raise DataError(path, lineno, None, f"expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-            if limit and len(rows) >= limit:
-                break
+    for lineno, line in iter_lines(path):  # line by line: a bad byte is named at its line; `limit` stops early
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, lineno, None, f"invalid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(path, lineno, None, f"expected a JSON object, got {type(row).__name__}")
+        row["__line__"] = lineno
+        rows.append(row)
+        if limit and len(rows) >= limit:
+            break
     return rows
 
 
 def _read_json(path: Path, limit: int | None):
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(path, e.lineno, None, f"invalid JSON ({e.msg} at column {e.colno})") from None
     if isinstance(data, dict):
@@ -127,7 +160,7 @@ def _read_json(path: Path, limit: int | None):
 
 def _read_csv(path: Path, limit: int | None, delimiter: str):
     rows = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         for row in reader:
             if None in row:  # more cells than header columns
@@ -263,7 +296,7 @@ def read_jsonl_tolerant(path: str | os.PathLike) -> list[dict]:
     if not path.exists():
         return []
     rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue

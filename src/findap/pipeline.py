@@ -4,10 +4,14 @@
     (texts,    (CPT+IT    (GenORM/    (DPO+NLL  (base vs  (tables,
      prompts)   model)     GenPRM)     model)    stages)   plots)
 
-Each stage writes `runs/<name>/<stage>/` and finishes by writing DONE. A stage with DONE is skipped; one without
-is (re)entered and resumes from its own checkpoints. A stage left out of the recipe hands its input through
-(e.g. no train stage: distill samples from the base model). `findap run` runs every stage in its own process, so
-the memory a stage used is back with the OS before the next starts (docs/memory.md).
+Each stage writes `runs/<name>/<stage>/` and finishes by writing DONE, which records the fingerprints of its inputs
+(findap.freshness). A stage with DONE is skipped while those inputs are unchanged; when one changed (its recipe
+section, a model it loads, an upstream stage's outputs, a data file) its outputs are cleared and it runs again,
+with a line saying why, and so in turn does every stage that reads what it rewrote. A stage without DONE is
+(re)entered and resumes from its own checkpoints, unless its inputs changed since it started. `force` clears a
+stage's outputs, not only its marker. A stage left out of the recipe hands its input through (e.g. no train
+stage: distill samples from the base model). `findap run` runs every stage in its own process, so the memory a
+stage used is back with the OS before the next starts (docs/memory.md).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import importlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import time
 import traceback
@@ -26,7 +31,10 @@ from rich.console import Console
 from rich.table import Table
 
 from findap.child_processes import die_with_parent, forked_children_die_with_this_process
+from findap.freshness import changed_inputs, describe_change, input_fingerprints
 from findap.host_memory import release_free_memory, reset_peak_memory
+from findap.io import write_json
+from findap.provenance import code_version
 from findap.recipe import STAGES, Recipe, recipe_to_dict
 from findap.runs import StageContext, read_done
 
@@ -62,13 +70,21 @@ def stage_inputs(recipe: Recipe, stage: str) -> dict[str, Any]:
 
 
 def run_stage(recipe: Recipe, stage: str, *, force: bool = False) -> dict:
-    """Run one stage in this process (skipped when its DONE exists, unless `force`); returns its DONE summary."""
+    """Run one stage in this process unless its DONE is current (same inputs; never with `force`); returns its DONE
+    summary. `force`, or inputs that changed since the stage ran or started, clear its outputs first."""
     ctx = StageContext(run_dir=recipe.run_dir, name=stage, inputs=stage_inputs(recipe, stage))
-    if not force and _skip_done(ctx.dir):
+    inputs = input_fingerprints(recipe, stage)
+    action, why = stage_action(recipe.run_dir / stage, inputs, force=force)
+    if action == "skip":
+        console.print(f"[dim]{why}[/dim]")
         return read_done(ctx.dir) or {}
-    if force and ctx.is_done():
-        (ctx.dir / "DONE").unlink()
-    ctx.save_config(recipe_to_dict(recipe))
+    first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun every rank runs this; one clears and records
+    if action == "clear" and first_rank:
+        console.print(f"[yellow]{why}[/yellow]")
+        clear_stage(ctx.dir, keep_caches=not force)
+    if first_rank:
+        ctx.save_config(recipe_to_dict(recipe))
+        write_json(ctx.dir / STARTED_WITH, inputs)
     console.rule(f"[bold]{stage}")
     reset_peak_memory()  # the DONE summary's peak is this stage's, also when several run in one process
     summary = stage_function(stage)(recipe, ctx)
@@ -76,14 +92,66 @@ def run_stage(recipe: Recipe, stage: str, *, force: bool = False) -> dict:
     # freed heap resident; after curating the real-data recipe that was 14.2 GB, 0.7 GB once trimmed.
     gc.collect()
     release_free_memory()
-    return ctx.mark_done(summary or {})
+    return ctx.mark_done({**(summary or {}), "inputs": inputs, "code": code_version()})
 
 
-def _skip_done(stage_dir: Path) -> bool:
-    if read_done(stage_dir) is None:
-        return False
-    console.print(f"[dim]{stage_dir.name}: already done, skipping ({stage_dir / 'DONE'})[/dim]")
-    return True
+STARTED_WITH = "inputs.json"  # the inputs a stage started with: a killed stage resumes only if they still hold
+
+
+def stage_action(stage_dir: Path, inputs: dict, *, force: bool = False) -> tuple[str, str]:
+    """("skip" | "run" | "clear", why): skip a finished stage whose inputs are unchanged, run (or resume) one
+    without DONE, clear and rerun one whose inputs changed since it finished or started, or that is forced."""
+    stage = stage_dir.name
+    done = read_done(stage_dir)
+    if force:
+        return ("clear", f"{stage}: --force, clearing its outputs and running it again") if stage_dir.exists() \
+            else ("run", "")
+    if done is not None:
+        changed = changed_inputs(done.get("inputs"), inputs)
+        if changed is None:
+            return "skip", (f"{stage}: already done, skipping; it predates input tracking, so a changed recipe or "
+                            f"model is not noticed (--force {stage} reruns it)")
+        if not changed:
+            return "skip", f"{stage}: already done with these inputs, skipping ({stage_dir / 'DONE'})"
+        return "clear", describe_change(stage, changed)
+    started = stage_dir / STARTED_WITH
+    if started.exists():
+        changed = changed_inputs(json.loads(started.read_text(encoding="utf-8")), inputs)
+        if changed:
+            return "clear", describe_change(stage, changed).replace("since it ran", "since it was interrupted")
+    return "run", ""
+
+
+def clear_stage(stage_dir: Path, *, keep_caches: bool) -> None:
+    """Delete a stage's outputs (DONE first, so a kill halfway never leaves a finished-looking stage). Request
+    caches (`*.sqlite` at the top) are kept unless asked otherwise: their keys hold the model's content fingerprint
+    and the full request, so no entry can answer for other weights or prompts."""
+    (stage_dir / "DONE").unlink(missing_ok=True)
+    for entry in stage_dir.iterdir() if stage_dir.exists() else []:
+        if keep_caches and entry.is_file() and entry.suffix in (".sqlite", ".sqlite-wal", ".sqlite-shm"):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+# stage -> the stages of the same recipe whose outputs it reads (when they are among the recipe's stages)
+UPSTREAM = {"train": ["curate"], "distill": ["train"], "align": ["distill", "train"], "report": ["eval"]}
+
+
+def missing_upstream(recipe: Recipe, stage: str) -> str | None:
+    """For a single-stage command: the message naming the earlier stage to run first, when the recipe runs a stage
+    whose outputs this one reads and that stage has not finished (its inputs would silently be something else)."""
+    for upstream in UPSTREAM.get(stage, []):
+        if upstream == "distill" and recipe.align.pairs:
+            continue  # align reads the recipe's own pairs file
+        section = getattr(recipe, upstream, None)
+        enabled = section is None or getattr(section, "enabled", True)
+        if upstream in recipe.stages and enabled and read_done(recipe.run_dir / upstream) is None:
+            return (f"{stage}: reads the {upstream} stage's outputs, and {recipe.run_dir / upstream} is not finished; "
+                    f"run `findap {upstream} RECIPE` first (or `findap run RECIPE` for every stage in order)")
+    return None
 
 
 class StageError(RuntimeError):
@@ -95,8 +163,11 @@ def run_stage_in_child(recipe: Recipe, stage: str, *, force: bool = False) -> di
     the stage touched to the OS when it exits: a pipeline's peak memory is its largest stage's, not their sum.
     DONE markers and resumption are run_stage's own; an error in the stage is raised here as StageError with the
     child's traceback, and a child killed by a signal (the kernel's out-of-memory killer) says so."""
-    if not force and _skip_done(recipe.run_dir / stage):  # no process start for a finished stage
-        return read_done(recipe.run_dir / stage) or {}
+    if not force:  # no process start for a finished stage whose inputs are unchanged
+        action, why = stage_action(recipe.run_dir / stage, input_fingerprints(recipe, stage))
+        if action == "skip":
+            console.print(f"[dim]{why}[/dim]")
+            return read_done(recipe.run_dir / stage) or {}
     spawn = multiprocessing.get_context("spawn")
     receive, send = spawn.Pipe(duplex=False)
     recipe_json = json.dumps(recipe_to_dict(recipe))
@@ -114,6 +185,11 @@ def run_stage_in_child(recipe: Recipe, stage: str, *, force: bool = False) -> di
     if reply is None:
         raise StageError(f"stage '{stage}': its process ended without finishing ({_exit_reason(child.exitcode)}); "
                          f"DONE was not written, so `findap run` resumes the stage from its checkpoints")
+    if "expected" in reply:  # bad input or a runtime failure the stage named: one line, the child's exit code
+        from findap.errors import RuntimeFailure, UsageError
+
+        kind = UsageError if reply["code"] == 2 else RuntimeFailure
+        raise kind(f"{stage}: {reply['expected']}")
     if "error" in reply:
         raise StageError(f"stage '{stage}' failed in its process:\n{reply['error']}")
     return reply["summary"]
@@ -126,8 +202,14 @@ def _stage_child(recipe_json: str, stage: str, force: bool, send, parent_pid: in
     try:
         summary = run_stage(Recipe.model_validate(json.loads(recipe_json)), stage, force=force)
         reply = {"summary": summary}
-    except Exception:
-        reply = {"error": traceback.format_exc().rstrip()}
+    except KeyboardInterrupt:  # Ctrl-C reached the whole process group: the parent says where it stopped
+        return
+    except Exception as exc:
+        from findap.errors import debug_enabled, describe
+
+        known = None if debug_enabled() else describe(exc)
+        reply = ({"expected": known[0], "code": known[1]} if known is not None
+                 else {"error": traceback.format_exc().rstrip()})
     send.send_bytes(json.dumps(reply, default=str).encode("utf-8"))
     send.close()
 
@@ -141,16 +223,17 @@ def _exit_reason(exitcode: int | None) -> str:
 
 
 def run_recipe(
-    recipe: Recipe, *, only: list[str] | None = None, force: bool = False, isolate: bool = True
+    recipe: Recipe, *, only: list[str] | None = None, force: list[str] | bool = (), isolate: bool = True
 ) -> dict[str, dict]:
-    """Run the recipe's stages in order, each in its own process (`isolate=False`: all in this one)."""
+    """Run the recipe's stages in order, each in its own process (`isolate=False`: all in this one). `force`: the
+    stages to clear and rerun (True: all of them)."""
     t0 = time.time()
     results = {}
     for stage in STAGES:
         if stage not in recipe.stages or (only and stage not in only):
             continue
         run = run_stage_in_child if isolate else run_stage
-        results[stage] = run(recipe, stage, force=force)
+        results[stage] = run(recipe, stage, force=force is True or stage in (force or ()))
     print_summary(recipe, results, time.time() - t0)
     return results
 
@@ -183,17 +266,26 @@ class PreflightError(ValueError):
     pass
 
 
-def preflight(recipe: Recipe, stages: list[str], *, force: bool = False) -> list[str]:
+def preflight(recipe: Recipe, stages: list[str], *, force: list[str] | bool = ()) -> list[str]:
     """What `stages` would do, one line each, after checking every input the recipe names: files the user listed
     must exist and task names must resolve (else PreflightError listing every problem). Outputs of earlier stages
-    are reported as present or pending: they are written when those stages run."""
+    are reported as present or pending: they are written when those stages run. A finished stage is reported as
+    skipped only while its recorded inputs still hold."""
     lines, problems = [], []
+    rerunning: list[str] = []
     for stage in stages:
         section = getattr(recipe, stage, None)
-        done = read_done(recipe.run_dir / stage) is not None
-        state = ("done, skipped (--force reruns it)" if done and not force else
-                 "disabled (enabled: false)" if section is not None and not section.enabled else
-                 "reruns (--force)" if done else "runs")
+        forced = force is True or stage in (force or ())
+        if not getattr(section, "enabled", True):
+            state = "disabled (enabled: false)"
+        else:
+            action, why = stage_action(recipe.run_dir / stage, input_fingerprints(recipe, stage), force=forced)
+            state = {"skip": "done, skipped (inputs unchanged; --force %s reruns it)" % stage,
+                     "run": "runs", "clear": f"reruns ({why.split(': ', 1)[-1]})"}[action]
+            if action == "skip" and rerunning:
+                state = f"done; reruns if {', '.join(rerunning)} rewrites what it reads"
+            if action != "skip":
+                rerunning.append(stage)
         needs = []
         for kind, path, detail in _stage_inputs_to_check(recipe, stage):
             if kind == "problem":

@@ -7,18 +7,21 @@ and what is allowed.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Sequence, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from findap.align.config import AlignConfig
 from findap.curate.config import CurateConfig
 from findap.distill.config import DistillConfig
 from findap.eval.config import EvalConfig
-from findap.train.config import TrainConfig
+from findap.report.config import ReportConfig
+from findap.io import DataError, read_text
+from findap.train.config import GROUP_KNOBS, TrainConfig
 
 STAGES = ("curate", "train", "distill", "align", "eval", "report")
 
@@ -26,7 +29,8 @@ STAGES = ("curate", "train", "distill", "align", "eval", "report")
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="run name: outputs go to <runs_dir>/<name>/<stage>/")
+    name: str = Field(description="run name, a plain name (no '/', not '..'): outputs go to "
+                      "<runs_dir>/<name>/<stage>/")
     model: str = Field("smollm2-135m-instruct", description="base model: findap name, HF hub id or local path")
     runs_dir: str = Field("runs", description="parent directory of run directories")
     seed: int = 0
@@ -42,10 +46,36 @@ class Recipe(BaseModel):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        # The name becomes a folder under runs_dir: a path in it (`../../x`) would write outside runs/, an empty
+        # name into runs_dir itself.
+        if not name.strip():
+            raise ValueError("the run name is empty; give a plain name such as demo-lr")
+        bad = [c for c in ("/", "\\", "\0") if c in name]
+        if bad or name in (".", "..") or name != name.strip():
+            why = (f"contains {bad[0]!r}" if bad else "is a relative folder" if name in (".", "..")
+                   else "starts or ends with a space")
+            raise ValueError(f"the run name {why}: it names a folder under runs_dir, so give a plain name such as "
+                             "demo-lr (to write elsewhere, set runs_dir)")
+        return name
+
+    @model_validator(mode="after")
+    def _demo_paths_exist(self) -> "Recipe":
+        from findap.demo.catalog import demo_location_problem
+
+        for i, source in enumerate(self.curate.sources):
+            problem = demo_location_problem(source.converter_name, source.path or "")
+            if problem:
+                raise ValueError(f"curate.sources.{i}.path: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _fp16_cannot_train(self) -> "Recipe":
@@ -54,6 +84,14 @@ class Recipe(BaseModel):
         if self.precision == "fp16" and training:
             raise ValueError(f"fp16 cannot train ({', '.join(training)}: no loss scaling, small gradients underflow); "
                              "use bf16 or fp32, or leave those stages out of `stages`")
+        return self
+
+    @model_validator(mode="after")
+    def _eval_holdout_covers_fineval(self) -> "Recipe":
+        # Caught here, not after training: a holdout below a task's carve trains on rows FinEval scores as unseen.
+        from findap.curate.holdout import check_recipe_holdout
+
+        check_recipe_holdout(self)
         return self
 
 
@@ -70,6 +108,11 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: type
     leaves at its default is filled with that default first, so `train.groups.0.lr` works on a recipe without a
     `groups:` list. The schema (the Recipe model) is walked alongside, so a wrong path is refused here, naming the
     path and what exists there, instead of surfacing later as a validation error of a created key.
+
+    A section-level value that each curriculum group may also set (`train.lr`, `train.warmup`, `train.epochs`,
+    `train.max_steps`) applies to every group: the groups' own values for it are dropped, so
+    `--set train.lr=1e-5` is the learning rate every group trains with, also in a recipe whose groups set `lr`.
+    Later overrides still win (`--set train.lr=1e-5 --set train.groups.1.lr=2e-5`).
     """
     schema = Recipe if schema is None else schema
     for item in overrides:
@@ -81,7 +124,26 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: type
             _assign(data, parts, _parse_scalar(raw), _Shape.of(schema), [])  # the value is parsed first
         except _PathError as e:
             raise RecipeError(f"override {item!r}: {e}") from None
+        if schema is Recipe:
+            _unshadow(data, parts)
     return data
+
+
+# section -> (its list of groups, the values a group may set for itself, falling back to the section's)
+GROUPED_SECTIONS = {"train": ("groups", GROUP_KNOBS)}
+
+
+def _unshadow(data: dict[str, Any], parts: list[str]) -> None:
+    """After an override of a section-level value the groups may shadow, drop the groups' own values for it."""
+    if len(parts) != 2 or parts[0] not in GROUPED_SECTIONS:
+        return
+    section, knob = parts
+    groups_key, knobs = GROUPED_SECTIONS[section]
+    groups = (data.get(section) or {}).get(groups_key) if isinstance(data.get(section), dict) else None
+    if knob in knobs and isinstance(groups, list):
+        for group in groups:
+            if isinstance(group, dict):
+                group.pop(knob, None)
 
 
 class _PathError(ValueError):
@@ -190,9 +252,11 @@ def _parse_scalar(raw: str) -> Any:
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_text(path)) or {}
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file not found") from None
+    except DataError as e:  # bytes that are not UTF-8, named by line and offset
+        raise RecipeError(str(e)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -221,16 +285,21 @@ def _numbers_from_strings(node: Any) -> Any:
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid recipe ({err.error_count()} problem{'s' if err.error_count() > 1 else ''})"]
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        path = ".".join(str(p) for p in e["loc"])
         bad = e.get("input")
+        msg = e["msg"].removeprefix("Value error, ")
         allowed = ""
         ctx = e.get("ctx") or {}
-        if "expected" in ctx and str(ctx["expected"]) not in e["msg"]:
+        if "expected" in ctx and str(ctx["expected"]) not in msg:
             allowed = f"; allowed: {ctx['expected']}"
+        # a whole section (or the whole recipe, for checks across fields) is not worth repeating back
+        got = "" if isinstance(bad, (dict, list)) and len(repr(bad)) > 80 else f" (got {bad!r})"
         if e["type"] == "extra_forbidden":
             lines.append(f"  {path}: unknown field (value {bad!r}); check the spelling against `findap recipe-schema`")
+        elif not path and re.match(r"^[\w.]+: ", msg):  # a check across fields that names the field itself
+            lines.append(f"  {msg}")
         else:
-            lines.append(f"  {path}: {e['msg']} (got {bad!r}){allowed}")
+            lines.append(f"  {path or '(top level)'}: {msg}{got}{allowed}")
     return "\n".join(lines)
 
 

@@ -8,7 +8,8 @@ with this function, on the same dataset key and the same input text, so a row is
     reserved for eval  <=>  bucket < fraction          (curate.eval_holdout, default 0.3)
 
 FinEval's tasks in hash mode (CarveSpec.hash_key) score the docs with bucket < dev + unseen (dev first, then
-unseen) and use the rest as the few-shot pool. The hash depends on the text only, not on file order, row count
+unseen) and use the rest as the few-shot pool; a recipe whose eval_holdout is below that fails to load
+(findap.curate.holdout.check_recipe_holdout). The hash depends on the text only, not on file order, row count
 or platform, so the split is stable when a file grows, and exact duplicates always land on the same side.
 
 | dataset key | input text hashed                                          |

@@ -70,7 +70,10 @@ def curate(
     """Run the whole curation into `out_dir`; returns the summary (also the manifest's core)."""
     from findap.curate import streaming
     from findap.curate.executors import run_steps
+    from findap.curate.holdout import check_eval_holdout, curated_holdout_keys
 
+    # callers without a recipe (benchmarks, tests) get the recipe's check too, before any source is read
+    check_eval_holdout(cfg.eval_holdout, curated_holdout_keys(cfg))
     t0 = time.time()
     out_dir = Path(out_dir)
     # where and how wide it runs does not change the result, so it does not change the checkpoint folder
@@ -160,7 +163,7 @@ def _grouped_reasons(unchecked: dict[str, str]) -> str:
 
 def _write_groups(cfg: CurateConfig, examples: list[dict], tokens: dict[str, int], out_dir: Path,
                   seed: int) -> dict:
-    out, chosen_by_group = {}, {}
+    out, chosen_by_group, split_by_group = {}, {}, {}
     for group in cfg.groups:
         names = set(cfg.group_sources(group.name))
         pool = [ex for ex in examples if ex["source"] in names]
@@ -170,10 +173,16 @@ def _write_groups(cfg: CurateConfig, examples: list[dict], tokens: dict[str, int
             added = [ex for ex in pool if ex["source"] in set(group.sources) - set(cfg.group_sources(group.extends))]
             chosen = chosen_by_group[group.extends] + added
             plan = {"extends": group.extends, "added_docs": len(added)}
+            # the parent's split stands (its dev documents were never trained on, its train documents were);
+            # only the additions are split, by the same seeded rule
+            parent_train, parent_dev = split_by_group[group.extends]
+            added_train, added_dev = dev_split(added, cfg.mixture, seed)
+            train, dev = parent_train + added_train, parent_dev + added_dev
         else:
             chosen, plan = build_mixture(pool, tokens, cfg.mixture, seed)
+            train, dev = dev_split(chosen, cfg.mixture, seed)
         chosen_by_group[group.name] = chosen
-        train, dev = dev_split(chosen, cfg.mixture, seed)
+        split_by_group[group.name] = train, dev
         write_parquet(out_dir / group.name / "train.parquet", [contract_row(ex) for ex in train])
         write_parquet(out_dir / group.name / "dev.parquet", [contract_row(ex) for ex in dev])
         stats = mixture_stats(chosen, tokens)

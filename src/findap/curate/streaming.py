@@ -454,7 +454,7 @@ def mixture(plan: Plan, rank: int, world_size: int) -> None:
         return
     pool = load_pool(plan)
     source_of = np.asarray(pool.names["source"], dtype=object)
-    out, chosen_by_group = {}, {}
+    out, chosen_by_group, split_by_group = {}, {}, {}
     everything = np.arange(len(pool.c["row"]), dtype=np.int64)
     for group in cfg.groups:
         names = set(cfg.group_sources(group.name))
@@ -466,10 +466,15 @@ def mixture(plan: Plan, rank: int, world_size: int) -> None:
             added = positions[is_extra[pool.c["source"][positions]]] if len(source_of) else positions
             chosen = np.concatenate([chosen_by_group[group.extends], added])
             plan_info = {"extends": group.extends, "added_docs": len(added)}
+            # as _write_groups: the parent's split stands, only the additions are split
+            parent_train, parent_dev = split_by_group[group.extends]
+            added_train, added_dev = dev_split_columns(pool, added, cfg.mixture)
+            train, dev = np.concatenate([parent_train, added_train]), np.concatenate([parent_dev, added_dev])
         else:
             chosen, plan_info = build_mixture_columns(pool, positions, cfg.mixture)
+            train, dev = dev_split_columns(pool, chosen, cfg.mixture)
         chosen_by_group[group.name] = chosen
-        train, dev = dev_split_columns(pool, chosen, cfg.mixture)
+        split_by_group[group.name] = train, dev
         for split, picked in (("train", train), ("dev", dev)):
             save_rows(plan.dir / "selection" / f"{group.name}.{split}.npy", pool.c["row"][picked])
         stats = mixture_stats_columns(pool, chosen)

@@ -6,6 +6,7 @@ ship inside the package. Other parts rely on these names and fields: the eval ta
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from findap.capabilities import Capability, Domain
@@ -74,7 +75,33 @@ DEMO_SETS: dict[str, DemoSet] = {
 }
 
 
+def demo_location_problem(converter: str, location: str) -> str | None:
+    """Why a curate source with `converter` cannot read `location`, or None. A `demo:<set>` path must name a known
+    set, the one its converter reads (demo_sentiment reads demo:sentiment): a typo is an error here, not a
+    silent read of the converter's own set."""
+    if not location.startswith("demo:"):
+        return None
+    asked = location[len("demo:"):]
+    own = converter[len("demo_"):] if converter.startswith("demo_") else None
+    if asked not in DEMO_SETS:
+        close = difflib.get_close_matches(asked, list(DEMO_SETS), n=1, cutoff=0.6)
+        return (f"{location!r}: unknown demo set {asked!r}; " + (f"did you mean demo:{close[0]}? " if close else "")
+                + f"known: {', '.join('demo:' + n for n in DEMO_SETS)}")
+    if own not in DEMO_SETS:
+        return f"{location!r}: only the demo converters read demo: paths; use converter demo_{asked}"
+    if asked != own:
+        return (f"{location!r} is the {asked} set, but converter {converter} reads demo:{own}; use path "
+                f"demo:{own}, or converter demo_{asked} for the {asked} set")
+    return None
+
+
 def demo_set(name: str) -> DemoSet:
+    """The demo set `name`; an unknown name raises UnknownName (a KeyError and a UsageError) listing the known ones,
+    closest first."""
     if name not in DEMO_SETS:
-        raise KeyError(f"unknown demo dataset {name!r}; known: {', '.join(DEMO_SETS)}")
+        from findap.errors import UnknownName
+
+        close = difflib.get_close_matches(name, list(DEMO_SETS), n=1, cutoff=0.6)
+        hint = (f"did you mean {close[0]}? " if close else "") + f"known: {', '.join(DEMO_SETS)}"
+        raise UnknownName(f"unknown demo dataset {name!r}", hint)
     return DEMO_SETS[name]

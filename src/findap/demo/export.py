@@ -11,8 +11,13 @@ import os
 from pathlib import Path
 
 from findap.demo.catalog import DEMO_SETS
+from findap.errors import UsageError
 from findap.demo.load import data_path
 from findap.io import write_bytes
+
+
+class WouldOverwrite(UsageError, FileExistsError):
+    """The destination already holds a demo file (a FileExistsError, for callers that catch that)."""
 
 
 def export_demo(dest: str | os.PathLike, names: list[str] | None = None, *, overwrite: bool = False) -> list[Path]:
@@ -22,5 +27,6 @@ def export_demo(dest: str | os.PathLike, names: list[str] | None = None, *, over
     targets = [(data_path(name), dest / DEMO_SETS[name].file) for name in chosen]
     existing = [str(target) for _, target in targets if target.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"would overwrite {', '.join(existing)} (pass overwrite=True)")
+        raise WouldOverwrite(f"would overwrite {', '.join(existing)}",
+                             "pass --overwrite (overwrite=True in Python) to replace them")
     return [write_bytes(target, source.read_bytes()) for source, target in targets]

@@ -28,6 +28,8 @@ def load_demo(name: str, path: str | os.PathLike | None = None) -> list[dict]:
     spec = demo_set(name)
     file = Path(path) if path is not None else data_path(name)
     rows = read_records(file, fmt="jsonl", keep_line=True)  # keeps each row's line for the checks below
+    if not rows:
+        raise DataError(file, None, None, f"the file is empty: a {name} file needs at least one row")
     for row in rows:
         _check_row(spec, row, file, row["__line__"])
     _check_unique(spec, rows, file)

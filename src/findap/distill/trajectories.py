@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from findap.distill.prompts import ReasoningItem
-from findap.eval.answers import StatedNumber, single_number, stated_letter, stated_number
+from findap.eval.answers import same_number, sentences, single_number, stated_letter, stated_number
 
 SYSTEM = (
     "You solve finance and math problems carefully. Work in numbered steps, one calculation or idea per step, "
@@ -66,34 +66,38 @@ def extract_answer(solution: str, answer_type: str) -> str | None:
     return answer_text(solution)
 
 
-# Tolerance of the exact number check (documented in docs/alignment.md, "Labels"): a relative 0.1%, or half a
-# unit in the last decimal place the GOLD answer is written with (gold 0.37 accepts 0.3712: the gold was
-# rounded). Nothing looser: 1% would call 101 right for 100 and 8.5% right for 8.25%.
-REL_TOL = 1e-3
-_PERCENT_WORDS = re.compile(r"%|\bper\s?cent(?:age)?s?\b|\bpct\b|\bbasis\s+points?\b", re.I)
+# What a question's ask says when it wants a percent (or the decimal form of one) as its answer. A '%' or
+# 'percent' that a number carries ('a 20% discount', 'what is 20 percent of 50') is data, not the unit asked for.
+_NUMBER_WORD = (r"(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
+                r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|"
+                r"ninety|hundred)\b")
+_PERCENT_UNIT = r"(?:percent(?:age)?s?\b|per\s?cent\b|pct\b|basis\s+points?\b|%)"
+_ASKS_PERCENT = re.compile(
+    # 'what percentage of ...', 'what is his new win percentage', 'by what percent', 'how many basis points',
+    # 'calculate the percent increase': at most four words, none a number, between the ask and the unit
+    rf"\b(?:what|which|how\s+many|how\s+much|find|calculate|compute|determine)\s+"
+    rf"(?:(?!{_NUMBER_WORD})[\w'’-]+\s+){{0,4}}?{_PERCENT_UNIT}"
+    # 'in percent', 'as a percentage', '(in %)', 'in basis points'; 'as a decimal', 'as a ratio', 'in decimal form'
+    rf"|\b(?:in|as|into)\s+(?:an?\s+)?(?:{_PERCENT_UNIT}|decimal\b|ratio\b)|\bin\s+decimal\s+form\b",
+    re.I,
+)
+
+
+def _ask(question: str) -> str:
+    """The sentences of the question's last paragraph that ask: those ending in '?', and the last one ('Express
+    the answer as a percentage.', TAT-QA's appended '(answer in percent)')."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", question.strip()) if p.strip()]
+    if not paragraphs:
+        return ""
+    said = sentences(paragraphs[-1])
+    return " ".join([s for s in said[:-1] if s.rstrip().endswith("?")] + said[-1:])
 
 
 def asks_percent(question: str) -> bool:
-    """Whether the question itself asks for a percent. Only its last paragraph counts: TAT-QA and CFA prompts
-    start with tables and passages full of '%' that say nothing about the unit of the answer."""
-    last = [p for p in re.split(r"\n\s*\n", question.strip()) if p.strip()]
-    return bool(last) and bool(_PERCENT_WORDS.search(last[-1]))
-
-
-def _close(pred: float, gold: float, gold_decimals: int) -> bool:
-    tol = max(REL_TOL * abs(gold), 0.5 * 10 ** -gold_decimals if gold_decimals else 0.0)
-    return abs(pred - gold) <= tol * (1 + 1e-9) + 1e-12  # the slack absorbs binary rounding (0.375 - 0.37)
-
-
-def numbers_match(pred: StatedNumber, gold: StatedNumber, percent_question: bool = False) -> bool:
-    """Equal within the tolerance above. A factor of 100 is accepted only where it is a percent: when the
-    question asks for a percent (0.25 for 25%, and 25 for a gold written 0.25), or when a side writes '%' itself
-    (8.25% is exactly 0.0825). 5 vs 500 is never equal."""
-    preds = [pred.value] + ([pred.value / 100] if pred.percent else [])
-    golds = [(gold.value, gold.decimals)] + ([(gold.value / 100, gold.decimals + 2)] if gold.percent else [])
-    if percent_question:
-        preds += [pred.value * 100, pred.value / 100]
-    return any(_close(p, g, d) for p in preds for g, d in golds)
+    """Whether the question asks for a percent or the decimal form of one ('What percentage of ...?', '... in
+    percent?', '(answer in percent)', 'as a decimal'), read from its ask alone: TAT-QA's tables and GSM8K's
+    stories carry '%' in numbers that say nothing about the unit of the answer ('a 20% discount. How much ...?')."""
+    return bool(_ASKS_PERCENT.search(_ask(question)))
 
 
 def gold_answer(item: ReasoningItem):
@@ -115,7 +119,7 @@ def check_answer(solution: str, item: ReasoningItem) -> bool | None:
     if gold is None or pred is None:
         return None
     if item.answer_type == "number":
-        return numbers_match(stated_number(solution), gold, asks_percent(item.question))
+        return same_number(stated_number(solution), gold, asks_percent(item.question))
     if item.answer_type == "choice":
         return pred == gold
     return " ".join(pred.lower().split()) == " ".join(gold.lower().split())

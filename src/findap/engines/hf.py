@@ -6,6 +6,7 @@ SQLite cache first (see cache.py).
 """
 from __future__ import annotations
 
+import functools
 from typing import Iterator, Sequence
 
 import torch
@@ -18,6 +19,7 @@ from findap.engines.decoding import RowSettings, decode_output, generate_batch
 from findap.engines.scoring import has_plain_head, plan_groups, score_groups
 from findap.engines.text import encode_pair, fitted_prompt_ids, render_prompt
 from findap.models import autocast, autocast_dtype, load_model, load_tokenizer, pick_device, resolve_model
+from findap.provenance import model_fingerprint, tensors_fingerprint
 
 
 class HFEngine:
@@ -32,22 +34,33 @@ class HFEngine:
         self.spec = spec
         self.device = pick_device(spec.device)
         fast_dtype = autocast_dtype(self.device, spec.precision)
+        self._loaded_from = None  # the model folder, when this engine loaded the weights itself
         if model is None:
             model = load_model(spec.model, device=self.device, dtype=fast_dtype or torch.float32)
-            source = resolve_model(spec.model)
+            self._loaded_from = resolve_model(spec.model)
         else:
             model = model.to(self.device)
-            source = spec.model
         self.model = model.eval()
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.model)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.share_context = bool(spec.extra.get("share_context", True))
-        # Everything that changes an answer for the same request text.
-        self.identity = f"{source}|{self.model.dtype}|{spec.precision}|max_length={spec.max_length}"
         self.cache = RequestCache(spec.cache_path) if spec.cache_path else None
         self.model_calls = 0  # batched forwards run (prefills and scoring); tests count cache hits with it
         self.agree_tokens = agree_tokens
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The model's content fingerprint: its folder's files when loaded from one, else its tensors."""
+        if self._loaded_from is not None:
+            return model_fingerprint(self._loaded_from)
+        return tensors_fingerprint(self.model) or f"in-memory:{self.spec.model}"
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """Everything that changes an answer for the same request text: the weights' content (never their path,
+        which a retrain reuses), the dtype they run in, and the context length."""
+        return f"{self.fingerprint}|{self.model.dtype}|{self.spec.precision}|max_length={self.spec.max_length}"
 
     # ------------------------------------------------------------------------------------------ log-likelihood
     def loglikelihood(

@@ -48,7 +48,9 @@ class OpenAIEngine:
             headers["Authorization"] = f"Bearer {key}"
         timeout = httpx.Timeout(float(spec.extra.get("timeout_s", 120.0)), connect=10.0)
         self.client = client or httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        # A remote model's weights cannot be read: the endpoint and the served name are all that names it.
         self.identity = f"{self.base_url}|{spec.model}"
+        self.fingerprint = "endpoint:" + self.identity
         self.cache = RequestCache(spec.cache_path) if spec.cache_path else None
         self.http_calls = 0  # successful requests sent; tests count cache hits with it
 

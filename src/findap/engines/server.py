@@ -204,19 +204,76 @@ def _prompt_offsets(tokenizer, prompt: str, n_tokens: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------- entry points
+def check_address(host: str, port: int, flag: str = "--port") -> None:
+    """Raise UsageError unless this process could listen on host:port now: checked before the model loads, so a busy
+    port costs no loading time. Binds the way uvicorn does (SO_REUSEADDR), then lets go."""
+    import errno
+    import socket
+
+    from findap.errors import UsageError
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{flag} {port}: not a TCP port", "use 1-65535, e.g. --port 8000")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host}: cannot listen on it ({e.strerror})", "use 127.0.0.1 (this machine only) "
+                         "or 0.0.0.0 (every interface)") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is already in use (another server is listening there)",
+                                 f"pick a free one with {flag} N, e.g. {flag} {_free_port(host, port)}") from None
+            if e.errno == errno.EACCES:
+                raise UsageError(f"port {port} on {host}: permission denied (ports below 1024 need privileges)",
+                                 f"use {flag} 8000 or another port from 1024") from None
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(f"--host {host}: not an address of this machine",
+                                 "use 127.0.0.1 or 0.0.0.0") from None
+            raise
+
+
+def _free_port(host: str, near: int) -> int:
+    """A port that is free now: the next ones after `near` first (easy to remember), else any."""
+    import socket
+
+    for candidate in [*range(near + 1, min(near + 20, 65536)), 0]:
+        with socket.socket() as probe:
+            try:
+                probe.bind((host if host not in ("", "0.0.0.0") else "127.0.0.1", candidate))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    return near + 1
+
+
 def serve(spec: EngineSpec, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None) -> None:
     """Load the model of `spec` into an HFEngine and serve it until interrupted."""
     import uvicorn
 
     from findap.engines.hf import HFEngine
 
+    check_address(host, port)
     engine = HFEngine(spec)
     app = create_app(engine, served_name or spec.model)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m findap.engines.server", description=__doc__.splitlines()[0])
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a wrong option reported as one UsageError line instead of usage text and exit."""
+
+    def error(self, message: str):
+        from findap.errors import UsageError
+
+        raise UsageError(f"{self.prog}: {message}", f"see {self.prog} --help")
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m findap.engines.server") -> None:
+    parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct", help="findap model name, hub id or directory")
     parser.add_argument("--served-name", default=None, help="the model name clients send (default: --model)")
     parser.add_argument("--host", default="127.0.0.1")
@@ -233,4 +290,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from findap.errors import FindapError, debug_enabled
+
+    try:
+        main()
+    except FindapError as err:  # the same contract as `findap serve`: one line, exit 2 for a wrong argument
+        if debug_enabled():
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)

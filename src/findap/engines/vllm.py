@@ -13,6 +13,7 @@ from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequ
 from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
 from findap.engines.text import encode_pair, fitted_prompt_ids, render_prompt, truncate_at_stop
 from findap.models import resolve_model
+from findap.provenance import model_fingerprint
 
 
 def scoring_ids(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int], list[int]]:
@@ -44,7 +45,8 @@ class VLLMEngine:
             **spec.extra.get("vllm_args", {}),
         )
         self.tokenizer = self.llm.get_tokenizer()
-        self.identity = f"{resolve_model(spec.model)}|{dtype}|max_length={spec.max_length}"
+        self.fingerprint = model_fingerprint(spec.model)  # content, not path: a retrain at the same path differs
+        self.identity = f"{self.fingerprint}|{dtype}|max_length={spec.max_length}"
         self.cache = RequestCache(spec.cache_path) if spec.cache_path else None
 
     def generate(self, requests: Sequence[GenerationRequest], progress: bool = True) -> list[str]:

@@ -12,12 +12,14 @@ The rules, in short (each function says more):
   ("the correct option is C", "C is correct", a bold label), negated mentions ("not positive", "neither hawkish
   nor dovish") and later discussion ("option A ignores ...") are not answers; "..., but actually C" revises;
 - a number is the one right after the answer marker (or after the last '=' / 'is' of the concluding sentence),
-  not the last number of the line.
+  not the last number of the line; it is the gold number when equal to an integer gold, or within the rounding
+  of a non-integer gold (`same_number`).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -185,6 +187,29 @@ def single_number(text: str) -> StatedNumber | None:
     return found[0] if len(found) == 1 else None
 
 
+def same_number(pred: StatedNumber, gold: StatedNumber, percent_question: bool = False) -> bool:
+    """Whether `pred` states the gold number: FinEval's `numeric_acc` and distillation's exact check both ask here.
+
+    An integer gold (GSM8K's, a count, '1000', also '72.0') is matched exactly: 1000000.0 and 1,000,000 are
+    1000000, 1000099 is not. Any other gold was rounded to the decimals it is written with, so it accepts what
+    rounds to it: half a unit in its last decimal place (gold 8.25 accepts 8.250 and 8.2549, not 8.26). A factor of
+    100 is accepted only as a percent: when one side writes '%' (8.25% is 0.0825), or when `percent_question`
+    says the question asks for a percent or a decimal ratio (0.25 for a gold 25). The arithmetic is decimal on the
+    numbers as written, so no binary rounding can make two different numbers equal or two equal ones differ.
+    """
+    p, g = Decimal(pred.text), Decimal(gold.text)
+    # the prediction in the gold's scale: as written, and where a percent allows it, x100 or /100
+    candidates = {p}
+    if pred.percent and not gold.percent:
+        candidates.add(p.scaleb(-2))
+    if gold.percent and not pred.percent:
+        candidates.add(p.scaleb(2))
+    if percent_question:
+        candidates |= {p.scaleb(2), p.scaleb(-2)}
+    tolerance = Decimal(0) if g == g.to_integral_value() else Decimal(5).scaleb(-gold.decimals - 1)
+    return any(abs(c - g) <= tolerance for c in candidates)
+
+
 # ------------------------------------------------------------------------------------------------- letters
 # What may follow a bare letter for it to be an answer: 'B.', 'B)', 'B:', 'B,', 'B' at the end, 'B - text',
 # 'B is correct', 'B because ...'. 'A good way to think' is an article, not option A.
@@ -290,16 +315,42 @@ def _is_negated(text: str, start: int, term: str) -> bool:
     return bool(_NEGATOR.search(" ".join(words)))
 
 
+# Label words that are also determiners or quantifiers ('no' of the yes/no and stock-movement tasks). Such a word
+# states its label only where it stands on its own, as a reply to the question ('No.', 'Answer: no',
+# 'no, it will not', 'No it won't'); where it quantifies the word after it ('no sign of default', 'no major news')
+# it is part of the reasoning, not an answer.
+_DETERMINER_TERMS = frozenset({"no", "any", "some", "all", "each", "every", "either", "neither"})
+_NEXT_WORD = re.compile(r"[ \t]+([A-Za-z][\w'’]*)")
+# Words that open a new clause: after one of these the determiner-like term was a standalone answer
+# ('No it will not', 'no because the ratios are healthy'); a determiner is never followed by them.
+_CLAUSE_OPENERS = frozenset({
+    "it", "its", "the", "this", "that", "these", "those", "they", "he", "she", "i", "we", "you", "there",
+    "because", "since", "as", "but", "so", "and", "or", "not", "then", "thus", "therefore",
+})
+
+
+def _quantifies_next_word(text: str, end: int, term: str) -> bool:
+    """Whether a determiner-like label term ending at `end` quantifies the word right after it ('no sign'),
+    rather than standing alone before punctuation, a line break, the end or a new clause."""
+    if term.lower() not in _DETERMINER_TERMS:
+        return False
+    following = _NEXT_WORD.match(text, end)
+    if not following:
+        return False
+    word = re.split(r"['’]", following.group(1).lower())[0]  # "it's" and "that's" open a clause as "it" does
+    return word not in _CLAUSE_OPENERS
+
+
 def label_mentions(text: str, labels: list[str], synonyms: dict[str, list[str]]) -> list[_Mention]:
-    """Every whole-word mention of a label or a synonym that is not negated, in reading order (the longer term
-    wins where two overlap)."""
+    """Every whole-word mention of a label or a synonym that is not negated and not a determiner of the next
+    word ('no sign of default' mentions no label), in reading order (the longer term wins where two overlap)."""
     found: list[_Mention] = []
     for label in labels:
         for term in [label, *synonyms.get(label, [])]:
             # 'non-negative' / 'non negative' mean 'not negative'
             pattern = re.compile(rf"(?<![A-Za-z0-9])(?<!non-)(?<!non ){re.escape(term)}(?![A-Za-z0-9])", re.I)
             found += [_Mention(m.start(), m.end(), label) for m in pattern.finditer(text)
-                      if not _is_negated(text, m.start(), term)]
+                      if not _is_negated(text, m.start(), term) and not _quantifies_next_word(text, m.end(), term)]
     found.sort(key=lambda m: (m.start, -(m.end - m.start)))
     kept: list[_Mention] = []
     for mention in found:

@@ -31,14 +31,21 @@ class EvalConfig(BaseModel):
     tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS),
                              description="task names, groups (fineval, fineval-similar, fineval-novel, task, "
                                          "finance, local, demo, ...) or task YAML paths")
-    modes: list[Literal["direct", "cot"]] = Field(default_factory=lambda: ["direct"],
-                                                  description="answer modes: direct and/or cot")
+    modes: list[Literal["direct", "cot", "loglik"]] = Field(
+        default_factory=lambda: ["direct"],
+        description="scoring modes, each written to <task>.<mode>.json: direct and cot are the generative chat "
+        "prompts; loglik is the plain log-likelihood form (no chat template; labels or options ranked as "
+        "continuations), for classification and multiple-choice tasks; the other tasks are listed as having "
+        "no such form, which is not a failure")
     limit: int | None = Field(100, ge=1, description="items per task (None = all); the same seeded items each run")
     split: Literal["dev", "unseen"] | None = Field(
         None, description="split role to score: dev for model selection, unseen for reports, None = each task's own")
     few_shot: int | None = Field(None, ge=0, description="override every task's few-shot count")
     prefer: Literal["local", "hub", "auto"] = Field(
         "local", description="local files only, the Hugging Face hub first, or auto (local, else hub; needs internet)")
+    allow_skips: bool = Field(
+        False, description="accept a partial table: tasks whose data cannot be had here (hub-only data under "
+        "prefer: local, no internet) are listed in the results instead of failing the stage")
     models: dict[str, str] = Field(default_factory=dict,
                                    description="extra models to evaluate, label -> name or path")
     include: list[str] = Field(default_factory=lambda: ["base", "cpt_it", "pa"],

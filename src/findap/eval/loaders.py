@@ -13,7 +13,8 @@ import random
 import re
 from pathlib import Path
 
-from findap.io import DataError, read_records
+from findap.io import DataError, read_records, read_text
+from findap.eval.availability import hub_dataset_source
 from findap.german_credit import CreditRowError, decode_row
 from findap.eval.registry import register_loader
 from findap.eval.task import LETTERS
@@ -31,31 +32,33 @@ def _path(root: Path, path: str) -> Path:
 def _lines(path: Path) -> list[str]:
     if not path.exists():
         raise DataError(path, None, None, "file not found (set FINDAP_DATA to the data directory)")
-    return path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()  # a byte that is not UTF-8 is named by line and offset
+    if not any(line.strip() for line in lines):
+        raise DataError(path, None, None, "the file is empty: a task needs at least one row")
+    return lines
 
 
 def _records(file: Path, required: tuple = ()) -> list[tuple[int | str, dict]]:
-    """(line, row) pairs. `findap.io.read_records` validates and drops its line numbers, so the line is
-    recomputed from the row index: header row for CSV/xlsx, element index for JSON lists, and JSONL rows are
-    matched to their non-blank source lines."""
-    rows = read_records(file, required=required)
+    """(line, row) pairs: the file line for JSONL, the line a record starts on for CSV/TSV (quoted cells may span
+    lines), the sheet row for xlsx, `item i` for JSON lists. An empty file is an error: a task scores no rows."""
+    rows = read_records(file, required=required, keep_line=True)
+    if not rows:
+        raise DataError(file, None, None, "the file is empty: a task needs at least one row")
     suffix = file.suffix.lower()
-    if suffix == ".jsonl":
-        lines = [n for n, text in enumerate(file.read_text(encoding="utf-8").splitlines(), 1) if text.strip()]
-        return list(zip(lines, rows))
     if suffix in (".csv", ".tsv"):
+        for row in rows:
+            row.pop("__line__", None)
         return list(zip(_csv_start_lines(file, "\t" if suffix == ".tsv" else ","), rows))
-    if suffix == ".xlsx":
-        return [(i + 2, row) for i, row in enumerate(rows)]
-    return [(f"item {i}", row) for i, row in enumerate(rows)]
+    return [(row.pop("__line__"), row) for row in rows]
 
 
 def _csv_start_lines(file: Path, delimiter: str) -> list[int]:
     """The line each CSV record starts on (quoted cells may span several lines, as MMLU's do)."""
     import csv
+    import io
 
     starts = []
-    with open(file, encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(file), newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
         next(reader, None)
         prev = reader.line_num
@@ -180,12 +183,12 @@ def load_ectsum(root, spec, path: str, folder: str = "val", max_input_chars: int
         if not summary_file.exists():
             raise DataError(summary_file, None, "summary", "no summary for this transcript")
         text, kept = "", []
-        for line in f.read_text(encoding="utf-8").splitlines():
+        for line in read_text(f).splitlines():
             if len(text) + len(line) > max_input_chars and kept:
                 break
             kept.append(line)
             text = "\n".join(kept)
-        summary = summary_file.read_text(encoding="utf-8").strip()
+        summary = read_text(summary_file).strip()
         if not summary:
             raise DataError(summary_file, 1, "summary", "empty summary")
         docs.append({"id": f"ectsum-{f.stem}", "text": text, "gold": summary})
@@ -451,6 +454,7 @@ def _generic_doc(row: dict, kind: str, spec, file, line) -> dict:
 
 # ---- Hugging Face hub sources (for users online) ------------------------------------------------------------
 def _hub_rows(dataset: str, config: str | None, split: str) -> list[dict]:
+    dataset = hub_dataset_source(dataset)  # a FINDAP_HUB_MIRROR copy when there is one, else the hub id
     return read_records(f"hf:{dataset}{':' + config if config else ''}@{split}")
 
 
@@ -517,8 +521,11 @@ def load_hf_mc(root, spec, dataset: str, split: str, question: str, choices, lab
             gold = int(raw) - 1
         else:
             gold = int(raw)
-        docs.append({"id": f"{dataset.split('/')[-1]}-{i}", "question": question.format_map(row),
-                     "choices": opts, "gold": gold})
+        doc = {"id": f"{dataset.split('/')[-1]}-{i}", "question": question.format_map(row), "choices": opts,
+               "gold": gold}
+        if "subject" in row:  # MMLU's prompt names the subject, as the local CSV loader's docs do
+            doc["subject"] = str(row["subject"]).replace("_", " ")
+        docs.append(doc)
     return docs
 
 

@@ -196,6 +196,88 @@ def missing(preds, docs, spec) -> ItemStats:
     return mean_stats({"missing": [float(_mc_pick(p) is None) for p in preds]}, bernoulli=["missing"])
 
 
+# ---- skill or a constant answer ------------------------------------------------------------------------------
+# A model that always says "neutral" scores the share of neutral items as accuracy and a fair weighted F1; only
+# its answers' spread and a chance-corrected score (MCC 0) show that it has learnt nothing about the items.
+def _option_name(index: int) -> str:
+    return chr(ord("A") + index) if 0 <= index < 26 else f"option {index + 1}"
+
+
+def fixed_choices(docs: Sequence[dict]) -> list[str] | None:
+    """The options every item offers when they are one fixed label set (yes/no, true/false), else None: only
+    then is an option index a class, so that MCC and macro-F1 over indices mean what they mean for labels."""
+    options = [d.get("choices") for d in docs]
+    if not options or any(not isinstance(o, (list, tuple)) for o in options):
+        return None
+    first = [str(o) for o in options[0]]
+    if len(set(first)) != len(first) or any([str(o) for o in other] != first for other in options[1:]):
+        return None
+    return first
+
+
+def answer_classes(preds, docs, spec) -> tuple[list[str], list[str]]:
+    """Each item's answer as its scores see it, and every answer class in a fixed order (the task's labels or its
+    options first, then anything else seen, sorted): ties for the most frequent answer go to the first.
+
+    Classification answers are the scored labels (nothing extracted counts as the default label, else
+    `missing`); multiple choice answers are the option `acc` scores (`pred` for log-likelihood scoring), named by
+    their text when every item has the same options and by letter otherwise (always "A" is a constant answer
+    too)."""
+    if spec.answer_type == "classification":
+        answers = [str(a) for a in _labels(preds, spec)]
+        first = [str(label) for label in spec.labels]
+    else:
+        options = fixed_choices(docs)
+        picks = [_mc_pick(p) for p in preds]
+        answers = [MISSING if i is None else options[i] if options and 0 <= i < len(options) else _option_name(i)
+                   for i in picks]
+        known = [i for i in picks if isinstance(i, int)]
+        first = options or [_option_name(i) for i in range(max(known, default=-1) + 1)]
+    return answers, list(dict.fromkeys([*first, *sorted(set(answers) - set(first))]))
+
+
+@item_metric("top_pred")
+def top_pred(preds, docs, spec) -> ItemStats:
+    """`top_pred_share`: the share of items given the most frequent answer. Each item keeps a one-hot row over
+    the answer classes; a resample's share is its largest column sum over its item count, so the bootstrap
+    resamples the maximum itself (which answer is on top may change between resamples)."""
+    answers, classes = answer_classes(preds, docs, spec)
+    index = {c: i for i, c in enumerate(classes)}
+    table = np.zeros((len(answers), max(1, len(classes))))
+    table[np.arange(len(answers)), [index[a] for a in answers]] = 1.0
+
+    def reduce(sums: np.ndarray) -> dict[str, np.ndarray]:
+        return {"top_pred_share": _safe_div(sums.max(axis=-1), sums.sum(axis=-1))}
+
+    return ItemStats(table, reduce)
+
+
+def top_prediction(preds, docs, spec) -> tuple[str | None, float]:
+    """The most frequent answer (first in `answer_classes` order on a tie) and its share of the items."""
+    answers, classes = answer_classes(preds, docs, spec)
+    if not answers:
+        return None, 0.0
+    counts = {c: 0 for c in classes}
+    for a in answers:
+        counts[a] += 1
+    top = max(classes, key=lambda c: counts[c])  # max keeps the first of equal counts
+    return top, counts[top] / len(answers)
+
+
+@item_metric("choice_mcc")
+def choice_mcc(preds, docs, spec) -> ItemStats:
+    """`mcc` and `f1_macro` of a multiple-choice task whose items all offer the same options, over the options as
+    classes (a choice nothing could be extracted for is the `missing` class, as in classification); a task whose
+    options change from item to item gets neither (an index is no class there)."""
+    options = fixed_choices(docs)
+    if options is None:
+        return ItemStats(np.zeros((len(docs), 0)), lambda sums: {})
+    golds = [options[d["gold"]] for d in docs]
+    picks = [_mc_pick(p) for p in preds]
+    answers = [MISSING if i is None else options[i] for i in picks]
+    return confusion_stats(golds, answers, options, ["f1_macro", "mcc"])
+
+
 # ---- NER and summarization ----------------------------------------------------------------------------------
 @item_metric("entity_f1")
 def entity_f1(preds, docs, spec) -> ItemStats:
@@ -259,21 +341,21 @@ def rouge_summary(preds, docs, spec) -> ItemStats:
 
 
 # ---- numeric and open QA ------------------------------------------------------------------------------------
-def _to_float(x) -> float | None:
-    try:
-        return float(str(x).replace(",", ""))
-    except (TypeError, ValueError):
-        return None
+def numbers_match(pred, gold) -> bool:
+    """Whether the extracted number `pred` is the gold number, by the rule distillation's check uses too
+    (`findap.eval.answers.same_number`): an integer gold exactly, another gold within its own rounding.
+    Either side that is not exactly one number ('N/A', None) never matches."""
+    from findap.eval.answers import same_number, single_number
 
-
-def numbers_match(pred, gold, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> bool:
-    p, g = _to_float(pred), _to_float(gold)
-    return p is not None and g is not None and math.isclose(p, g, rel_tol=rel_tol, abs_tol=abs_tol)
+    p = single_number(str(pred)) if pred is not None else None
+    g = single_number(str(gold)) if gold is not None else None
+    return p is not None and g is not None and same_number(p, g)
 
 
 @item_metric("numeric_acc")
 def numeric_acc(preds, docs, spec) -> ItemStats:
-    """A single number within a relative tolerance of 1e-4 of any gold (GSM8K `#### N`, generated exercises)."""
+    """The extracted number equals any gold (GSM8K `#### N`, generated exercises): an integer gold exactly,
+    another within half a unit of its last written decimal (`numbers_match`)."""
     return mean_stats({"numeric_acc": [float(any(numbers_match(p, g) for g in d["gold"]))
                                        for p, d in zip(preds, docs)]}, bernoulli=["numeric_acc"])
 
@@ -465,11 +547,20 @@ DEFAULT_METRICS = {
 }
 
 
+# Scores every classification and multiple-choice task gets, whatever its own metric list names: they tell skill
+# from a constant answer (the report shows them beside the headline and flags a model giving one answer to most
+# items). choice_mcc scores only tasks whose options are one fixed label set.
+DIAGNOSTIC_METRICS = {
+    "classification": ["f1_macro", "mcc", "top_pred"],
+    "multiple_choice": ["choice_mcc", "top_pred"],
+}
+
+
 def metric_names(spec, mode: str) -> list[str]:
     names = spec.metrics or DEFAULT_METRICS[spec.answer_type]
     if spec.answer_type == "multiple_choice" and mode == "cot":
         names = [n for n in names if n != "acc_norm"] + (["missing"] if "missing" not in names else [])
-    return names
+    return names + [n for n in DIAGNOSTIC_METRICS.get(spec.answer_type, ()) if n not in names]
 
 
 def item_stats(preds: list, docs: list[dict], spec, mode: str) -> dict[str, ItemStats]:
@@ -503,7 +594,7 @@ PRIMARY_METRICS = (
 )
 # Scores that describe the run rather than the model's quality: never a headline.
 BOOKKEEPING = {"n", "missing", "n_judged", "n_parse_failures", "judge_attempts", "n_samples", "parse_failure_rate",
-               "missing_rate"}
+               "missing_rate", "top_pred_share"}
 # The headline metric per answer type when a task declares no metric list (FinBen's choices: weighted F1 for
 # classification, entity F1 for NER, ROUGE-1 for summaries; MT-bench's mean rating; accuracy elsewhere).
 PRIMARY_BY_ANSWER_TYPE = {

@@ -6,7 +6,14 @@ Cell notation, in both Markdown and HTML:
 
 the value, the half-width of its 95% interval (`[lo, hi]` instead when the interval is far from symmetric), and
 against the base model the paired difference with its 95% interval; `*` marks a difference whose interval excludes
-zero. Deltas without brackets could not be paired (a result file without per-item samples).
+zero (with a multiplicity adjustment, holm or bh: whose adjusted p-value is at most 5% as well). Deltas without
+brackets could not be paired (a result file without per-item samples).
+
+Classification and multiple-choice cells add a second line, `MCC 31.0 ±4.0 · mF1 50.2 ±3.1 · top neutral 62% ±4`,
+and `≡` where the model gave one answer to at least 90% of the items (in a mean's cell: `≡` and those tasks).
+
+A task row's last column says how the task relates to what its run trained on and why (`trained: curated source
+fpb (dataset key fpb)`; findap.report.novelty), per model where the runs of the row's models disagree.
 
 Plots are built in two steps: the numbers that go into them (`loss_plot_data`, `bar_layout`, `value_axis`, plain
 data a test can check) and the matplotlib figure drawn from those numbers.
@@ -20,9 +27,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from findap.eval.results import (
-    CAPABILITY_TITLE, RAW_SCALE_METRICS, CurationNote, Leaderboard, LossCurve, Row, StageCost,
+    CAPABILITY_TITLE, COMPARISON_TABLES, CONSTANT_SHARE, RAW_SCALE_METRICS, SUMMARY_METRIC, CurationNote,
+    Leaderboard, LossCurve, Row, StageCost,
 )
-from findap.eval.uncertainty import Interval, PairedDelta
+from findap.eval.uncertainty import ALPHA, Interval, PairedDelta, smallest_p_value
 
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 MISSING = "n/a"  # written where a model has no value, so that a missing bar is never read as a 0.0 bar
@@ -178,7 +186,8 @@ def fincap_figure(board: Leaderboard, split: str):
     if not rows:
         return None
     labels = [f"{CAPABILITY_TITLE.get(r.capability, r.capability)}\n{r.domain}\n{r.novelty}" for r in rows]
-    return bars_figure(rows, board.models, _bars_title(f"FinCap ({split}): mean over each cell's tasks", board),
+    return bars_figure(rows, board.models,
+                       _bars_title(f"FinCap ({split}): mean over each cell's tasks (classification: MCC)", board),
                        labels, "mean score (x100)")
 
 
@@ -332,6 +341,64 @@ def _delta_text(delta: float | None, paired: PairedDelta | None, digits: int = 1
     return f"({delta:+.{digits}f} [{paired.lo:+.{digits}f}, {paired.hi:+.{digits}f}]{mark})"
 
 
+CONSTANT_MARK = "≡"
+DETAIL_NAMES = (("mcc", "MCC"), ("f1_macro", "mF1"))
+
+
+def _constant_text(row: Row, model: str) -> str:
+    """` ≡` after a task cell whose model gave one answer to most items; ` ≡ fpb, fomc` after a mean's cell."""
+    tasks = row.constant.get(model)
+    if not tasks or row.values.get(model) is None:
+        return ""
+    return f" {CONSTANT_MARK}" if row.kind == "task" else f" {CONSTANT_MARK} {', '.join(tasks)}"
+
+
+def _answer_name(answer: str) -> str:
+    return answer if len(answer) <= 24 else answer[:23] + "…"
+
+
+@dataclass
+class Detail:
+    """One score on the second line of a cell: `MCC 31.0 ±4.0`, `top neutral 62% ±4`."""
+
+    name: str
+    value: float
+    interval: Interval | None
+    digits: int
+    unit: str = ""
+
+    def text(self) -> str:
+        return f"{self.name} {self.value:.{self.digits}f}{self.unit}"
+
+    def ci(self) -> str:
+        return _ci_text(self.value, self.interval, self.digits) if self.interval is not None else ""
+
+
+def _details(row: Row, model: str) -> list[Detail]:
+    """The second line of a task cell: MCC, macro-F1 and the most frequent answer's share, with intervals."""
+    out = []
+    for name, label in DETAIL_NAMES:
+        value = row.detail_values.get(name, {}).get(model)
+        if value is not None:
+            out.append(Detail(label, value, row.details[name].get(model), 1))
+    share = row.detail_values.get("top_pred_share", {}).get(model)
+    if share is not None:
+        top = row.top_pred.get(model)
+        name = f"top {_answer_name(top)}" if top else "top"
+        out.append(Detail(name, share, row.details["top_pred_share"].get(model), 0, "%"))
+    return out
+
+
+def _details_text(row: Row, model: str) -> str:
+    """`MCC 31.0 ±4.0 · mF1 50.2 ±3.1 · top neutral 62% ±4`."""
+    return " · ".join(d.text() + d.ci() for d in _details(row, model))
+
+
+def _mean_metric(row: Row) -> str:
+    """What a mean averages, e.g. `mean of mcc, entity_f1` (each task's score as it entered)."""
+    return "mean of " + ", ".join(dict.fromkeys(row.metrics)) if row.metrics else ""
+
+
 def _n_text(row: Row) -> str:
     """Items behind a task row: one number, or each model's when they differ."""
     counts = [row.n.get(m) for m in row.n if row.n.get(m) is not None]
@@ -349,9 +416,104 @@ LEGEND = [
     ("task*", "judge-scored"),
     ("†", "average over fewer tasks than other models"),
 ]
-METHODS = ("Intervals: Wilson for accuracy-like scores, bootstrap over items for F1, MCC and ROUGE; averages "
-           "average the tasks' bootstrap resamples; differences: paired bootstrap over the items both models "
-           "answered. n: items per task. Details: docs/report.md.")
+# What `*` means under each multiplicity adjustment (findap report --adjust).
+STAR = {
+    "none": LEGEND[1][1],
+    "holm": "difference to the base model, paired 95% interval; * = significant after Holm's adjustment (p ≤ 0.05)",
+    "bh": "difference to the base model, paired 95% interval; * = significant after Benjamini-Hochberg (q ≤ 0.05)",
+}
+DETAILS_KEY = ("MCC · mF1 · top x 62%",
+               "second line: MCC, macro-F1 (95% intervals), most frequent answer x and its share")
+CONSTANT_KEY = (CONSTANT_MARK, f"one answer to ≥ {CONSTANT_SHARE:.0%} of items: its accuracy and F1 reflect the "
+                "label mix, not skill (MCC ≈ 0)")
+SUMMARY_KEY = ("average", "averages, FinCap cells and task sets take classification tasks by MCC: a constant "
+               "answer adds 0")
+RELATION_KEY = ("trained/similar/novel", "what the run trained on: the task's dataset / its task type / neither; "
+                                          "last column: why")
+RELATION_RULE = ("Trained / similar / novel, per run from its curation manifest: trained = a curated source the run "
+                 "trained on is the task's dataset; similar = a curated instruction source has the task's type "
+                 "(capability, domain, answer type, label set); novel = neither. A task sits under the relation of "
+                 "the base model's run (else the first model's with a manifest); where runs disagree, its last "
+                 "column gives each.")
+METHODS = ("Intervals: Wilson for accuracy-like scores, bootstrap over items for F1, MCC, shares and ROUGE; averages "
+           "average the tasks' resamples; differences: paired bootstrap over shared items. n: items per task. "
+           "Details: docs/report.md.")
+
+
+def legend(board: Leaderboard) -> list[tuple[str, str]]:
+    """The key for this board: `*` as the adjustment in force defines it, and the skill-or-format lines where
+    some row has them."""
+    task_rows = [r for r in board.rows if r.kind == "task"]
+    out = [LEGEND[0], (LEGEND[1][0], STAR[board.adjust])]
+    if any(r.detail_values for r in task_rows):
+        out.append(DETAILS_KEY)
+    if any(r.detail_values.get("top_pred_share") for r in task_rows):
+        out.append(CONSTANT_KEY)
+    if any(r.summary is not None or r.metric == SUMMARY_METRIC for r in task_rows):
+        out.append(SUMMARY_KEY)
+    if board.curations:
+        out.append(RELATION_KEY)
+    return out + LEGEND[2:]
+
+
+def relation_lines(board: Leaderboard) -> list[str]:
+    """What each run's trained / similar / novel was decided from: its curation manifest and the sources it trained
+    on, or, without one, the task YAMLs' tags and why."""
+    lines = [RELATION_RULE] if board.curations else []
+    for c in board.curations:
+        who = f"run {c['run']}" if c["run"] else "results outside a run directory"
+        if not c["derived"]:
+            lines.append(f"Relations of {who}: the task YAMLs' similar/novel tags ({c['why']}).")
+            continue
+        line = (f"Relations of {who}: from {c['manifest']}, {len(c['sources'])} curated sources trained on "
+                f"({', '.join(c['sources']) or 'none'})")
+        if c["untyped_it_sources"]:
+            line += (f"; instruction sources on no FinEval task's dataset have no task type and make no task similar: "
+                     f"{', '.join(c['untyped_it_sources'])}")
+        lines.append(line + ".")
+    return lines
+
+
+def _relation_text(board: Leaderboard, row: Row) -> str:
+    """`trained: curated source fpb (dataset key fpb)`; where the models' runs disagree, `a, b: ...; c: ...`."""
+    if row.kind != "task" or not row.relations:
+        return ""
+    by_text: dict[str, list[str]] = {}
+    for m in board.models:
+        if m in row.relations:
+            by_text.setdefault(row.relations[m], []).append(m)
+    if len(by_text) == 1:
+        return next(iter(by_text))
+    return "; ".join(f"{', '.join(models)}: {text}" for text, models in by_text.items())
+
+
+def comparisons_lines(board: Leaderboard) -> list[str]:
+    """How many paired tests the report made and how its marks control for their number."""
+    if not board.base:
+        return []
+    counts = board.comparisons
+    total = counts.get("total", 0)
+    if not total:
+        return ["Comparisons: none (no result could be paired item by item with the base model)."]
+    parts = ", ".join(f"{counts[name]} {name if counts[name] > 1 else name[:-1]}" for name, _, _ in COMPARISON_TABLES
+                      if counts.get(name))
+    lines = [f"Comparisons: {total} paired tests against {board.base} ({parts}; a test shown twice counts once)."]
+    if board.adjust == "none":
+        lines.append(f"Marks: each test's own 95% interval, not adjusted for multiplicity (--adjust none): about "
+                     f"{ALPHA * total:.2g} false marks are expected where nothing changed; --adjust holm or bh "
+                     "controls that.")
+        return lines
+    if board.adjust == "holm":
+        mark = (f"Marks: Holm-adjusted p ≤ {ALPHA} over all {total} tests (--adjust holm): at most a 5% chance of "
+                "any false mark.")
+    else:
+        mark = (f"Marks: Benjamini-Hochberg adjusted p ≤ {ALPHA} over all {total} tests (--adjust bh): at most 5% "
+                "of the marks expected to be false.")
+    floor = smallest_p_value(board.n_boot)
+    if floor > ALPHA / total:
+        mark += (f" With {board.n_boot} resamples no p-value is below {floor:.4f} > {ALPHA}/{total}: a single "
+                 f"difference needs n_boot ≥ {int(2 * total / ALPHA)} to pass.")
+    return lines + [mark]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -364,12 +526,21 @@ def _md_cell(board: Leaderboard, row: Row, model: str, bold: bool) -> str:
     delta = _delta_text(board.delta(row, model), row.paired.get(model))
     if delta:
         text += f" {delta}"
-    return f"**{text}**" if bold else text
+    text = (f"**{text}**" if bold else text) + _constant_text(row, model)
+    details = _details_text(row, model)
+    if details:
+        text += "<br>" + details.replace("|", "\\|")
+    return text
+
+
+def _has_relations(board: Leaderboard) -> bool:
+    return any(r.relations for r in board.rows)
 
 
 def _md_table(board: Leaderboard, rows: list[Row]) -> list[str]:
-    lines = ["| group | task | metric | " + " | ".join(board.models) + " | n |",
-             "|---|---|---|" + "---|" * len(board.models) + "---|"]
+    relation = _has_relations(board)
+    lines = ["| group | task | metric | " + " | ".join(board.models) + " | n |" + (" relation |" if relation else ""),
+             "|---|---|---|" + "---|" * len(board.models) + "---|" + ("---|" if relation else "")]
     last_group = None
     for row in rows:
         group = _group_title(row)
@@ -378,13 +549,16 @@ def _md_table(board: Leaderboard, rows: list[Row]) -> list[str]:
         best = _best(row)
         label = f"*{row.label}*" if row.kind == "average" else row.label + ("\\*" if row.judged else "")
         cells = [_md_cell(board, row, m, m in best) for m in board.models]
-        metric = row.metric if row.kind == "task" else ""
-        lines.append(f"| {shown} | {label} | {metric} | " + " | ".join(cells) + f" | {_n_text(row)} |")
+        metric = row.metric if row.kind == "task" else _mean_metric(row)
+        why = " " + _relation_text(board, row).replace("|", "\\|") + " |" if relation else ""
+        lines.append(f"| {shown} | {label} | {metric} | " + " | ".join(cells) + f" | {_n_text(row)} |{why}")
     return lines
 
 
-CAPABILITY_NOTE = ("Each cell is the mean of its tasks' headline scores (the task rows of the tables below), with "
-                   "the 95% interval of that mean and the paired difference to the base model.")
+CAPABILITY_NOTE = ("Each cell is the mean of its tasks' scores (the task rows of the tables below; classification "
+                   "tasks by MCC, so a constant answer adds 0), with the 95% interval of that mean and the paired "
+                   "difference to the base model on the same scores; ≡ names tasks where the model gave one answer "
+                   "to most items.")
 
 
 def _md_capability_table(board: Leaderboard, rows: list[Row]) -> list[str]:
@@ -401,8 +575,9 @@ def _md_capability_table(board: Leaderboard, rows: list[Row]) -> list[str]:
     return lines
 
 
-TASK_SET_NOTE = ("Each named set (eval.task_sets, findap report --task-set) is the mean of its tasks' headline "
-                 "scores, with the 95% interval of that mean and the paired difference to the base model.")
+TASK_SET_NOTE = ("Each named set (eval.task_sets, findap report --task-set) is the mean of its tasks' scores "
+                 "(classification tasks by MCC), with the 95% interval of that mean and the paired difference to "
+                 "the base model on the same scores.")
 
 
 def _md_task_set_table(board: Leaderboard, rows: list[Row]) -> list[str]:
@@ -420,8 +595,8 @@ def _md_significance_summary(board: Leaderboard) -> list[str]:
     lines = []
     for m in board.models[1:]:
         tasks = [r for r in board.rows if r.kind == "task" and r.paired.get(m) is not None]
-        ups = [r.label for r in tasks if r.paired[m].significant and r.paired[m].delta > 0]
-        downs = [r.label for r in tasks if r.paired[m].significant and r.paired[m].delta < 0]
+        ups = [r.label + _constant_text(r, m) for r in tasks if r.paired[m].significant and r.paired[m].delta > 0]
+        downs = [r.label + _constant_text(r, m) for r in tasks if r.paired[m].significant and r.paired[m].delta < 0]
         lines.append(f"- **{m}** vs {board.base}: {len(tasks)} tasks paired; significantly better on "
                      f"{', '.join(ups) or 'none'}; significantly worse on {', '.join(downs) or 'none'}.")
     return lines + [""]
@@ -432,7 +607,9 @@ def render_markdown(board: Leaderboard, costs: list[StageCost], plots: dict[str,
     lines = [f"# {title}", ""]
     if board.base:
         lines += [f"Base model: **{board.base}**.", ""]
-    lines += [f"- `{key}`: {text}" for key, text in LEGEND] + ["", METHODS, ""]
+    lines += [f"- `{key}`: {text}" for key, text in legend(board)] + ["", METHODS, ""]
+    lines += [line for text in comparisons_lines(board) for line in (text, "")]
+    lines += [line for text in relation_lines(board) for line in (text, "")]
     lines += _md_significance_summary(board)
     for split in dict.fromkeys(r.split for r in board.capabilities):
         lines += [f"## FinCap capabilities - {split}", "", CAPABILITY_NOTE, ""]
@@ -485,7 +662,9 @@ td.best{font-weight:700}
 .note{color:#555;font-size:.85rem}
 .legend{color:#444;font-size:.85rem;margin:.3rem 0;padding-left:1.2rem}.legend li{margin:.1rem 0}
 .legend code{background:#f3f5f8;padding:0 .25rem;border-radius:3px}
+.det{color:#555;font-size:.75rem;font-weight:400}.const{color:#b42318;font-weight:700}
 td.tasks{color:#666;font-size:.8rem;white-space:normal;text-align:left;max-width:22rem}
+td.rel{color:#555;font-size:.8rem;white-space:normal;text-align:left;min-width:14rem;max-width:26rem}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem;align-items:start}
 .plots figure{margin:0}.plots figure.wide{grid-column:1/-1}
 .plots img{max-width:100%;border:1px solid #eee}
@@ -503,7 +682,9 @@ def _html_delta(delta: float | None, paired: PairedDelta | None) -> str:
         cls = ("up" if delta > 0 else "down") + " sig"
     else:
         cls = "ns"
-    title = f" title='paired bootstrap p = {paired.p_value:.3f}, n = {paired.n}'" if paired else ""
+    adjusted = f", {paired.adjust}-adjusted p = {paired.p_adjusted:.3f}" if paired and paired.p_adjusted is not None \
+        else ""
+    title = f" title='paired bootstrap p = {paired.p_value:.3f}{adjusted}, n = {paired.n}'" if paired else ""
     return f' <span class="{cls}"{title}>{text}</span>'
 
 
@@ -520,6 +701,25 @@ def _html_value(row: Row, model: str) -> str:
     return text
 
 
+def _html_constant(row: Row, model: str) -> str:
+    mark = _constant_text(row, model)
+    if not mark:
+        return ""
+    if row.kind == "task":
+        top, share = row.top_pred.get(model), row.detail_values.get("top_pred_share", {}).get(model)
+        what = f"one answer ({top}) to {share:.0f}% of items" if top and share is not None \
+            else "one answer to most items"
+    else:
+        what = "one answer to most items of " + ", ".join(row.constant[model])
+    return f" <span class='const' title='{html.escape(what, quote=True)}'>{html.escape(mark.strip())}</span>"
+
+
+def _html_details(row: Row, model: str) -> str:
+    parts = [html.escape(d.text()) + (f" <span class='ci'>{html.escape(d.ci().strip())}</span>" if d.ci() else "")
+             for d in _details(row, model)]
+    return f"<div class='det'>{' · '.join(parts)}</div>" if parts else ""
+
+
 def _png_width(png: bytes) -> int:
     """Pixel width from the PNG header (IHDR holds width at bytes 16-20, big-endian)."""
     return int.from_bytes(png[16:20], "big")
@@ -527,8 +727,10 @@ def _png_width(png: bytes) -> int:
 
 def _html_table(board: Leaderboard, rows: list[Row]) -> list[str]:
     esc = html.escape
+    relation = _has_relations(board)
     out = ["<table><tr><th class='l'>group</th><th class='l'>task</th><th class='l'>metric</th>"
-           + "".join(f"<th>{esc(m)}</th>" for m in board.models) + "<th>n</th></tr>"]
+           + "".join(f"<th>{esc(m)}</th>" for m in board.models) + "<th>n</th>"
+           + ("<th class='l'>relation</th>" if relation else "") + "</tr>"]
     last_group = None
     for row in rows:
         group = _group_title(row)
@@ -537,8 +739,10 @@ def _html_table(board: Leaderboard, rows: list[Row]) -> list[str]:
         label = esc(row.label) + ("*" if row.judged and row.kind == "task" else "")
         tr = " class='avg'" if row.kind == "average" else ""
         out.append(f"<tr{tr}><td class='l'>{shown}</td><td class='l'>{label}</td>"
-                   f"<td class='l'>{esc(row.metric if row.kind == 'task' else '')}</td>{_html_cells(board, row)}"
-                   f"<td>{esc(_n_text(row))}</td></tr>")
+                   f"<td class='l'>{esc(row.metric if row.kind == 'task' else _mean_metric(row))}</td>"
+                   f"{_html_cells(board, row)}"
+                   f"<td>{esc(_n_text(row))}</td>"
+                   + (f"<td class='rel'>{esc(_relation_text(board, row))}</td>" if relation else "") + "</tr>")
     out.append("</table>")
     return out
 
@@ -547,7 +751,8 @@ def _html_cells(board: Leaderboard, row: Row) -> str:
     best = _best(row)
     bold = " class='best'"
     return "".join(f"<td{bold if m in best else ''}>{_html_value(row, m)}"
-                   f"{_html_delta(board.delta(row, m), row.paired.get(m))}</td>" for m in board.models)
+                   f"{_html_delta(board.delta(row, m), row.paired.get(m))}{_html_constant(row, m)}"
+                   f"{_html_details(row, m)}</td>" for m in board.models)
 
 
 def _html_capability_table(board: Leaderboard, rows: list[Row]) -> list[str]:
@@ -589,8 +794,10 @@ def render_html(board: Leaderboard, costs: list[StageCost], images: dict[str, by
         out.append(f"<p>Base model: <b>{esc(board.base)}</b>. Only significant differences are coloured "
                    "(<span class='up sig'>green</span> better, <span class='down sig'>red</span> worse).</p>")
     out.append("<ul class='legend'>" + "".join(f"<li><code>{esc(key)}</code> {esc(text)}</li>"
-                                               for key, text in LEGEND) + "</ul>")
+                                               for key, text in legend(board)) + "</ul>")
     out.append(f"<p class='note'>{esc(METHODS)}</p>")
+    out += [f"<p class='note'>{esc(line)}</p>" for line in comparisons_lines(board)]
+    out += [f"<p class='note'>{esc(line)}</p>" for line in relation_lines(board)]
     out += _html_significance_summary(board)
     for split in dict.fromkeys(r.split for r in board.capabilities):
         out.append(f"<h2>FinCap capabilities - {esc(split)}</h2><p class='note'>{esc(CAPABILITY_NOTE)}</p>")

@@ -6,9 +6,13 @@ files and writes, into `out_dir`:
 
     report.md          leaderboard + deltas + cost table, plots linked from plots/
     report.html        the same, self-contained: inline CSS, plots embedded as base64 PNG, no external URL
-    leaderboard.json   the numbers behind the tables (rows, intervals, paired deltas, group averages, costs)
+    leaderboard.json   the numbers behind the tables (rows, intervals, paired deltas, group averages, costs,
+                       the number of paired tests and the multiplicity adjustment in force)
     plots/*.png        the FinCap picture (capability x domain x novelty means, one bar per model), grouped bars
                        with 95% intervals per capability (one bar per model), loss curves per curriculum group
+
+Novelty is each task's relation to what the run trained on (trained, similar, novel), derived from the run's
+curation manifest by findap.report.novelty; a run without one keeps the task YAMLs' tags, and the report says so.
 
 The `report` stage of `findap run` is findap.report.stage, which calls build_report on the run directory.
 """
@@ -21,10 +25,11 @@ from typing import Sequence
 from findap.eval.render import capability_bars, fincap_bars, loss_plot, render_html, render_markdown
 from findap.eval.results import (
     CAPABILITY_ORDER, SPLIT_ORDER, LossCurve, TaskResult, build_leaderboard, curation_notes, load_results,
-    loss_curves, stage_costs,
+    loss_curves, parse_adjust, stage_costs,
 )
 from findap.eval.uncertainty import N_BOOT
 from findap.io import write_bytes, write_json, write_text
+from findap.report.novelty import relate_results
 
 __all__ = ["build_report", "load_results"]
 
@@ -35,21 +40,29 @@ def _slug(text: str) -> str:
 
 def build_report(
     inputs: Sequence[str | Path], out_dir: str | Path, base: str | None = None, title: str = "findap report",
-    n_boot: int = N_BOOT, task_sets: dict[str, Sequence[str]] | None = None,
+    n_boot: int = N_BOOT, task_sets: dict[str, Sequence[str]] | None = None, adjust: str = "none",
 ) -> dict[str, str | list[str]]:
     """Read results and run logs under `inputs`, write the report files into `out_dir`, return their paths.
 
     `base` is a model label (as shown in the results) or an input path whose results all share one label;
     every other model's cells then carry a paired delta against it. `n_boot` bootstrap resamples per interval.
     `task_sets` (name -> task names) adds a table of each set's mean score, interval and paired delta.
+    `adjust` decides the `*` marks: `none` (each paired test's own 95% interval), `holm` (Holm-adjusted p-values
+    over every test the report shows) or `bh` (Benjamini-Hochberg); the report says which is in force and how
+    many tests it made.
     """
+    adjust = parse_adjust(adjust)  # a misspelt option fails before any file is read
     inputs = [Path(p) for p in inputs]
     if base is not None and Path(base).exists() and not any(_is_under(Path(base), p) for p in inputs):
         inputs.append(Path(base))  # a base run given by path is read even when not listed among the inputs
     results = load_results(inputs)
     if not results:
         raise ValueError(f"no task results (JSON with 'task' and 'scores') under {[str(p) for p in inputs]}")
-    board = build_leaderboard(results, base=_resolve_base(base, results), n_boot=n_boot, task_sets=task_sets)
+    base = _resolve_base(base, results)
+    # trained / similar / novel from what each run's curation trained on, not the YAML's fixed tag
+    results, curations = relate_results(results, base)
+    board = build_leaderboard(results, base=base, n_boot=n_boot, task_sets=task_sets, adjust=adjust)
+    board.curations = [c.summary() for c in curations]
     costs = stage_costs(inputs)
     notes = curation_notes(inputs)
 

@@ -1,10 +1,12 @@
 """Report data: reading result files, the leaderboard (Table 6 layout), deltas with paired significance, costs.
 
 Everything here is numbers; findap.eval.render draws them (Markdown, HTML, plots) and findap.eval.report ties the
-two together. Layout of the leaderboard (Table 6 of Ke et al. 2025): split role (unseen first), then similar vs
-novel, then capability (concept, task, reasoning, IF/chat), then domain (finance, general, math); one row per task
-and answer mode, one column per model, and an average row closing each capability x domain group. Cells hold the
-task's primary metric; fractions are x100 (the paper's percentages), judge scores on their own 1-10 scale.
+two together. Layout of the leaderboard (Table 6 of Ke et al. 2025): split role (unseen first), then trained,
+similar and novel (the task's relation to what the run trained on, decided by findap.report.novelty from the
+run's curation; the YAML tag where a run has none), then capability (concept, task, reasoning, IF/chat), then
+domain (finance, general, math); one row per task and answer mode, one column per model, and an average row
+closing each capability x domain group. Cells hold the task's primary metric; fractions are x100 (the paper's
+percentages), judge scores on their own 1-10 scale.
 
 Uncertainty: a result file whose samples reproduce its headline score gives that score's item statistics
 (findap.eval.metrics.ItemStats); from them each cell gets a 95% interval and each delta against the base model a
@@ -13,6 +15,15 @@ bootstrap resamples, so they carry intervals too. A file whose samples cannot re
 third-party, scored by an older metric) keeps the interval it stores under `uncertainty`, if any, and is never
 paired.
 
+Skill, not format: classification and multiple-choice rows also carry MCC, macro-F1 and the share of the most
+frequent answer (`top_pred_share`, with which answer it is); a model giving one answer to at least 90% of a task's
+items is flagged as constant. Averages, FinCap cells and task sets take each task by its chance-corrected score
+(MCC) where its results have one, so a constant answer (MCC 0) never reads as a gain there; their deltas and
+paired tests are on the same score.
+
+Multiplicity: every paired test the report shows is one comparison; `adjust` (holm or bh) marks differences by
+p-values adjusted over all of them instead of by each test's own 95% interval.
+
 A result JSON is recognised by having `task` and a `scores` dict (the eval runner's per-task files); every other
 JSON under an input directory is ignored.
 """
@@ -20,21 +31,23 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from findap.eval.metrics import ItemStats, item_stats, mean_stats, primary_metric
+from findap.eval.metrics import ItemStats, item_stats, mean_stats, primary_metric, top_prediction
 from findap.eval.uncertainty import (
-    N_BOOT, Interval, PairedDelta, align_items, bootstrap, delta_from_replicates, interval, paired_replicates,
-    percentile_interval, task_seed,
+    ADJUSTMENTS, N_BOOT, Interval, PairedDelta, adjust_p_values, align_items, bootstrap, delta_from_replicates,
+    interval, paired_replicates, percentile_interval, task_seed,
 )
 from findap.io import DataError, read_jsonl_tolerant
 
 SPLIT_ORDER = ("unseen", "dev")
-NOVELTY_ORDER = ("similar", "novel")
+# A task's relation to what the run trained on (findap.report.novelty): its own dataset, its task type, neither.
+# Result files carry the YAML tag (similar or novel); the report replaces it with the relation it derives.
+NOVELTY_ORDER = ("trained", "similar", "novel")
 CAPABILITY_ORDER = ("concept", "task", "reasoning", "chat")
 DOMAIN_ORDER = ("finance", "general", "math")
 CAPABILITY_TITLE = {"concept": "Concept", "task": "Task", "reasoning": "Reasoning", "chat": "IF/Chat"}
@@ -45,6 +58,21 @@ RAW_SCALE_METRICS = {"score"}
 
 def display_scale(metric: str) -> float:
     return 1.0 if metric in RAW_SCALE_METRICS or metric.startswith("score_") else 100.0
+
+
+# Scores shown beside a task's headline when its results hold them: the chance-corrected MCC, macro-F1 (every
+# class counts alike, so always answering the majority class scores low) and the most frequent answer's share.
+DETAIL_METRICS = ("mcc", "f1_macro", "top_pred_share")
+# A model giving one answer to at least this share of a task's items is flagged as constant: its accuracy and
+# weighted F1 then measure how common that answer is among the gold labels, not skill.
+CONSTANT_SHARE = 0.9
+# The score a task enters averages, FinCap cells and task sets by, wherever all its models have it: chance-
+# corrected, so that a constant answer scores 0 and a move to one can never count as a gain.
+SUMMARY_METRIC = "mcc"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -58,6 +86,11 @@ class TaskResult:
 
     `stats` are the headline metric's item statistics (None when the samples cannot reproduce the score), `ids`
     the item ids in the same order, `stored_interval` the file's own `uncertainty` entry for the headline.
+    `score_stats` holds the item statistics of every score the samples give back (the headline's included),
+    `stored_intervals` the file's whole `uncertainty` block, `top_pred` the most frequent answer (classification
+    and multiple choice; None when the samples cannot be read). `spec` is the task spec the runner recorded
+    (`settings.spec`), `relation` the task's relation to what this result's run trained on, with the reason
+    (findap.report.novelty; empty until the report derives it).
     """
 
     task: str
@@ -74,6 +107,34 @@ class TaskResult:
     stats: ItemStats | None = field(default=None, repr=False, compare=False)
     ids: list | None = field(default=None, repr=False, compare=False)
     stored_interval: dict | None = None
+    score_stats: dict[str, ItemStats] = field(default_factory=dict, repr=False, compare=False)
+    stored_intervals: dict[str, dict] = field(default_factory=dict, repr=False)
+    top_pred: str | None = None
+    spec: dict | None = field(default=None, repr=False, compare=False)
+    relation: str = ""
+
+    def raw(self, name: str) -> float | None:
+        """Score `name` on its own scale (a fraction or a rating): as the file stores it, else recomputed from
+        the samples (a file written before the score existed); None when neither has a finite number."""
+        if _finite(self.scores.get(name)):
+            return float(self.scores[name])
+        stats = self.score_stats.get(name)
+        value = stats.scores()[name] if stats is not None else None
+        return value if _finite(value) else None
+
+    def shown(self, name: str) -> float | None:
+        """Score `name` as displayed (x100 for fractions)."""
+        value = self.raw(name)
+        return None if value is None else value * display_scale(name)
+
+    def stats_for(self, name: str) -> ItemStats | None:
+        return self.stats if name == self.metric else self.score_stats.get(name)
+
+    @property
+    def constant(self) -> bool:
+        """One answer to at least CONSTANT_SHARE of the items."""
+        share = self.raw("top_pred_share")
+        return share is not None and share >= CONSTANT_SHARE
 
     @property
     def scale(self) -> float:
@@ -97,7 +158,7 @@ class TaskResult:
 
     def to_dict(self) -> dict:
         """The JSON form (item statistics left out: they are recomputed from the result file)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("stats", "ids")}
+        return {k: v for k, v in asdict(self).items() if k not in ("stats", "ids", "score_stats", "spec")}
 
 
 def _first(record: dict, *names: str, default=None):
@@ -135,28 +196,45 @@ def _judge_stats(samples: list[dict], metric: str) -> ItemStats | None:
     return None
 
 
-def _headline_stats(record: dict, metric: str, answer_type: str | None) -> ItemStats | None:
-    """The headline's item statistics recomputed from the stored samples, or None when that is not possible or
-    does not give back the stored score (then an interval would describe some other number)."""
+def _agrees(value: float, stored: float) -> bool:
+    return math.isclose(value, stored, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def _score_stats(record: dict, metric: str, answer_type: str | None) -> tuple[dict[str, ItemStats], str | None]:
+    """Every score's item statistics recomputed from the stored samples, and the most frequent answer; nothing
+    when that is not possible or the headline does not come back as stored (then an interval would describe some
+    other number). Another score the file stores with a different value is left out as well; one it lacks (a
+    file written before that score existed) is kept, computed from the same samples the headline checked."""
     from findap.eval.runner import preds_and_docs
     from findap.eval.task import TaskSpec
 
     samples = record.get("samples")
     stored = record["scores"].get(metric)
-    if not samples or not isinstance(stored, (int, float)) or not math.isfinite(stored):
-        return None
+    if not samples or not _finite(stored):
+        return {}, None
+    top = None
     try:
         if answer_type == "judge" or record.get("judge"):
-            stats = _judge_stats(samples, metric)
+            judged = _judge_stats(samples, metric)
+            found = {metric: judged} if judged is not None else {}
         else:
             spec = TaskSpec.model_validate((record.get("settings") or {}).get("spec"))
             preds, docs = preds_and_docs(record)
-            stats = item_stats(preds, docs, spec, str(record.get("mode", "direct"))).get(metric)
+            for doc, sample in zip(docs, samples):
+                if isinstance(sample, dict) and "choices" in sample:  # log-likelihood samples keep their options
+                    doc["choices"] = sample["choices"]
+            found = item_stats(preds, docs, spec, str(record.get("mode", "direct")))
+            if spec.answer_type in ("classification", "multiple_choice"):
+                top = top_prediction(preds, docs, spec)[0]
     except Exception:  # noqa: BLE001 - any unreadable or foreign sample layout simply means "no interval"
-        return None
-    if stats is None or not math.isclose(stats.scores()[metric], stored, rel_tol=1e-6, abs_tol=1e-9):
-        return None
-    return stats
+        return {}, None
+    headline = found.get(metric)
+    if headline is None or not _agrees(headline.scores()[metric], stored):
+        return {}, None
+    theirs = record["scores"]
+    kept = {name: stats for name, stats in found.items()
+            if not _finite(theirs.get(name)) or _agrees(stats.scores()[name], theirs[name])}
+    return kept, top
 
 
 def parse_result(record: dict, path: Path) -> TaskResult:
@@ -187,8 +265,11 @@ def parse_result(record: dict, path: Path) -> TaskResult:
     for name, (value, allowed) in checked.items():
         if value not in allowed:
             raise DataError(path, None, name, f"{value!r} is not one of {list(allowed)}")
-    stats = _headline_stats(record, metric, answer_type) if metric != NOT_JUDGED else None
-    stored = (record.get("uncertainty") or {}).get(metric) if isinstance(record.get("uncertainty"), dict) else None
+    score_stats, top = _score_stats(record, metric, answer_type) if metric != NOT_JUDGED else ({}, None)
+    stats = score_stats.get(metric)
+    uncertainty = record.get("uncertainty") if isinstance(record.get("uncertainty"), dict) else {}
+    stored_intervals = {k: v for k, v in uncertainty.items() if isinstance(v, dict)}
+    stored = stored_intervals.get(metric)
     n = record.get("n") if isinstance(record.get("n"), int) else (stats.n if stats else None)
     return TaskResult(
         task=str(record["task"]),
@@ -204,7 +285,11 @@ def parse_result(record: dict, path: Path) -> TaskResult:
         n=n,
         stats=stats,
         ids=[s.get("id") for s in record["samples"]] if stats is not None else None,
-        stored_interval=stored if isinstance(stored, dict) else None,
+        stored_interval=stored,
+        score_stats=score_stats,
+        stored_intervals=stored_intervals,
+        top_pred=top,
+        spec=spec if isinstance(spec, dict) and spec else None,
     )
 
 
@@ -249,41 +334,53 @@ def load_results(inputs: Iterable[str | Path]) -> list[TaskResult]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def cell_interval(result: TaskResult, n_boot: int = N_BOOT) -> Interval | None:
-    """The cell's 95% interval in displayed units: from the item statistics, else the file's stored one."""
-    if result.value is None:
+def cell_interval(result: TaskResult, n_boot: int = N_BOOT, metric: str | None = None) -> Interval | None:
+    """The 95% interval of the result's score `metric` (default: its headline) in displayed units: from the item
+    statistics, else the file's stored one."""
+    metric = metric or result.metric
+    value = result.value if metric == result.metric else result.shown(metric)
+    if value is None:
         return None
-    if result.stats is not None:
-        return interval(result.stats, result.metric, n_boot, task_seed(result.task, result.mode)).scaled(result.scale)
-    stored = result.stored_interval
+    scale = display_scale(metric)
+    stats = result.stats_for(metric)
+    if stats is not None:
+        return interval(stats, metric, n_boot, task_seed(result.task, result.mode)).scaled(scale)
+    stored = result.stored_interval if metric == result.metric else result.stored_intervals.get(metric)
     if stored and isinstance(stored.get("ci95"), list) and len(stored["ci95"]) == 2:
-        lo, hi = (float(x) * result.scale for x in stored["ci95"])
-        return Interval(result.value, int(stored.get("n") or result.n or 0),
-                        float(stored.get("stderr") or 0.0) * result.scale, lo, hi, str(stored.get("method", "stored")))
+        lo, hi = (float(x) * scale for x in stored["ci95"])
+        return Interval(value, int(stored.get("n") or result.n or 0),
+                        float(stored.get("stderr") or 0.0) * scale, lo, hi, str(stored.get("method", "stored")))
     return None
 
 
-def paired_items(a: TaskResult, b: TaskResult) -> tuple[ItemStats, ItemStats] | None:
-    """Both models' item statistics on the items they share (matched by id; by position when no ids are
-    stored and the counts agree); None when they cannot be paired."""
-    if a.stats is None or b.stats is None or a.ids is None or b.ids is None:
+def paired_items(a: TaskResult, b: TaskResult, metric: str | None = None) -> tuple[ItemStats, ItemStats] | None:
+    """Both models' item statistics of `metric` (default: a's headline) on the items they share (matched by id;
+    by position when no ids are stored and the counts agree); None when they cannot be paired."""
+    metric = metric or a.metric
+    sa, sb = a.stats_for(metric), b.stats_for(metric)
+    if sa is None or sb is None or a.ids is None or b.ids is None:
         return None
     if any(i is None for i in (*a.ids, *b.ids)):
-        return (a.stats, b.stats) if a.stats.n == b.stats.n else None
+        return (sa, sb) if sa.n == sb.n else None
     aligned = align_items(a.ids, b.ids)
     if aligned is None or not aligned[0]:
         return None
-    return a.stats.take(aligned[0]), b.stats.take(aligned[1])
+    return sa.take(aligned[0]), sb.take(aligned[1])
 
 
-def delta_replicates(a: TaskResult, b: TaskResult, n_boot: int = N_BOOT) -> tuple[PairedDelta, np.ndarray] | None:
-    """Paired bootstrap of a - b (displayed units) and its resampled differences."""
-    pair = paired_items(a, b)
+def delta_replicates(a: TaskResult, b: TaskResult, n_boot: int = N_BOOT,
+                     metric: str | None = None) -> tuple[PairedDelta, np.ndarray] | None:
+    """Paired bootstrap of a - b on `metric` (default: a's headline; displayed units) and its resampled
+    differences: the score is recomputed on both models for every resample, so a corpus score such as MCC or F1,
+    which is no mean of per-item numbers, is compared as it is defined."""
+    metric = metric or a.metric
+    pair = paired_items(a, b, metric)
     if pair is None:
         return None
     sa, sb = pair
-    reps = paired_replicates(sa, sb, a.metric, n_boot, task_seed(a.task, a.mode)) * a.scale
-    point = (sa.scores()[a.metric] - sb.scores()[a.metric]) * a.scale
+    scale = display_scale(metric)
+    reps = paired_replicates(sa, sb, metric, n_boot, task_seed(a.task, a.mode)) * scale
+    point = (sa.scores()[metric] - sb.scores()[metric]) * scale
     return delta_from_replicates(point, reps, sa.n), reps
 
 
@@ -298,6 +395,12 @@ class Row:
 
     `intervals[model]` is the value's 95% interval, `paired[model]` the paired comparison with the base model
     (both in displayed units, None where they cannot be computed); `n[model]` the items behind the value.
+
+    Task rows also hold `details[score][model]`, the DETAIL_METRICS other than the headline with their intervals
+    (displayed units), `top_pred[model]` (the most frequent answer) and `summary`, the row as it enters averages
+    when that score differs from the headline (MCC for classification). `constant[model]` lists the tasks
+    behind the row on which the model gave one answer to at least CONSTANT_SHARE of the items. Rows that are
+    means list their tasks in `tasks` and, in the same order, the score each task entered by in `metrics`.
     """
 
     kind: str
@@ -315,6 +418,15 @@ class Row:
     intervals: dict[str, Interval | None] = field(default_factory=dict)
     paired: dict[str, PairedDelta | None] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=list)  # the task rows an average or capability row is the mean of
+    metrics: list[str] = field(default_factory=list)
+    details: dict[str, dict[str, Interval | None]] = field(default_factory=dict)
+    detail_values: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    top_pred: dict[str, str] = field(default_factory=dict)
+    constant: dict[str, list[str]] = field(default_factory=dict)
+    summary: Row | None = None
+    # task rows: model -> the task's relation to what that model's run trained on, with why ("trained: curated
+    # source fpb (dataset key fpb)"); `novelty` is the relation the row is grouped by
+    relations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -328,6 +440,10 @@ class Leaderboard:
     n_boot: int = N_BOOT
     capabilities: list[Row] = field(default_factory=list)
     task_sets: list[Row] = field(default_factory=list)
+    adjust: str = "none"
+    comparisons: dict[str, int] = field(default_factory=dict)  # paired tests shown: "total" and per table
+    # per run, what its relations were decided from (findap.report.novelty.Curation.summary); empty: not derived
+    curations: list[dict] = field(default_factory=list)
 
     def delta(self, row: Row, model: str) -> float | None:
         """Model minus base as displayed; the paired estimate when the two were paired on a subset of items."""
@@ -344,13 +460,15 @@ class Leaderboard:
         for m, p in row.paired.items():
             if p is not None:
                 d["paired"][m]["significant"] = p.significant
+        if row.summary is not None:
+            d["summary"] = self.row_dict(row.summary)
         return d
 
     def to_dict(self) -> dict:
-        return {"models": self.models, "base": self.base, "n_boot": self.n_boot,
-                "rows": [self.row_dict(r) for r in self.rows],
+        return {"models": self.models, "base": self.base, "n_boot": self.n_boot, "adjust": self.adjust,
+                "comparisons": self.comparisons, "rows": [self.row_dict(r) for r in self.rows],
                 "capabilities": [self.row_dict(r) for r in self.capabilities],
-                "task_sets": [self.row_dict(r) for r in self.task_sets]}
+                "task_sets": [self.row_dict(r) for r in self.task_sets], "curations": self.curations}
 
 
 def _order(value: str, order: Sequence[str]) -> int:
@@ -370,7 +488,9 @@ class _Resamples:
 
 
 def _task_row(key: tuple, cells: dict[str, TaskResult], models: list[str], base: str | None,
-              n_boot: int) -> tuple[Row, _Resamples]:
+              n_boot: int) -> tuple[Row, Row, _Resamples]:
+    """The task's row, the row it enters averages as (itself, or its MCC when every model has one) and that
+    row's resamples."""
     split, novelty, capability, domain, task, mode = key
     any_result = next(iter(cells.values()))
     row = Row(kind="task", label=_row_label(task, mode), split=split, novelty=novelty, capability=capability,
@@ -378,32 +498,57 @@ def _task_row(key: tuple, cells: dict[str, TaskResult], models: list[str], base:
               values={m: cells[m].value if m in cells else None for m in models},
               parse_failure_rate={m: c.scores["parse_failure_rate"] for m, c in cells.items() if c.judged},
               n={m: cells[m].n if m in cells else None for m in models})
+    for name in DETAIL_METRICS:
+        shown = {m: cells[m].shown(name) if m in cells else None for m in models}
+        if name != row.metric and any(v is not None for v in shown.values()):
+            row.detail_values[name] = shown
+            row.details[name] = {m: cell_interval(c, n_boot, name) for m, c in cells.items()}
+    row.top_pred = {m: c.top_pred for m, c in cells.items() if c.top_pred is not None}
+    row.constant = {m: [row.label] for m, c in cells.items() if c.constant}
+    row.relations = {m: c.relation for m, c in cells.items() if c.relation}
+    resamples = _score_row(row, cells, base, n_boot)
+    if row.metric == SUMMARY_METRIC or not all(c.raw(SUMMARY_METRIC) is not None for c in cells.values()):
+        return row, row, resamples
+    summary = Row(kind="task", label=row.label, split=split, novelty=novelty, capability=capability, domain=domain,
+                  metric=SUMMARY_METRIC, judged=row.judged, n=dict(row.n), constant=row.constant,
+                  values={m: cells[m].shown(SUMMARY_METRIC) if m in cells else None for m in models})
+    row.summary = summary
+    return row, summary, _score_row(summary, cells, base, n_boot)
+
+
+def _score_row(row: Row, cells: dict[str, TaskResult], base: str | None, n_boot: int) -> _Resamples:
+    """Fill the row's intervals and paired deltas on its metric; return the resamples its averages need."""
     resamples = _Resamples()
     for m, result in cells.items():
-        row.intervals[m] = cell_interval(result, n_boot)
-        if result.stats is not None and result.value is not None:
-            resamples.per_model[m] = bootstrap(result.stats, result.metric, n_boot,
-                                               task_seed(result.task, result.mode)) * result.scale
+        row.intervals[m] = cell_interval(result, n_boot, row.metric)
+        stats = result.stats_for(row.metric)
+        if stats is not None and row.values.get(m) is not None:
+            resamples.per_model[m] = bootstrap(stats, row.metric, n_boot,
+                                               task_seed(result.task, result.mode)) * display_scale(row.metric)
     if base is not None and base in cells:
         for m, result in cells.items():
             if m == base:
                 continue
-            paired = delta_replicates(result, cells[base], n_boot)
+            paired = delta_replicates(result, cells[base], n_boot, row.metric)
             row.paired[m] = paired[0] if paired else None
             if paired:
                 resamples.deltas[m] = paired[1]
-    return row, resamples
+    return resamples
 
 
 def build_leaderboard(results: Sequence[TaskResult], base: str | None = None, n_boot: int = N_BOOT,
-                      task_sets: dict[str, Sequence[str]] | None = None) -> Leaderboard:
+                      task_sets: dict[str, Sequence[str]] | None = None, adjust: str = "none") -> Leaderboard:
     """Task rows in Table 6 order with an average row after each split/novelty/capability/domain group, the FinCap
     capability rows, and one row per split for each named task set (`task_sets`: name -> task names).
 
-    A group average for a model is the plain mean of the displayed task values it has in that group (rows it
-    lacks are skipped and `n_tasks` says how many went in), so it is comparable only between models with the
-    same count; the Markdown and HTML mark such partial averages.
+    A group average for a model is the plain mean of the task values it has in that group (rows it lacks are
+    skipped and `n_tasks` says how many went in), so it is comparable only between models with the same count;
+    the Markdown and HTML mark such partial averages. Each task enters by its MCC where every model of the row has
+    one (classification, multiple choice over one fixed label set), else by its headline.
+
+    `adjust` (none, holm, bh): how the paired tests' marks are decided; see `adjust_marks`.
     """
+    adjust = parse_adjust(adjust)
     models = sorted({r.model for r in results})
     if base is not None and base not in models:
         raise ValueError(f"base model {base!r} is not among the results' models {models}")
@@ -419,22 +564,78 @@ def build_leaderboard(results: Sequence[TaskResult], base: str | None = None, n_
                 _order(domain, DOMAIN_ORDER), task, mode != "direct", mode)
 
     rows: list[Row] = []
-    group: list[tuple[Row, _Resamples]] = []
+    group: list[tuple[Row, Row, _Resamples]] = []
     cells: dict[tuple, list[tuple[Row, _Resamples]]] = {}
     for key in sorted(by_key, key=sort_key):
         if group and (group[0][0].split, group[0][0].novelty, group[0][0].capability, group[0][0].domain) != key[:4]:
             rows += _close_group(group, models, base)
             group = []
-        task_row = _task_row(key, by_key[key], models, base, n_boot)
-        group.append(task_row)
+        row, summary, resamples = _task_row(key, by_key[key], models, base, n_boot)
+        group.append((row, summary, resamples))
         split, novelty, capability, domain = key[:4]
-        cells.setdefault((split, capability, domain, novelty), []).append(task_row)
+        cells.setdefault((split, capability, domain, novelty), []).append((summary, resamples))
     if group:
         rows += _close_group(group, models, base)
     task_rows = [row_and_resamples for found in cells.values() for row_and_resamples in found]
-    return Leaderboard(models=models, rows=rows, base=base, n_boot=n_boot,
-                       capabilities=_capability_rows(cells, models, base),
-                       task_sets=_task_set_rows(task_rows, task_sets or {}, models, base))
+    board = Leaderboard(models=models, rows=rows, base=base, n_boot=n_boot,
+                        capabilities=_capability_rows(cells, models, base),
+                        task_sets=_task_set_rows(task_rows, task_sets or {}, models, base))
+    adjust_marks(board, adjust)
+    return board
+
+
+def parse_adjust(value: str) -> str:
+    """The multiplicity adjustment named by `value` (the CLI's --adjust): none, holm or bh."""
+    name = str(value).strip().lower()
+    if name not in ADJUSTMENTS:
+        raise ValueError(f"{value!r}: expected one of {', '.join(ADJUSTMENTS)} (none: each test's own 95% interval; "
+                         "holm: family-wise error; bh: Benjamini-Hochberg false discovery rate)")
+    return name
+
+
+def _test_key(row: Row, model: str) -> tuple:
+    """What a paired test compares: the model, the split and the (task, score) pairs averaged. An average row and
+    its FinCap cell average the same tasks, and a one-task mean is its task's test: each is one comparison."""
+    if row.kind == "task":
+        return (model, row.split, ((row.label, row.metric),))
+    return (model, row.split, tuple(sorted(zip(row.tasks, row.metrics))))
+
+
+# The tables whose paired tests count as comparisons, in the order a test is attributed to the first that shows it
+COMPARISON_TABLES = (("task rows", "rows", "task"), ("FinCap cells", "capabilities", None),
+                     ("task sets", "task_sets", None), ("averages", "rows", "average"))
+
+
+def adjust_marks(board: Leaderboard, adjust: str = "none") -> None:
+    """Count the report's comparisons and, with `adjust` holm or bh, mark each paired test by its p-value adjusted
+    over all of them (`PairedDelta.p_adjusted`; significant when at or below 5% and the interval excludes zero).
+
+    The family is every distinct paired test the report shows: task rows, FinCap cells, task sets and average
+    rows, a test shown twice (an average row and its FinCap cell, a one-task cell and its task's MCC) counted once.
+    A task row's MCC row (`summary`) is shown only through a one-task cell and takes that cell's adjustment.
+    """
+    board.adjust = parse_adjust(adjust)
+    tests: dict[tuple, float] = {}
+    counts = {name: 0 for name, _, _ in COMPARISON_TABLES}
+    shown: list[Row] = []
+    for name, attribute, kind in COMPARISON_TABLES:
+        for row in getattr(board, attribute):
+            if kind is not None and row.kind != kind:
+                continue
+            shown.append(row)
+            for model, paired in row.paired.items():
+                if paired is not None and model != board.base and _test_key(row, model) not in tests:
+                    tests[_test_key(row, model)] = paired.p_value
+                    counts[name] += 1
+    board.comparisons = {"total": len(tests), **counts}
+    if board.adjust == "none" or not tests:
+        return
+    adjusted = dict(zip(tests, adjust_p_values(list(tests.values()), board.adjust)))
+    for row in shown + [r.summary for r in board.rows if r.summary is not None]:
+        for model, paired in row.paired.items():
+            key = _test_key(row, model) if paired is not None else None
+            if key in adjusted:
+                row.paired[model] = replace(paired, p_adjusted=float(adjusted[key]), adjust=board.adjust)
 
 
 def parse_task_sets(specs: Sequence[str]) -> dict[str, list[str]]:
@@ -498,10 +699,11 @@ def _mean_row(group: list[tuple[Row, _Resamples]], models: list[str], base: str 
     return row
 
 
-def _close_group(group: list[tuple[Row, _Resamples]], models: list[str], base: str | None) -> list[Row]:
-    """The group's rows plus its average row; a one-task group gets none (it would repeat the task row)."""
-    rows = [row for row, _ in group]
-    return rows + [_average_row(group, models, base)] if len(group) > 1 else rows
+def _close_group(group: list[tuple[Row, Row, _Resamples]], models: list[str], base: str | None) -> list[Row]:
+    """The group's rows plus its average row (over the rows as they enter averages); a one-task group gets none
+    (it would repeat the task row)."""
+    rows = [row for row, _, _ in group]
+    return rows + [_average_row([(s, r) for _, s, r in group], models, base)] if len(group) > 1 else rows
 
 
 def _average_row(group: list[tuple[Row, _Resamples]], models: list[str], base: str | None) -> Row:
@@ -534,10 +736,13 @@ def _average_row(group: list[tuple[Row, _Resamples]], models: list[str], base: s
                 paired[m] = delta_from_replicates(point, np.mean(deltas, axis=0), n_items)
             else:
                 paired[m] = None
+    constant = {m: [t for r, _ in averaged if r.values.get(m) is not None for t in r.constant.get(m, [])]
+                for m in models}
     return Row(kind="average", label="average", split=first.split, novelty=first.novelty,
                capability=first.capability, domain=first.domain, values=values, n_tasks=counts,
                metric="" if percent else averaged[0][0].metric, intervals=intervals, paired=paired,
-               n={m: None for m in models}, tasks=[r.label for r, _ in averaged])
+               n={m: None for m in models}, tasks=[r.label for r, _ in averaged],
+               metrics=[r.metric for r, _ in averaged], constant={m: c for m, c in constant.items() if c})
 
 
 def _mean_interval(value: float | None, reps: list, n_items: int) -> Interval | None:

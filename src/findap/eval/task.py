@@ -30,6 +30,26 @@ from findap.splits import hash_role
 
 AnswerType = Literal["multiple_choice", "classification", "ner", "summarization", "numeric_qa", "judge"]
 Mode = Literal["direct", "cot"]
+# Every way a task can be scored: the generative chat prompts (direct, cot) and the plain log-likelihood form
+# (loglik), which ranks the fixed answers as continuations of a plain-text context with no chat template, so a
+# gain can be checked outside the prompt format a model was trained on.
+ScoringMode = Literal["direct", "cot", "loglik"]
+MODES = ("direct", "cot", "loglik")
+
+# Why an answer type has no log-likelihood form: ranking continuations needs a small fixed set of answers.
+NO_LOGLIK_FORM = {
+    "ner": "no log-likelihood form: an NER answer is an open list of entities, not one of a few fixed strings",
+    "numeric_qa": "no log-likelihood form: the answer is an open number or span, not one of a few fixed strings",
+    "summarization": "no log-likelihood form: a summary is free text, not one of a few fixed strings",
+    "judge": "no log-likelihood form: free-form answers are scored by a judge",
+}
+
+
+def missing_form(answer_type: str, mode: str) -> str | None:
+    """Why a task of `answer_type` cannot be scored in `mode`, or None when it can."""
+    if mode == "loglik":
+        return NO_LOGLIK_FORM.get(answer_type)
+    return None
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -86,6 +106,11 @@ class PromptSpec(BaseModel):
     cot_suffix: str | None = Field(None, description="reason-then-answer line for CoT mode (default per type)")
     mc_context: str = Field("Question: {question}\nAnswer:", description="context for log-likelihood choices")
     mc_continuation: str = Field(" {choice}", description="how each choice is appended to mc_context")
+    loglik_context: str | None = Field(
+        None, description="loglik mode, classification: the plain-text block showing one doc, after the "
+        "instruction (default: the input template, then 'Answer:')")
+    loglik_continuation: str = Field(" {label}", description="loglik mode, classification: how each label is "
+                                     "appended to loglik_context")
 
 
 DEFAULT_DIRECT_SUFFIX = {
@@ -173,6 +198,10 @@ class _Fields(dict):
         raise KeyError(f"task {self.task}: prompt template uses {{{key}}} but the doc has no field {key!r}")
 
 
+class TaskDataUnavailable(FileNotFoundError):
+    """The task's data cannot be had here without the network (or at all), as opposed to bad data."""
+
+
 class Task:
     """A TaskSpec with its docs loaded: split carving, few-shot selection and prompt rendering."""
 
@@ -218,6 +247,11 @@ class Task:
         spec = self.spec
         if spec.source is not None and (self.prefer == "local" or spec.hub is None):
             return spec.source
+        if self.prefer == "local":  # hub-only data: 'local' means no network at all, so say so instead of trying
+            where = (f"Salesforce/FinEval:{spec.hub_config}" if spec.hub_config
+                     else f"{spec.hub.loader} {spec.hub.args}" if spec.hub is not None else "nowhere")
+            raise TaskDataUnavailable(f"task {self.name}: no local data; it reads {where} from the Hugging Face hub "
+                                      "(prefer 'auto' or 'hub', needs internet)")
         if spec.hub is not None:
             return spec.hub
         return spec.source  # type: ignore[return-value]
@@ -326,6 +360,31 @@ class Task:
         context = "\n\n".join(blocks)
         conts = [p.mc_continuation.format_map(_Fields(self.name, {"choice": c})) for c in doc["choices"]]
         return context, conts
+
+    def loglik_requests(self, doc: dict, role: SplitRole | None = None) -> tuple[str, list[str]]:
+        """(context, continuations) of the plain log-likelihood form: a completion-style text with no chat
+        template and no system message, one continuation per answer. Multiple choice is `mc_requests` (direct
+        mode already scores it this way). Classification shows the instruction and the label set once, then
+        the solved few-shot examples and the doc, each as `loglik_context`; the continuations are the labels
+        in `spec.labels` order, so the best one's index is the predicted label."""
+        kind = self.spec.answer_type
+        if kind == "multiple_choice":
+            return self.mc_requests(doc, role)
+        if kind != "classification":
+            raise ValueError(f"task {self.name}: {missing_form(kind, 'loglik')}")
+        p = self.spec.prompt
+        block = p.loglik_context if p.loglik_context is not None else f"{p.input}\nAnswer:"
+        f = self.fields(doc)
+        # naming the labels matters here: without it a label such as "yes" is a guess at the answer's wording
+        header = "\n".join(part for part in (p.instruction.format_map(f), f"Possible answers: {f['labels']}.")
+                            if part)
+        shots = [block.format_map(self.fields(s)) + self._label_continuation(str(s["gold"]))
+                 for s in self.shots(doc, role)]
+        context = "\n\n".join([header, *shots, block.format_map(f)])
+        return context, [self._label_continuation(label) for label in self.spec.labels]
+
+    def _label_continuation(self, label: str) -> str:
+        return self.spec.prompt.loglik_continuation.format_map(_Fields(self.name, {"label": label}))
 
 
 def gold_text(answer_type: str, doc: dict) -> str:

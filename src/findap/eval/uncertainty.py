@@ -13,6 +13,8 @@ matrix product: a resample is a vector of how often each item was drawn, and its
   for both, the difference taken per resample. The difference is significant when its 95% interval excludes
   zero; the p-value is the two-sided bootstrap one (twice the smaller share of resampled differences on either
   side of zero).
+- Many such tests at once (a report of many tasks and models) are adjusted with `adjust_p_values`: Holm keeps
+  the chance of any false mark at 5%, Benjamini-Hochberg the expected share of false marks.
 
 Seeds are fixed per task (`task_seed`), so a report rebuilt from the same files gives the same intervals, and two
 models on the same task are resampled with the same index draws.
@@ -53,9 +55,17 @@ class Interval:
         return {"n": self.n, "stderr": self.stderr, "ci95": [self.lo, self.hi], "method": self.method}
 
 
+ALPHA = 0.05  # the level of every mark: 95% intervals, adjusted p-values at or below 5%
+ADJUSTMENTS = ("none", "holm", "bh")
+
+
 @dataclass(frozen=True)
 class PairedDelta:
-    """Model minus base on the items both were scored on (`n` of them), with the paired bootstrap's interval."""
+    """Model minus base on the items both were scored on (`n` of them), with the paired bootstrap's interval.
+
+    `p_adjusted` is the p-value after a multiplicity adjustment over every test of a report (`adjust` names it:
+    holm or bh); without one, significance is the per-test 95% interval.
+    """
 
     delta: float
     n: int
@@ -63,14 +73,21 @@ class PairedDelta:
     lo: float
     hi: float
     p_value: float
+    p_adjusted: float | None = None
+    adjust: str = "none"
 
     @property
     def significant(self) -> bool:
-        return self.lo > 0 or self.hi < 0
+        excludes_zero = self.lo > 0 or self.hi < 0
+        if self.p_adjusted is None:
+            return excludes_zero
+        # adjusted marks stay a subset of the per-test ones: the bootstrap p-value and the percentile interval
+        # can disagree at the 5% edge by a resample or two
+        return excludes_zero and self.p_adjusted <= ALPHA
 
     def scaled(self, factor: float) -> "PairedDelta":
         return PairedDelta(self.delta * factor, self.n, self.stderr * factor, self.lo * factor, self.hi * factor,
-                           self.p_value)
+                           self.p_value, self.p_adjusted, self.adjust)
 
 
 def task_seed(task: str, mode: str = "direct") -> int:
@@ -159,6 +176,36 @@ def bootstrap_p_value(replicates: np.ndarray) -> float:
     below = (np.count_nonzero(replicates <= 0) + 1) / (replicates.size + 1)
     above = (np.count_nonzero(replicates >= 0) + 1) / (replicates.size + 1)
     return float(min(1.0, 2 * min(below, above)))
+
+
+def smallest_p_value(n_boot: int) -> float:
+    """The smallest two-sided bootstrap p-value `n_boot` resamples can give: 2 / (n_boot + 1)."""
+    return min(1.0, 2 / (n_boot + 1))
+
+
+def adjust_p_values(p_values: Sequence[float], method: str) -> np.ndarray:
+    """p-values adjusted for testing them all at once: `holm` (Holm's step-down: the chance of any false
+    mark stays at most alpha) or `bh` (Benjamini-Hochberg step-up: the expected share of false marks among the
+    marks stays at most alpha, for independent or positively dependent tests); `none` returns them as they are.
+
+    Holm: the i-th smallest p times (m - i + 1), made non-decreasing in that order. BH: the i-th smallest p times
+    m / i, made non-increasing from the largest down. Both capped at 1; ties keep one value.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if method not in ADJUSTMENTS:
+        raise ValueError(f"adjust must be one of {list(ADJUSTMENTS)}, not {method!r}")
+    if method == "none" or p.size == 0:
+        return p.copy()
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method == "holm":
+        stepped = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    else:
+        stepped = np.minimum.accumulate((ranked * m / np.arange(1, m + 1))[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(1.0, stepped)
+    return out
 
 
 def delta_from_replicates(delta: float, replicates: np.ndarray, n: int) -> PairedDelta:

@@ -23,22 +23,26 @@ class Converter:
     kind: str  # "cpt" | "it"
     domain: str
     capability: str
+    # the dataset key its rows are split on with FinEval (ctx.for_training); None: nothing of it is ever scored
+    holdout_key: str | None = None
 
 
 CONVERTERS: dict[str, Converter] = {
     # finance CPT text: earnings-call transcripts stand in for the paper's finance web text and books
-    "ectsum_transcripts": Converter(finance.ectsum_transcripts, "ectsum/train", "cpt", "finance", "concept"),
+    "ectsum_transcripts": Converter(finance.ectsum_transcripts, "ectsum/train", "cpt", "finance", "concept",
+                                    "ectsum"),
     # finance task IT
-    "ectsum_summaries": Converter(finance.ectsum_summaries, "ectsum/train", "it", "finance", "task"),
-    "fpb": Converter(finance.fpb, "fpb/Sentences_50Agree.train.txt", "it", "finance", "task"),
-    "finer": Converter(finance.finer, "finer/FIN5.train.conll", "it", "finance", "task"),
-    "fomc": Converter(finance.fomc, "fomc/lab-manual-split-combine-train-5768.xlsx", "it", "finance", "task"),
-    "credit": Converter(finance.credit, "credit/german.data", "it", "finance", "task"),
-    "tatqa": Converter(finance.tatqa, "tatqa/tatqa_dataset_dev.json", "it", "finance", "task"),
+    "ectsum_summaries": Converter(finance.ectsum_summaries, "ectsum/train", "it", "finance", "task", "ectsum"),
+    "fpb": Converter(finance.fpb, "fpb/Sentences_50Agree.train.txt", "it", "finance", "task", "fpb"),
+    "finer": Converter(finance.finer, "finer/FIN5.train.conll", "it", "finance", "task", "finer"),
+    "fomc": Converter(finance.fomc, "fomc/lab-manual-split-combine-train-5768.xlsx", "it", "finance", "task",
+                      "fomc"),
+    "credit": Converter(finance.credit, "credit/german.data", "it", "finance", "task", "credit"),
+    "tatqa": Converter(finance.tatqa, "tatqa/tatqa_dataset_dev.json", "it", "finance", "task", "tatqa"),
     # finance exercises (group 2)
-    "cfa": Converter(finance.cfa, "cfa/CFA_Easy.json", "it", "finance", "reasoning"),
+    "cfa": Converter(finance.cfa, "cfa/CFA_Easy.json", "it", "finance", "reasoning", "cfa"),
     # general / math IT
-    "gsm8k": Converter(general.gsm8k, "gsm8k/train.jsonl", "it", "math", "reasoning"),
+    "gsm8k": Converter(general.gsm8k, "gsm8k/train.jsonl", "it", "math", "reasoning", "gsm8k"),
     "self_instruct": Converter(
         general.self_instruct, "general_it/self_instruct_seed_tasks.jsonl", "it", "general", "chat"
     ),

@@ -20,8 +20,13 @@ LETTERS = "ABCDEFGH"
 
 def _train_rows(name: str, location) -> list[dict]:
     from findap.demo import demo_split, load_demo
+    from findap.demo.catalog import demo_location_problem
+    from findap.errors import UsageError
 
     location = str(location)
+    problem = demo_location_problem(f"demo_{name}", location)
+    if problem:  # recipes are checked when they load; this catches sources built in code
+        raise UsageError(problem)
     rows = load_demo(name, path=None if location.startswith("demo:") else location)
     return demo_split(rows, "train")
 

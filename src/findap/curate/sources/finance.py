@@ -9,15 +9,14 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+from findap.curate.sources.badrows import file_text, text_lines
 from findap.curate.sources.context import ConvertContext
 from findap.german_credit import CreditRowError, decode_row
 from findap.splits import tatqa_report_text
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            yield number, line.rstrip("\n")
+def _read_lines(path: Path, ctx: ConvertContext) -> Iterator[tuple[int, str]]:
+    return text_lines(path, ctx.bad)  # a line that is not UTF-8 is a bad row (on_bad_row)
 
 
 # --- ECTSum: earnings-call transcripts (CPT) and their bullet summaries (IT) ---------------------------------
@@ -31,7 +30,10 @@ SUMMARY_PROMPT = (
 def _ectsum_pairs(root: Path, ctx: ConvertContext) -> Iterator[tuple[Path, str, Path]]:
     ects = root / "ects" if (root / "ects").is_dir() else root
     for transcript in sorted(ects.glob("*.txt")):
-        text = transcript.read_text(encoding="utf-8").strip()
+        text = file_text(transcript, ctx.bad, "transcript")
+        if text is None:
+            continue
+        text = text.strip()
         if not text:
             ctx.bad.report(transcript, 1, "transcript", "empty file")
             continue
@@ -49,7 +51,10 @@ def ectsum_summaries(root: Path, ctx: ConvertContext) -> Iterator[dict]:
         if not summary_path.exists():
             ctx.bad.report(summary_path, 0, "summary", "missing summary for transcript")
             continue
-        summary = summary_path.read_text(encoding="utf-8").strip()
+        summary = file_text(summary_path, ctx.bad, "summary")
+        if summary is None:
+            continue
+        summary = summary.strip()
         if not summary:
             ctx.bad.report(summary_path, 1, "summary", "empty summary")
             continue
@@ -66,7 +71,7 @@ FPB_PROMPT = (
 
 
 def fpb(path: Path, ctx: ConvertContext) -> Iterator[dict]:
-    for number, line in _read_lines(path):
+    for number, line in _read_lines(path, ctx):
         if not line.strip():
             continue
         sentence, sep, label = line.rpartition("@")
@@ -96,7 +101,7 @@ def conll_sentences(path: Path, ctx: ConvertContext) -> Iterator[tuple[int, list
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
-    for number, line in _read_lines(path):
+    for number, line in _read_lines(path, ctx):
         if not line.strip() or line.startswith("-DOCSTART-"):
             if tokens:
                 yield start, tokens, tags
@@ -188,7 +193,7 @@ CREDIT_PROMPT = (
 
 
 def credit(path: Path, ctx: ConvertContext) -> Iterator[dict]:
-    for number, line in _read_lines(path):
+    for number, line in _read_lines(path, ctx):
         values = line.split()
         if not values:
             continue
@@ -228,11 +233,7 @@ def _tatqa_answer(question: dict) -> str:
 
 
 def tatqa(path: Path, ctx: ConvertContext) -> Iterator[dict]:
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        ctx.bad.report(path, e.lineno, "json", e.msg)
-        return
+    items = _json_document(path, ctx)
     for index, item in enumerate(items):
         try:
             table = _render_table(item["table"]["table"])
@@ -254,6 +255,23 @@ def tatqa(path: Path, ctx: ConvertContext) -> Iterator[dict]:
             yield ctx.it(q.get("uid", q["question"]), prompt, _tatqa_answer(q))
 
 
+def _json_document(path: Path, ctx: ConvertContext) -> list:
+    """The items of a JSON list file; a file that is not UTF-8, not JSON or not a list is one bad row (reported,
+    then skipped or fatal as `on_bad_row` says) and yields no items."""
+    text = file_text(path, ctx.bad, "json")
+    if text is None:
+        return []
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        ctx.bad.report(path, e.lineno, "json", e.msg)
+        return []
+    if not isinstance(items, list):
+        ctx.bad.report(path, 1, "json", f"expected a JSON list of items, got {type(items).__name__}")
+        return []
+    return items
+
+
 # --- CFA-Easy (multiple-choice exam questions -> exercises) --------------------------------------------------
 
 CFA_PROMPT = (
@@ -263,8 +281,10 @@ CFA_PROMPT = (
 
 
 def cfa(path: Path, ctx: ConvertContext) -> Iterator[dict]:
-    items = json.loads(path.read_text(encoding="utf-8"))
-    for index, item in enumerate(items):
+    for index, item in enumerate(_json_document(path, ctx)):
+        if not isinstance(item, dict):
+            ctx.bad.report(path, f"item {index}", f"[{index}]", f"expected an object, got {type(item).__name__}")
+            continue
         question, answer = item.get("text"), item.get("answer")
         answer = answer.strip().upper() if isinstance(answer, str) else answer  # a few rows use lower case
         if not isinstance(question, str) or not question.strip():

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from findap.curate.sources.badrows import text_lines
 from findap.curate.sources.context import ConvertContext
 
 _CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations, e.g. <<48/2=24>>
@@ -17,20 +18,22 @@ _FINAL = re.compile(r"\n?####\s*(.+)\s*$")
 
 
 def _jsonl(path: Path, ctx: ConvertContext, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                ctx.bad.report(path, number, "json", e.msg)
-                continue
-            missing = [k for k in required if not isinstance(row.get(k), str)]
-            if missing:
-                ctx.bad.report(path, number, missing[0], "missing or not a string")
-                continue
-            yield number, row
+    for number, line in text_lines(path, ctx.bad):  # a line that is not UTF-8 is a bad row (on_bad_row)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            ctx.bad.report(path, number, "json", e.msg)
+            continue
+        if not isinstance(row, dict):
+            ctx.bad.report(path, number, "json", f"expected a JSON object, got {type(row).__name__}")
+            continue
+        missing = [k for k in required if not isinstance(row.get(k), str)]
+        if missing:
+            ctx.bad.report(path, number, missing[0], "missing or not a string")
+            continue
+        yield number, row
 
 
 def gsm8k_solution(answer: str) -> str | None:
