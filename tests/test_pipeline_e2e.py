@@ -162,17 +162,17 @@ def test_each_stage_runs_in_its_own_process_and_reports_its_peak(tmp_path, tiny_
     assert "already done" in again.stderr and json.loads(again.stdout.strip().splitlines()[-1])["results"]["eval"] == done
 
 
-def test_a_failing_stage_raises_the_childs_error_and_writes_no_done(tmp_path):
-    from findap.pipeline import StageError, run_recipe
+def test_a_stage_with_a_missing_input_fails_in_one_line_and_writes_nothing(tmp_path):
+    from findap.pipeline import PreflightError, run_recipe
     from findap.recipe import Recipe
 
     missing = tmp_path / "no-such-prompts.jsonl"
     recipe = Recipe(name="failing", runs_dir=str(tmp_path), stages=["distill"],
                     distill={"sources": [{"kind": "gsm8k", "path": str(missing)}]})
-    with pytest.raises(StageError) as err:
+    with pytest.raises(PreflightError) as err:
         run_recipe(recipe)
-    assert str(missing) in str(err.value) and "Traceback" in str(err.value)
-    assert not (tmp_path / "failing" / "distill" / "DONE").exists()
+    assert str(missing) in str(err.value) and "Traceback" not in str(err.value)
+    assert not (tmp_path / "failing").exists()
 
 
 _ORPHAN_PARENT = """

@@ -32,7 +32,7 @@ class _Findap(TyperGroup):
     def invoke(self, ctx):
         from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
-        from findap.errors import debug_enabled
+        from findap.errors import INTERRUPTED, debug_enabled
 
         try:
             return super().invoke(ctx)
@@ -46,7 +46,7 @@ class _Findap(TyperGroup):
             if ctx.params.get("debug") or debug_enabled():
                 _traceback(e)
             _error(_interrupted(ctx, e))
-            raise typer.Exit(130)
+            raise typer.Exit(INTERRUPTED)
         except Exception as e:
             raise typer.Exit(_failed(e, debug=bool(ctx.params.get("debug")) or debug_enabled()))
 
@@ -133,7 +133,8 @@ def _global_options(
     debug: bool = typer.Option(False, "--debug", help="show the Python traceback of any failure (also: environment "
                                "variable FINDAP_DEBUG=1)"),
 ):
-    """findap: domain-adaptive post-training of LLMs (FinDAP)."""
+    """findap: domain-adaptive post-training of LLMs (FinDAP)."""  # --debug is read in _Findap.invoke
+
 
 RECIPE = typer.Argument(..., help="recipe YAML, e.g. recipes/demo.yaml", exists=True, dir_okay=False)
 SET = typer.Option(None, "--set", "-s", help="override a recipe value: --set seed=1, --set train.groups.0.lr=1e-5, "
@@ -150,23 +151,15 @@ def _error(message: str) -> None:
 
 
 def _load(recipe_path: Path, overrides: Optional[List[str]]):
-    from findap.recipe import RecipeError, load_recipe
+    from findap.recipe import load_recipe
 
-    try:
-        return load_recipe(recipe_path, overrides or [])
-    except RecipeError as e:
-        _error(str(e))
-        raise typer.Exit(2)
+    return load_recipe(recipe_path, overrides or [])  # a RecipeError is one line, exit 2 (the error contract)
 
 
 def _dry_run(recipe, stages: list[str], force, overrides: Optional[List[str]] = None) -> None:
-    from findap.pipeline import PreflightError, preflight
+    from findap.pipeline import preflight
 
-    try:
-        lines = preflight(recipe, stages, force=[stages[0]] if force is True and len(stages) == 1 else force)
-    except PreflightError as e:
-        _error(str(e))
-        raise typer.Exit(2)
+    lines = preflight(recipe, stages, force=[stages[0]] if force is True and len(stages) == 1 else force)
     typer.echo(f"recipe {recipe.name!r} is valid; dry run, nothing started:")
     if overrides:
         typer.echo(f"  overrides: {' '.join(overrides)}")
@@ -285,6 +278,7 @@ def eval_(
         from findap.eval.availability import all_task_availability, availability_table
         from findap.eval.registry import groups
 
+        groups(strict=True)  # a broken task YAML is an error naming its file, not a task quietly left out
         typer.echo(availability_table(all_task_availability(prefer)))
         typer.echo("")
         for name, members in sorted(groups().items()):
@@ -301,16 +295,14 @@ def eval_(
     if not judge_model:
         _refuse(given, {"judge_engine", "judge_base_url", "judge_key_env"}, "configure the judge: add --judge-model")
     from findap.eval.config import DEFAULT_TASKS, JudgeEngineConfig
-    from findap.eval.registry import resolve
+    from findap.eval.registry import check_task_names
     from findap.eval.stage import TasksSkipped, evaluate_models, judge_outputs, print_scores, refuse_skips, \
         skipped_tasks, unique_labels
 
     task_names = [t for t in tasks.split(",") if t] if tasks is not None else list(DEFAULT_TASKS)
+    check_task_names(task_names)  # before any model loads: an unknown name costs no minutes
     try:
-        resolve(task_names)  # before any model loads: an unknown name costs no minutes
         labels = unique_labels(model)
-    except KeyError as e:
-        raise typer.BadParameter(str(e.args[0]), param_hint="--tasks")
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--model")
     results = evaluate_models(list(labels.values()), tasks=task_names, mode=mode, limit=limit, out_dir=out,
@@ -362,17 +354,25 @@ def report(
     task_set: Optional[List[str]] = typer.Option(
         None, "--task-set", help="a named set of tasks whose mean the report shows with its interval and paired "
         "delta: NAME=task,task,... (repeatable)"),
+    adjust: str = typer.Option(
+        "none", "--adjust", help="how differences to the base model are marked: none (each paired test's own 95% "
+        "interval), holm (Holm-adjusted p over every test shown: family-wise error 5%) or bh (Benjamini-Hochberg: "
+        "false discovery rate 5%)"),
 ):
     """Lay several runs side by side: Markdown + self-contained HTML with plots."""
     from findap.eval.report import build_report
-    from findap.eval.results import parse_task_sets
+    from findap.eval.results import parse_adjust, parse_task_sets
 
     try:
         sets = parse_task_sets(task_set or [])
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--task-set")
+    try:
+        adjust = parse_adjust(adjust)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--adjust")
     _check_report_inputs([Path(r) for r in runs], base, sets)  # before anything is written under --out
-    paths = build_report([Path(r) for r in runs], out, base=base, task_sets=sets)
+    paths = build_report([Path(r) for r in runs], out, base=base, task_sets=sets, adjust=adjust)
     console.print(f"report: {paths}")
 
 
@@ -457,19 +457,16 @@ def sweep(
     finished stages are skipped, so a killed sweep resumes."""
     from findap.sweep import budgets, describe, plan_sweep, print_budgets, run_sweep
 
-    try:
-        planned = plan_sweep(recipes, shared_curation=shared_curation, base_recipe=base_recipe,
-                             overrides=set or [], curation=curation, out=out)
-        if dry_run:
-            lines = describe(planned)
-            print_budgets(budgets(planned))
-            typer.echo("sweep is valid; dry run, nothing started:")
-            for line in lines:
-                typer.echo(f"  {line}")
-            return
-    except ValueError as e:  # SweepError, RecipeError, PreflightError: messages naming file and field
-        _error(str(e))
-        raise typer.Exit(2)
+    # SweepError, RecipeError, PreflightError name the file and field: one line each (the error contract)
+    planned = plan_sweep(recipes, shared_curation=shared_curation, base_recipe=base_recipe, overrides=set or [],
+                         curation=curation, out=out)
+    if dry_run:
+        lines = describe(planned)
+        print_budgets(budgets(planned))
+        typer.echo("sweep is valid; dry run, nothing started:")
+        for line in lines:
+            typer.echo(f"  {line}")
+        return
     run_sweep(planned)
 
 

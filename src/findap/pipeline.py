@@ -72,6 +72,7 @@ def stage_inputs(recipe: Recipe, stage: str) -> dict[str, Any]:
 def run_stage(recipe: Recipe, stage: str, *, force: bool = False) -> dict:
     """Run one stage in this process unless its DONE is current (same inputs; never with `force`); returns its DONE
     summary. `force`, or inputs that changed since the stage ran or started, clear its outputs first."""
+    check_stage_inputs(recipe, stage)  # files the recipe names exist: nothing is written for a bad input
     ctx = StageContext(run_dir=recipe.run_dir, name=stage, inputs=stage_inputs(recipe, stage))
     inputs = input_fingerprints(recipe, stage)
     action, why = stage_action(recipe.run_dir / stage, inputs, force=force)
@@ -163,6 +164,7 @@ def run_stage_in_child(recipe: Recipe, stage: str, *, force: bool = False) -> di
     the stage touched to the OS when it exits: a pipeline's peak memory is its largest stage's, not their sum.
     DONE markers and resumption are run_stage's own; an error in the stage is raised here as StageError with the
     child's traceback, and a child killed by a signal (the kernel's out-of-memory killer) says so."""
+    check_stage_inputs(recipe, stage)  # a missing input file: one line, no process started
     if not force:  # no process start for a finished stage whose inputs are unchanged
         action, why = stage_action(recipe.run_dir / stage, input_fingerprints(recipe, stage))
         if action == "skip":
@@ -183,8 +185,10 @@ def run_stage_in_child(recipe: Recipe, stage: str, *, force: bool = False) -> di
         child.join()
         receive.close()
     if reply is None:
-        raise StageError(f"stage '{stage}': its process ended without finishing ({_exit_reason(child.exitcode)}); "
-                         f"DONE was not written, so `findap run` resumes the stage from its checkpoints")
+        from findap.errors import RuntimeFailure
+
+        raise RuntimeFailure(f"stage '{stage}': its process ended without finishing ({_exit_reason(child.exitcode)})",
+                             "DONE was not written, so the same command resumes the stage from its checkpoints")
     if "expected" in reply:  # bad input or a runtime failure the stage named: one line, the child's exit code
         from findap.errors import RuntimeFailure, UsageError
 
@@ -264,6 +268,16 @@ def _short(v: Any) -> str:
 # ---- `--dry-run`: check a recipe's inputs without running anything ---------------------------------------------------
 class PreflightError(ValueError):
     pass
+
+
+def check_stage_inputs(recipe: Recipe, stage: str) -> None:
+    """Raise PreflightError naming every input file the recipe lists for `stage` that does not exist, and every
+    other problem preflight finds (unknown converters and task names)."""
+    problems = [f"{stage}: {detail}" if kind == "problem" else f"{stage}: {detail} {path} does not exist"
+                for kind, path, detail in _stage_inputs_to_check(recipe, stage)
+                if kind == "problem" or (kind == "data" and not Path(path).exists())]
+    if problems:
+        raise PreflightError("\n".join(problems))
 
 
 def preflight(recipe: Recipe, stages: list[str], *, force: list[str] | bool = ()) -> list[str]:

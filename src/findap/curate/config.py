@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class SourceConfig(BaseModel):
@@ -141,6 +141,51 @@ class MixtureConfig(BaseModel):
     tolerance: float = Field(0.05, ge=0, description="Shares off by more than this are reported as warnings.")
 
 
+def _enabled_shorthand(value):
+    """`balance_labels: true` in a recipe means `{enabled: true}` with the other fields at their defaults."""
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
+class LabelBalanceConfig(BaseModel):
+    """Label-balanced sampling of classification IT sources (converters that record each example's label).
+
+    A model trained on FOMC as it comes (half `neutral`) learns to answer `neutral`; capping each label's share
+    makes the majority answer stop paying. Minority labels are first repeated (each copy a new id, and in another
+    prompt template when prompt_templates is on) towards the largest label's count, at most `max_repeat` times
+    each; then every label is cut to the cap (originals kept before copies, each in a seeded order). Applied to
+    the examples that survive dedup, decontamination and the quality filter, before the token budget, and the
+    cap is enforced again on each group's training split (docs/curation.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Balance the labels of classification sources.")
+    sources: list[str] | None = Field(
+        None, description="Which sources (names in curate.sources); null: every declared source whose converter "
+        "records labels (fpb, fomc, credit).")
+    max_label_share: float | None = Field(
+        None, gt=0, le=1, description="Most a label may hold of its source's examples; null: the fair share 1/k of "
+        "a source with k labels (all labels equal). A value below 1/k is raised to 1/k.")
+    max_repeat: int = Field(
+        2, ge=1, le=16, description="Most times one example may occur, the original included (1: no repetition, only "
+        "the majority is cut). With prompt_templates each copy is in another template; the more copies, the more "
+        "the minority's few sentences are learnt by heart, hence a low default.")
+
+
+class TemplateConfig(BaseModel):
+    """Several prompt templates per classification task instead of the converter's one instruction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        False, description="Render each classification example in one of its task's templates (at least three: "
+        "instruction first, question after the text, and a plain `Sentence: ...` / `Sentiment:` completion with no "
+        "instruction), chosen by a hash of the example's input text, so the model learns the task rather than one "
+        "prompt. The answer stays the bare label. Off: the converter's single instruction, as before.")
+    sources: list[str] | None = Field(
+        None, description="Which sources (names in curate.sources); null: every declared source whose converter "
+        "has templates (fpb, fomc, credit).")
+
+
 def _default_sources() -> list[SourceConfig]:
     names = [
         "ectsum_transcripts", "self_instruct_text", "promptsource_text",  # CPT
@@ -154,6 +199,23 @@ def _default_sources() -> list[SourceConfig]:
 def _default_groups() -> list[GroupConfig]:
     group1 = [s.name for s in _default_sources() if s.name != "cfa"]
     return [GroupConfig(name="group1", sources=group1), GroupConfig(name="group2", extends="group1", sources=["cfa"])]
+
+
+def _known_converter(name: str):
+    """The registered converter of that name, or None (a converter registered later is checked when it runs)."""
+    from findap.curate.sources import CONVERTERS  # here: the sources package imports this module
+
+    return CONVERTERS.get(name)
+
+
+def converter_name(cfg: "CurateConfig", source: str) -> str:
+    return next(s for s in cfg.sources if s.name == source).converter_name
+
+
+def sources_with(cfg: "CurateConfig", capability: str) -> list[str]:
+    """Declared sources whose converter has `capability` ("labels" or "templates")."""
+    return [s.name for s in cfg.sources
+            if (c := _known_converter(s.converter_name)) is not None and getattr(c, capability)]
 
 
 class CurateConfig(BaseModel):
@@ -180,6 +242,12 @@ class CurateConfig(BaseModel):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
+    balance_labels: LabelBalanceConfig = Field(
+        default_factory=LabelBalanceConfig, description="Label-balanced sampling of classification sources "
+        "(`balance_labels: true` for the defaults).")
+    prompt_templates: TemplateConfig = Field(
+        default_factory=TemplateConfig, description="Several prompt templates per classification task "
+        "(`prompt_templates: true` for the defaults).")
     plot: bool = Field(True, description="Write mixture.png next to the manifest.")
     executor: Literal["local", "slurm", "ray"] = Field(
         "local", description="datatrove executor that runs the curation steps: local processes, Slurm jobs, or a "
@@ -207,7 +275,42 @@ class CurateConfig(BaseModel):
             if g.extends is not None and g.extends not in seen:
                 raise ValueError(f"curate.groups[{g.name}].extends: '{g.extends}' is not an earlier group {seen}")
             seen.append(g.name)
+        for field_name, capability in (("balance_labels", "labels"), ("prompt_templates", "templates")):
+            chosen = getattr(self, field_name).sources
+            for name in chosen or []:
+                if name not in names:
+                    raise ValueError(f"curate.{field_name}.sources: unknown source '{name}'; declared: {names}")
+                converter = _known_converter(next(s for s in self.sources if s.name == name).converter_name)
+                if converter is not None and not getattr(converter, capability):
+                    raise ValueError(
+                        f"curate.{field_name}.sources: source '{name}' (converter '{converter_name(self, name)}') "
+                        f"has no {capability}; sources that have them: {sources_with(self, capability)}")
         return self
+
+    @field_validator("balance_labels", "prompt_templates", mode="before")
+    @classmethod
+    def _shorthand(cls, value):
+        return _enabled_shorthand(value)
+
+    def balanced_sources(self) -> set[str]:
+        """Names of the sources whose labels are balanced (empty when balance_labels is off)."""
+        return self._sources_for(self.balance_labels, "labels")
+
+    def templated_sources(self) -> set[str]:
+        """Names of the sources rendered in several templates (empty when prompt_templates is off)."""
+        return self._sources_for(self.prompt_templates, "templates")
+
+    def _sources_for(self, option, capability: str) -> set[str]:
+        if not option.enabled:
+            return set()
+        if option.sources is not None:
+            return set(option.sources)
+        out = set()
+        for spec in self.sources:
+            converter = _known_converter(spec.converter_name)
+            if converter is not None and getattr(converter, capability):
+                out.add(spec.name)
+        return out
 
     def group_sources(self, group: str) -> list[str]:
         """All source names of a group, following `extends` (group 2 = group 1 + its extras)."""

@@ -18,7 +18,10 @@ from typing import Callable
 
 from findap.curate.checkpoint import work_dir
 from findap.curate.config import CurateConfig
-from findap.curate.mixture import build_mixture, dev_split, mixture_stats, share_warnings
+from findap.curate.mixture import (
+    balance_labels, build_mixture, cap_labels, dev_split, example_label_rows, label_report, mixture_stats,
+    share_warnings,
+)
 from findap.curate.shards import CONTRACT_FIELDS, contract_row
 from findap.io import write_json, write_parquet
 
@@ -164,6 +167,7 @@ def _grouped_reasons(unchecked: dict[str, str]) -> str:
 def _write_groups(cfg: CurateConfig, examples: list[dict], tokens: dict[str, int], out_dir: Path,
                   seed: int) -> dict:
     out, chosen_by_group, split_by_group = {}, {}, {}
+    balanced, balance = cfg.balanced_sources(), cfg.balance_labels
     for group in cfg.groups:
         names = set(cfg.group_sources(group.name))
         pool = [ex for ex in examples if ex["source"] in names]
@@ -171,16 +175,22 @@ def _write_groups(cfg: CurateConfig, examples: list[dict], tokens: dict[str, int
             # paper: group 2 = group 1's data + its own additions (books, exercises). Re-mixing the whole pool
             # under group 1's shares and caps would crowd the additions out again, so they are added on top.
             added = [ex for ex in pool if ex["source"] in set(group.sources) - set(cfg.group_sources(group.extends))]
-            chosen = chosen_by_group[group.extends] + added
+            added = balance_labels(added, balanced, balance, seed)
             plan = {"extends": group.extends, "added_docs": len(added)}
             # the parent's split stands (its dev documents were never trained on, its train documents were);
             # only the additions are split, by the same seeded rule
             parent_train, parent_dev = split_by_group[group.extends]
             added_train, added_dev = dev_split(added, cfg.mixture, seed)
-            train, dev = parent_train + added_train, parent_dev + added_dev
+            capped = cap_labels(added_train, balanced, balance, seed)
+            cut = {id(ex) for ex in added_train} - {id(ex) for ex in capped}
+            chosen = chosen_by_group[group.extends] + [ex for ex in added if id(ex) not in cut]
+            train, dev = parent_train + capped, parent_dev + added_dev
         else:
-            chosen, plan = build_mixture(pool, tokens, cfg.mixture, seed)
+            chosen, plan = build_mixture(balance_labels(pool, balanced, balance, seed), tokens, cfg.mixture, seed)
             train, dev = dev_split(chosen, cfg.mixture, seed)
+            capped = cap_labels(train, balanced, balance, seed)
+            cut = {id(ex) for ex in train} - {id(ex) for ex in capped}
+            chosen, train = [ex for ex in chosen if id(ex) not in cut], capped
         chosen_by_group[group.name] = chosen
         split_by_group[group.name] = train, dev
         write_parquet(out_dir / group.name / "train.parquet", [contract_row(ex) for ex in train])
@@ -189,6 +199,9 @@ def _write_groups(cfg: CurateConfig, examples: list[dict], tokens: dict[str, int
         out[group.name] = {"sources": sorted(names), "pool_docs": len(pool), "plan": plan,
                            "train": mixture_stats(train, tokens), "dev_docs": len(dev), "all": stats,
                            "warnings": share_warnings(stats, cfg.mixture)}
+        if balanced & names:
+            out[group.name]["labels"] = label_report(example_label_rows(pool), example_label_rows(train),
+                                                     example_label_rows(dev), balanced & names, balance)
         for warning in out[group.name]["warnings"]:
             log.warning("%s: %s", group.name, warning)
     return out

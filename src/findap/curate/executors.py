@@ -10,6 +10,9 @@ finished task under work/logs/<step>/completions/, so a rerun of a killed curati
 - slurm: SlurmPipelineExecutor; every step is submitted at once, each job depending on the previous one
          (afterok), and `findap curate` returns. Run it again when the jobs have finished: every task is marked
          complete, nothing is resubmitted, and the manifest is assembled from the work folder.
+
+datatrove's own log lines go to work/logs/<step>/logs/task_*.log and work/logs/executor.log, not the console
+(task_logs.py); its warnings and errors still reach the console.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from findap.child_processes import forked_children_die_with_this_process
 from findap.curate.streaming import _CACHE, STEPS, Plan, StepTask, task_counts
+from findap.curate.task_logs import datatrove_logs_to_files
 from findap.host_memory import peak_memory, resident_bytes
 
 log = logging.getLogger(__name__)
@@ -77,7 +81,8 @@ def run_steps(plan: Plan) -> tuple[dict[str, float], dict[str, dict[str, float]]
     for step in STEPS:
         start = time.time()
         executor = make(plan, step, counts[step], str(logs / step), cfg.executor_options)
-        executor.run()
+        with datatrove_logs_to_files(logs / "executor.log"):
+            executor.run()
         missing = executor.get_incomplete_ranks(range(counts[step]))
         if missing:
             raise StepFailed(f"curation step '{step}' did not finish tasks {missing} on the {cfg.executor} executor; "

@@ -19,7 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from findap.curate.config import MixtureConfig
+from findap.curate.config import LabelBalanceConfig, MixtureConfig
+from findap.curate.records import base_id, copy_number
 
 
 def seeded_order(examples: Sequence[dict], seed: int) -> list[dict]:
@@ -144,13 +145,143 @@ def share_warnings(stats: dict, cfg: MixtureConfig) -> list[str]:
 
 
 def dev_split(examples: Sequence[dict], cfg: MixtureConfig, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, dev): a seeded slice held out for the trainer's development loss."""
+    """(train, dev): a seeded slice held out for the trainer's development loss. Copies made for label balancing
+    go where their original goes, so no dev example is ever trained on under another id."""
     if not examples or cfg.dev_fraction == 0:
         return list(examples), []
+    if any(copy_number(ex["id"]) for ex in examples):
+        return _dev_split_units(examples, cfg, seed)
     ordered = seeded_order(examples, seed + 1)
     n_dev = min(len(ordered) - 1, max(cfg.dev_min, round(cfg.dev_fraction * len(ordered))))
     dev_ids = {ex["id"] for ex in ordered[:n_dev]}
     return [ex for ex in examples if ex["id"] not in dev_ids], [ex for ex in examples if ex["id"] in dev_ids]
+
+
+def _dev_split_units(examples: Sequence[dict], cfg: MixtureConfig, seed: int) -> tuple[list[dict], list[dict]]:
+    """dev_split with an original and its copies as one unit: the slice is `dev_fraction` of the units."""
+    units = sorted({base_id(ex["id"]) for ex in examples},
+                   key=lambda b: hashlib.sha256(f"{seed + 1}\x00{b}".encode()).hexdigest())
+    n_dev = min(len(units) - 1, max(cfg.dev_min, round(cfg.dev_fraction * len(units))))
+    dev_units = set(units[:n_dev])
+    return ([ex for ex in examples if base_id(ex["id"]) not in dev_units],
+            [ex for ex in examples if base_id(ex["id"]) in dev_units])
+
+
+# ---- label balancing (curate.balance_labels) -----------------------------------------------------------------
+# Classification sources record each example's label, and label balancing repeats labelled examples (`<id>~k`,
+# made by the converter step so that they pass the filters beside their original). Per source, over what
+# survived the filters: minority labels grow through their copies towards the largest label's count of originals,
+# then every label is cut to the largest count C with C <= share x the source's total (share: max_label_share, at
+# least 1/k; the fair share 1/k makes all labels equal). Within a label originals come before copies, each in the
+# mixture's seeded order, so the result is deterministic given the seed and keeps whole originals first. The cap
+# is applied again to each group's training split, after the token budget and the dev split have taken their
+# seeded samples.
+
+def effective_share(cfg: LabelBalanceConfig, labels: int) -> float | None:
+    """The cap used for a source with `labels` labels: None means the fair share 1/labels."""
+    share = cfg.max_label_share
+    return None if share is None or share * labels <= 1 + 1e-12 else share
+
+
+def label_quota(originals: dict, available: dict, share: float | None) -> dict:
+    """{label: how many examples to keep}; `available` counts originals plus their usable copies."""
+    if len(originals) <= 1:
+        return dict(originals)  # nothing to balance against: no copies
+    ceiling = max(originals.values())
+    grown = {label: min(available[label], max(ceiling, originals[label])) for label in originals}
+    if share is None:
+        cap = min(grown.values())
+    else:  # largest integer cap C with C <= share * sum(min(g, C)): the feasible caps are an interval from 0
+        low, high = 0, max(grown.values())
+        while low < high:
+            mid = (low + high + 1) // 2
+            if mid <= share * sum(min(g, mid) for g in grown.values()) + 1e-9:
+                low = mid
+            else:
+                high = mid - 1
+        cap = low
+    return {label: min(g, cap) for label, g in grown.items()}
+
+
+def _balance_order(examples: Sequence[dict], seed: int) -> list[dict]:
+    return sorted(examples, key=lambda ex: (copy_number(ex["id"]),
+                                            hashlib.sha256(f"{seed}\x00{ex['id']}".encode()).hexdigest()))
+
+
+def _by_source_label(examples: Sequence[dict], sources: set[str]) -> dict[str, dict[str, list[dict]]]:
+    out: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for ex in examples:
+        if ex["source"] in sources and ex.get("label") is not None:
+            out[ex["source"]][ex["label"]].append(ex)
+    return out
+
+
+def _keep_quota(examples: Sequence[dict], sources: set[str], cfg: LabelBalanceConfig, seed: int,
+                grow: bool) -> list[dict]:
+    if not sources:
+        return list(examples)
+    dropped: set[int] = set()
+    for by_label in _by_source_label(examples, sources).values():
+        if grow:  # a copy counts only beside its original (the filters or the judge may have dropped that)
+            present = {ex["id"] for rows in by_label.values() for ex in rows if not copy_number(ex["id"])}
+            for rows in by_label.values():
+                dropped.update(id(ex) for ex in rows if copy_number(ex["id"]) and base_id(ex["id"]) not in present)
+            by_label = {label: kept for label, rows in by_label.items()
+                        if (kept := [ex for ex in rows if id(ex) not in dropped])}
+        originals = {label: sum(not copy_number(ex["id"]) for ex in rows) if grow else len(rows)
+                     for label, rows in by_label.items()}
+        quota = label_quota(originals, {label: len(rows) for label, rows in by_label.items()},
+                            effective_share(cfg, len(by_label)))
+        for label, rows in by_label.items():
+            dropped.update(id(ex) for ex in _balance_order(rows, seed)[quota[label]:])
+    return [ex for ex in examples if id(ex) not in dropped]
+
+
+def balance_labels(pool: Sequence[dict], sources: set[str], cfg: LabelBalanceConfig, seed: int) -> list[dict]:
+    """The pool with the balanced sources' labels brought within the cap (copies added, majority cut), in pool
+    order; other sources untouched."""
+    return _keep_quota(pool, sources, cfg, seed, grow=True)
+
+
+def cap_labels(train: Sequence[dict], sources: set[str], cfg: LabelBalanceConfig, seed: int) -> list[dict]:
+    """A training split with every balanced source's labels cut to the cap again (no copies added)."""
+    return _keep_quota(train, sources, cfg, seed, grow=False)
+
+
+def label_counts(rows, sources: set[str]) -> dict[str, dict]:
+    """(source, label, copy number) rows -> {source: {"labels": {label: examples}, "copies": n}}."""
+    out: dict[str, dict] = {}
+    for source, label, copy in rows:
+        if source not in sources or label is None:
+            continue
+        entry = out.setdefault(source, {"labels": {}, "copies": 0})
+        entry["labels"][label] = entry["labels"].get(label, 0) + 1
+        entry["copies"] += bool(copy)
+    return out
+
+
+def label_report(pool_rows, train_rows, dev_rows, sources: set[str], cfg: LabelBalanceConfig) -> dict[str, dict]:
+    """The manifest's per-group label counts of each balanced source: `before` (the originals that survived the
+    filters), `train` and `dev` (what the group holds, copies included, `train_copies` of them copies), and the
+    cap applied."""
+    before = label_counts(((s, label, 0) for s, label, copy in pool_rows if not copy), sources)
+    train, dev = label_counts(train_rows, sources), label_counts(dev_rows, sources)
+    out = {}
+    for source in sorted(before):
+        labels = before[source]["labels"]
+        share = effective_share(cfg, len(labels))
+        out[source] = {
+            "before": dict(sorted(labels.items())),
+            "train": dict(sorted(train.get(source, {"labels": {}})["labels"].items())),
+            "dev": dict(sorted(dev.get(source, {"labels": {}})["labels"].items())),
+            "train_copies": train.get(source, {"copies": 0})["copies"],
+            "max_label_share": round(share if share is not None else 1 / len(labels), 4),
+        }
+    return out
+
+
+def example_label_rows(examples: Sequence[dict]):
+    return ((ex["source"], ex.get("label"), copy_number(ex["id"])) for ex in examples)
 
 
 # ---- the streamed form: the same selection over columns (numpy) instead of example dicts --------------------
@@ -235,6 +366,69 @@ def dev_split_columns(pool: MixPool, chosen: np.ndarray, cfg: MixtureConfig) -> 
     if not len(chosen) or cfg.dev_fraction == 0:
         return chosen, chosen[:0]
     ordered = pool.seeded(chosen, "dev")
+    copies = pool.c.get("copy")
+    if copies is not None and copies[chosen].any():
+        # as _dev_split_units: copies carry their original's dev key, so a unit is a run of equal keys
+        hi, lo = pool.c["dev_hi"][ordered], pool.c["dev_lo"][ordered]
+        starts = np.ones(len(ordered), dtype=bool)
+        starts[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+        unit = np.cumsum(starts) - 1
+        n_units = int(unit[-1]) + 1
+        n_dev = min(n_units - 1, max(cfg.dev_min, round(cfg.dev_fraction * n_units)))
+        in_dev = np.isin(chosen, ordered[unit < n_dev])
+        return chosen[~in_dev], chosen[in_dev]
     n_dev = min(len(ordered) - 1, max(cfg.dev_min, round(cfg.dev_fraction * len(ordered))))
     in_dev = np.isin(chosen, ordered[:n_dev])
     return chosen[~in_dev], chosen[in_dev]
+
+
+def _keep_quota_columns(pool: MixPool, positions: np.ndarray, sources: set[str], cfg: LabelBalanceConfig,
+                        grow: bool) -> np.ndarray:
+    """_keep_quota over columns: the kept positions, in their order."""
+    if not sources or not len(positions) or "label" not in pool.c:
+        return positions
+    labelled = np.asarray([name is not None for name in pool.names["label"]], dtype=bool)
+    source_codes = pool.c["source"][positions]
+    label_codes = pool.c["label"][positions]
+    copies = pool.c["copy"][positions]
+    keep = np.ones(len(positions), dtype=bool)
+    for code, name in enumerate(pool.names["source"]):
+        if name not in sources:
+            continue
+        rows = np.nonzero((source_codes == code) & labelled[label_codes])[0]
+        if not len(rows):
+            continue
+        if grow:  # a copy counts only beside its original: same dev key (both hash the original's id)
+            at = positions[rows]
+            keys = pool.c["dev_hi"][at].astype(object) * (1 << 64) + pool.c["dev_lo"][at].astype(object)
+            present = set(keys[copies[rows] == 0].tolist())
+            orphan = (copies[rows] != 0) & ~np.asarray([k in present for k in keys.tolist()], dtype=bool)
+            keep[rows[orphan]] = False
+            rows = rows[~orphan]
+        by_label = {int(c): rows[label_codes[rows] == c] for c in np.unique(label_codes[rows]).tolist()}
+        originals = {c: int((copies[r] == 0).sum()) if grow else len(r) for c, r in by_label.items()}
+        quota = label_quota(originals, {c: len(r) for c, r in by_label.items()}, effective_share(cfg, len(by_label)))
+        for c, r in by_label.items():
+            at = positions[r]
+            ordered = r[np.lexsort((pool.c["mix_lo"][at], pool.c["mix_hi"][at], copies[r]))]
+            keep[ordered[quota[c]:]] = False
+    return positions[keep]
+
+
+def balance_labels_columns(pool: MixPool, positions: np.ndarray, sources: set[str],
+                           cfg: LabelBalanceConfig) -> np.ndarray:
+    """balance_labels over columns: the kept pool positions, in their order."""
+    return _keep_quota_columns(pool, positions, sources, cfg, grow=True)
+
+
+def cap_labels_columns(pool: MixPool, positions: np.ndarray, sources: set[str], cfg: LabelBalanceConfig) -> np.ndarray:
+    """cap_labels over columns."""
+    return _keep_quota_columns(pool, positions, sources, cfg, grow=False)
+
+
+def label_rows_columns(pool: MixPool, positions: np.ndarray):
+    """(source, label, copy number) of each position, as example_label_rows gives them."""
+    if "label" not in pool.c:
+        return iter(())
+    sources, labels = pool.value("source", positions), pool.value("label", positions)
+    return zip(sources, labels, pool.c["copy"][positions].tolist())

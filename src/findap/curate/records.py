@@ -8,13 +8,32 @@ files are read in: dedup, dev splits and resume all rely on that.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from findap.splits import normalize  # noqa: F401  (re-exported: dedup and holdout use it from here)
+
+# a repeated example (label balancing) is `<id>~<k>`, k >= 1; stable_id never makes a `~`
+_COPY = re.compile(r"~(\d+)$")
 
 
 def stable_id(source: str, key: str) -> str:
     digest = hashlib.sha256((source + "\x00" + key).encode()).hexdigest()[:16]
     return f"{source}-{digest}"
+
+
+def copy_id(example_id: str, k: int) -> str:
+    return f"{example_id}~{k}"
+
+
+def copy_number(example_id: str) -> int:
+    """0 for an original example, k for its k-th repetition."""
+    match = _COPY.search(example_id)
+    return int(match.group(1)) if match else 0
+
+
+def base_id(example_id: str) -> str:
+    """The original's id: copies share it, so they land on the same side of a dev split as their original."""
+    return _COPY.sub("", example_id)
 
 
 def cpt_example(source: str, key: str, text: str, domain: str, capability: str) -> dict:

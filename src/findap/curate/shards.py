@@ -19,6 +19,8 @@ MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 SCHEMA = pa.schema([("id", pa.string()), ("kind", pa.string()), ("text", pa.string()),
                     ("messages", pa.list_(MESSAGE)), ("source", pa.string()), ("domain", pa.string()),
                     ("capability", pa.string())])
+# shards also carry what the mixture needs beyond the contract: a classification example's label (label balancing)
+SHARD_SCHEMA = pa.schema(list(SCHEMA) + [pa.field("label", pa.string())])
 
 
 def contract_row(example: dict) -> dict:
@@ -77,7 +79,7 @@ def write_shards(folder: Path, rows: Iterable[dict], shard_rows: int) -> list[tu
 
     def flush():
         name = f"{len(written):05d}.parquet"
-        write_table_atomic(Path(folder) / name, to_table(batch))
+        write_table_atomic(Path(folder) / name, to_table(batch, SHARD_SCHEMA))
         written.append((name, len(batch)))
 
     for row in rows:

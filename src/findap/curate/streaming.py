@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from findap.curate.config import CurateConfig
-from findap.curate.records import example_text
+from findap.curate.records import base_id, copy_number, example_text
 from findap.curate.shards import (
     CONTRACT_FIELDS, SCHEMA, ChunkedParquetWriter, iter_batches, read_rows, write_shards, write_table_atomic,
 )
@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 KEYS_SCHEMA = pa.schema([("short", pa.bool_()), ("exact", pa.uint64()), ("bands", pa.list_(pa.uint64())),
                          ("task", pa.string())])
 MASK_SCHEMA = pa.schema([("keep", pa.bool_()), ("candidate", pa.bool_())])
-META_COLUMNS = ("row", "kind", "domain", "source", "capability", "tokens", "mix_hi", "mix_lo", "dev_hi", "dev_lo")
+META_COLUMNS = ("row", "kind", "domain", "source", "capability", "tokens", "mix_hi", "mix_lo", "dev_hi", "dev_lo",
+                "label", "copy")
 PIECE_SCHEMA = pa.schema([("pos", pa.int64())] + [SCHEMA.field(name) for name in CONTRACT_FIELDS])
 _CACHE: dict = {}  # per-process: tokenizer, eval index, dedup keys, encoder (a worker runs many tasks)
 
@@ -140,7 +141,10 @@ def convert_source(plan: Plan, number: int) -> None:
     spec = {s.name: s for s in cfg.sources}[plan.used_sources[number]]
     rows, report = iter_source(spec, cfg)
     shards = write_shards(folder, rows, cfg.shard_rows)
-    write_json(folder / "report.json", asdict(report()) | {"shards": shards})
+    done = asdict(report())
+    if not done["copies"]:  # only label balancing makes copies; the manifest names them only then
+        del done["copies"]
+    write_json(folder / "report.json", done | {"shards": shards})
 
 
 def gather_eval_texts_file(plan: Plan) -> None:
@@ -230,13 +234,16 @@ def filter_pass(plan: Plan, rank: int, world_size: int) -> None:
             if is_short:
                 short[source] = short.get(source, 0) + 1
                 continue
-            if not dedup.keep(source, kind, exact, bands):
+            # a copy made for label balancing repeats its original on purpose: dedup must not see it (nor may it
+            # hide a later example); without its original the mixture drops it, so it is not judged either
+            copy = copy_number(meta["id"][i]) > 0
+            if not copy and not dedup.keep(source, kind, exact, bands):
                 continue
             if task is not None:
                 removed[task][source] += 1
                 continue
             keep[i] = True
-            if kind in judge.kinds and meta["domain"][i] in judge.domains:
+            if not copy and kind in judge.kinds and meta["domain"][i] in judge.domains:
                 candidate[i] = True
                 candidates += 1
                 sample.offer(meta["id"][i])
@@ -394,11 +401,13 @@ def score(plan: Plan, rank: int, world_size: int) -> None:
         tokens = count_tokens([ex for _, ex in survivors], tokenizer_for(plan))
         columns: dict[str, list] = {name: [] for name in META_COLUMNS}
         for i, ex in survivors:
-            mix, dev = rank_key(plan.seed, ex["id"]), rank_key(plan.seed + 1, ex["id"])
+            # a copy's dev key is its original's: dev_split keeps them on one side
+            mix, dev = rank_key(plan.seed, ex["id"]), rank_key(plan.seed + 1, base_id(ex["id"]))
             for name, value in (("row", shard.offset + i), ("kind", ex["kind"]), ("domain", ex["domain"]),
                                 ("source", ex["source"]), ("capability", ex["capability"]),
                                 ("tokens", tokens[ex["id"]]), ("mix_hi", mix[0]), ("mix_lo", mix[1]),
-                                ("dev_hi", dev[0]), ("dev_lo", dev[1])):
+                                ("dev_hi", dev[0]), ("dev_lo", dev[1]), ("label", ex.get("label")),
+                                ("copy", copy_number(ex["id"]))):
                 columns[name].append(value)
         write_json(plan.dir / "score" / f"{shard.id}.json", {"decisions": dict(counts), "scores": scores})
         write_table_atomic(target, pa.table(columns, schema=META_SCHEMA))
@@ -407,7 +416,7 @@ def score(plan: Plan, rank: int, world_size: int) -> None:
 META_SCHEMA = pa.schema([("row", pa.int64()), ("kind", pa.string()), ("domain", pa.string()),
                          ("source", pa.string()), ("capability", pa.string()), ("tokens", pa.int64()),
                          ("mix_hi", pa.uint64()), ("mix_lo", pa.uint64()), ("dev_hi", pa.uint64()),
-                         ("dev_lo", pa.uint64())])
+                         ("dev_lo", pa.uint64()), ("label", pa.string()), ("copy", pa.int32())])
 
 
 def decision_counts(plan: Plan) -> dict[str, int]:
@@ -422,7 +431,7 @@ def load_pool(plan: Plan):
     """The survivors' columns, in the global order, with the text columns as small integer codes."""
     from findap.curate.mixture import MixPool
 
-    names: dict[str, list[str]] = {c: [] for c in ("kind", "domain", "source", "capability")}
+    names: dict[str, list[str]] = {c: [] for c in ("kind", "domain", "source", "capability", "label")}
     codes: dict[str, dict[str, int]] = {c: {} for c in names}
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     for shard in all_shards(plan):
@@ -439,7 +448,7 @@ def load_pool(plan: Plan):
                 parts[column].append(np.asarray(values, dtype=np.int32))
             else:
                 parts[column].append(values.to_numpy())
-    dtypes = {"row": np.int64, "tokens": np.int64}
+    dtypes = {"row": np.int64, "tokens": np.int64, "label": np.int32, "copy": np.int32}
     columns = {c: np.concatenate(parts[c]) if parts[c] else np.zeros(0, dtype=dtypes.get(c, np.uint64))
                for c in META_COLUMNS}
     return MixPool(columns, names)
@@ -447,12 +456,16 @@ def load_pool(plan: Plan):
 
 def mixture(plan: Plan, rank: int, world_size: int) -> None:
     """Each group's selection (as _write_groups makes it), saved as global row numbers in output order."""
-    from findap.curate.mixture import build_mixture_columns, dev_split_columns, mixture_stats_columns, share_warnings
+    from findap.curate.mixture import (
+        balance_labels_columns, build_mixture_columns, cap_labels_columns, dev_split_columns, label_report,
+        label_rows_columns, mixture_stats_columns, share_warnings,
+    )
 
     cfg = plan.config
     if (plan.dir / "mixture.json").exists():
         return
     pool = load_pool(plan)
+    balanced, balance = cfg.balanced_sources(), cfg.balance_labels
     source_of = np.asarray(pool.names["source"], dtype=object)
     out, chosen_by_group, split_by_group = {}, {}, {}
     everything = np.arange(len(pool.c["row"]), dtype=np.int64)
@@ -464,15 +477,21 @@ def mixture(plan: Plan, rank: int, world_size: int) -> None:
             extra = set(group.sources) - set(cfg.group_sources(group.extends))
             is_extra = np.asarray([s in extra for s in source_of], dtype=bool)
             added = positions[is_extra[pool.c["source"][positions]]] if len(source_of) else positions
-            chosen = np.concatenate([chosen_by_group[group.extends], added])
+            added = balance_labels_columns(pool, added, balanced, balance)
             plan_info = {"extends": group.extends, "added_docs": len(added)}
             # as _write_groups: the parent's split stands, only the additions are split
             parent_train, parent_dev = split_by_group[group.extends]
             added_train, added_dev = dev_split_columns(pool, added, cfg.mixture)
-            train, dev = np.concatenate([parent_train, added_train]), np.concatenate([parent_dev, added_dev])
+            capped = cap_labels_columns(pool, added_train, balanced, balance)
+            added = added[~np.isin(added, np.setdiff1d(added_train, capped))]
+            chosen = np.concatenate([chosen_by_group[group.extends], added])
+            train, dev = np.concatenate([parent_train, capped]), np.concatenate([parent_dev, added_dev])
         else:
-            chosen, plan_info = build_mixture_columns(pool, positions, cfg.mixture)
+            chosen, plan_info = build_mixture_columns(pool, balance_labels_columns(pool, positions, balanced, balance),
+                                                      cfg.mixture)
             train, dev = dev_split_columns(pool, chosen, cfg.mixture)
+            capped = cap_labels_columns(pool, train, balanced, balance)
+            chosen, train = chosen[~np.isin(chosen, np.setdiff1d(train, capped))], capped
         chosen_by_group[group.name] = chosen
         split_by_group[group.name] = train, dev
         for split, picked in (("train", train), ("dev", dev)):
@@ -481,6 +500,10 @@ def mixture(plan: Plan, rank: int, world_size: int) -> None:
         out[group.name] = {"sources": sorted(names), "pool_docs": len(positions), "plan": plan_info,
                            "train": mixture_stats_columns(pool, train), "dev_docs": len(dev), "all": stats,
                            "warnings": share_warnings(stats, cfg.mixture)}
+        if balanced & names:
+            out[group.name]["labels"] = label_report(
+                label_rows_columns(pool, positions), label_rows_columns(pool, train), label_rows_columns(pool, dev),
+                balanced & names, balance)
     write_json(plan.dir / "mixture.json", out)
 
 

@@ -12,8 +12,9 @@ brackets could not be paired (a result file without per-item samples).
 Classification and multiple-choice cells add a second line, `MCC 31.0 ±4.0 · mF1 50.2 ±3.1 · top neutral 62% ±4`,
 and `≡` where the model gave one answer to at least 90% of the items (in a mean's cell: `≡` and those tasks).
 
-A task row's last column says how the task relates to what its run trained on and why (`trained: curated source
-fpb (dataset key fpb)`; findap.report.novelty), per model where the runs of the row's models disagree.
+Where some run's relations come from its curation, a task row's last column says how the task relates to what
+its run trained on and why (`trained: curated source fpb (dataset key fpb)`; findap.report.novelty), per model
+where the runs of the row's models disagree.
 
 Plots are built in two steps: the numbers that go into them (`loss_plot_data`, `bar_layout`, `value_axis`, plain
 data a test can check) and the matplotlib figure drawn from those numbers.
@@ -432,9 +433,9 @@ RELATION_KEY = ("trained/similar/novel", "what the run trained on: the task's da
                                           "last column: why")
 RELATION_RULE = ("Trained / similar / novel, per run from its curation manifest: trained = a curated source the run "
                  "trained on is the task's dataset; similar = a curated instruction source has the task's type "
-                 "(capability, domain, answer type, label set); novel = neither. A task sits under the relation of "
-                 "the base model's run (else the first model's with a manifest); where runs disagree, its last "
-                 "column gives each.")
+                 "(capability, domain, answer type, label set); novel = neither.",
+                 "A task sits under the relation of the base model's run (else the first model's with a manifest); "
+                 "where runs disagree, its last column gives each.")
 METHODS = ("Intervals: Wilson for accuracy-like scores, bootstrap over items for F1, MCC, shares and ROUGE; averages "
            "average the tasks' resamples; differences: paired bootstrap over shared items. n: items per task. "
            "Details: docs/report.md.")
@@ -459,7 +460,7 @@ def legend(board: Leaderboard) -> list[tuple[str, str]]:
 def relation_lines(board: Leaderboard) -> list[str]:
     """What each run's trained / similar / novel was decided from: its curation manifest and the sources it trained
     on, or, without one, the task YAMLs' tags and why."""
-    lines = [RELATION_RULE] if board.curations else []
+    lines = list(RELATION_RULE) if board.curations else []
     for c in board.curations:
         who = f"run {c['run']}" if c["run"] else "results outside a run directory"
         if not c["derived"]:
@@ -467,10 +468,10 @@ def relation_lines(board: Leaderboard) -> list[str]:
             continue
         line = (f"Relations of {who}: from {c['manifest']}, {len(c['sources'])} curated sources trained on "
                 f"({', '.join(c['sources']) or 'none'})")
-        if c["untyped_it_sources"]:
-            line += (f"; instruction sources on no FinEval task's dataset have no task type and make no task similar: "
-                     f"{', '.join(c['untyped_it_sources'])}")
         lines.append(line + ".")
+        if c["untyped_it_sources"]:
+            lines.append(f"Instruction sources of {who} on no FinEval task's dataset have no task type and make no "
+                         f"task similar: {', '.join(c['untyped_it_sources'])}.")
     return lines
 
 
@@ -534,7 +535,9 @@ def _md_cell(board: Leaderboard, row: Row, model: str, bold: bool) -> str:
 
 
 def _has_relations(board: Leaderboard) -> bool:
-    return any(r.relations for r in board.rows)
+    """Task tables get the relation column when some run's relations were derived from its curation; with none,
+    every task keeps its YAML tag and the lines above the tables say so once."""
+    return any(c.get("derived") for c in board.curations) and any(r.relations for r in board.rows)
 
 
 def _md_table(board: Leaderboard, rows: list[Row]) -> list[str]:

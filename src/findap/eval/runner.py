@@ -81,9 +81,9 @@ def evaluate(
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    loaded = as_tasks(tasks, root=root, prefer=prefer)  # an unknown task fails before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded = as_tasks(tasks, root=root, prefer=prefer)
     model_name = model_name or getattr(getattr(engine, "spec", None), "model", None) or getattr(engine, "name", "?")
     fingerprint = engine_fingerprint(engine)
     results: dict[str, dict] = {}

@@ -24,6 +24,7 @@ def evaluate_model(model: str, label: str, *, tasks: Sequence[str], modes: Seque
                    on_result=None, force: bool = False) -> dict:
     """All `modes` of one model; returns {mode: evaluate()'s result}. `on_result(mode, task, scores)` logs
     progress. `force`: score every task anew, answering no request from the cache."""
+    tasks = load_task_data(tasks, role=role, limit=limit, prefer=prefer)  # bad data fails before the model loads
     spec = EngineSpec(kind=engine_kind, model=model, base_url=base_url, api_key_env=api_key_env,
                       batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_length=max_length,
                       device=device, precision=precision,
@@ -38,6 +39,21 @@ def evaluate_model(model: str, label: str, *, tasks: Sequence[str], modes: Seque
             if on_result:
                 on_result(mode, task, scores)
     return results
+
+
+def load_task_data(tasks: Sequence, *, role=None, limit=None, prefer: str = "local") -> list:
+    """The tasks with their data read (Task objects keep it): a malformed task file is a DataError here, before a
+    model is loaded, not after. Data that cannot be had here is left for the runner to list as skipped."""
+    from findap.eval.runner import _data_unavailable, as_tasks
+
+    loaded = as_tasks(list(tasks), prefer=prefer)
+    for task in loaded:
+        try:
+            task.docs(role, limit)
+        except Exception as exc:
+            if not _data_unavailable(exc):
+                raise
+    return loaded
 
 
 class TasksSkipped(RuntimeError):

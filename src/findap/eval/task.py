@@ -237,7 +237,8 @@ class Task:
             # prefer='auto': local files absent, so read the same dataset from the hub
             docs = get_loader(self.spec.hub.loader)(root=self.root, spec=self.spec, **self.spec.hub.args)
         if not docs:
-            raise ValueError(f"task {self.name}: loader {source.loader} returned no rows")
+            raise DataError(source.args.get("path") or source.loader, None, None,
+                            f"task {self.name}: its {source.loader} loader found no rows")
         if self.spec.answer_type == "classification" and not self.spec.labels:
             # hub sets whose label set we do not hard-code: take the classes the data uses, sorted for stability
             self.spec = self.spec.model_copy(update={"labels": sorted({str(d["gold"]) for d in docs})})

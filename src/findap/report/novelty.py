@@ -81,7 +81,8 @@ class Curation:
 
     def summary(self) -> dict:
         return {"run": self.run, "manifest": self.manifest, "derived": self.sources is not None, "why": self.why,
-                "sources": [s.name for s in self.sources or []], "untyped_it_sources": self.untyped}
+                "sources": [s.name for s in self.sources or []], "untyped_it_sources": self.untyped,
+                "tokens": {s.name: s.tokens for s in self.sources or []}}
 
 
 # ---- task types and datasets -----------------------------------------------------------------------------------
@@ -225,12 +226,14 @@ def curated_sources(manifest: dict, config: dict | None = None, groups: Sequence
     tokens: dict[str, int] = {}
     kind_of: dict[str, str] = {}
     for name, stats in group_stats.items():
-        if groups is not None and name not in groups or not isinstance(stats, dict):
+        if (groups is not None and name not in groups) or not isinstance(stats, dict):
             continue
         mixture = stats.get("train") if isinstance(stats.get("train"), dict) else stats.get("all") or {}
         for source, numbers in (mixture.get("sources") or {}).items():
+            if not isinstance(numbers, dict):
+                continue
             kind = numbers.get("kind") or (reports.get(source) or {}).get("kind")
-            if (numbers.get("docs") or 0) <= 0 or kinds is not None and kind not in kinds:
+            if (numbers.get("docs") or 0) <= 0 or (kinds is not None and kind not in kinds):
                 continue
             tokens[source] = max(tokens.get(source, 0), int(numbers.get("tokens") or 0))
             kind_of[source] = kind

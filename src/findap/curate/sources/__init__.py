@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 from findap.curate.config import CurateConfig, SourceConfig
 from findap.curate.sources import demo, finance, general, hub
 from findap.curate.sources.badrows import BadRows, SourceError
-from findap.curate.sources.context import ConvertContext
+from findap.curate.sources.context import RENDER, ConvertContext, PromptTemplate
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,13 @@ class Converter:
     capability: str
     # the dataset key its rows are split on with FinEval (ctx.for_training); None: nothing of it is ever scored
     holdout_key: str | None = None
+    # ctx.classified sources: each example records its label (curate.balance_labels), in one of these templates
+    # (curate.prompt_templates; the first is the one used when templates are off)
+    templates: tuple[PromptTemplate, ...] = ()
+
+    @property
+    def labels(self) -> bool:
+        return bool(self.templates)
 
 
 CONVERTERS: dict[str, Converter] = {
@@ -33,11 +40,13 @@ CONVERTERS: dict[str, Converter] = {
                                     "ectsum"),
     # finance task IT
     "ectsum_summaries": Converter(finance.ectsum_summaries, "ectsum/train", "it", "finance", "task", "ectsum"),
-    "fpb": Converter(finance.fpb, "fpb/Sentences_50Agree.train.txt", "it", "finance", "task", "fpb"),
+    "fpb": Converter(finance.fpb, "fpb/Sentences_50Agree.train.txt", "it", "finance", "task", "fpb",
+                     finance.FPB_TEMPLATES),
     "finer": Converter(finance.finer, "finer/FIN5.train.conll", "it", "finance", "task", "finer"),
     "fomc": Converter(finance.fomc, "fomc/lab-manual-split-combine-train-5768.xlsx", "it", "finance", "task",
-                      "fomc"),
-    "credit": Converter(finance.credit, "credit/german.data", "it", "finance", "task", "credit"),
+                      "fomc", finance.FOMC_TEMPLATES),
+    "credit": Converter(finance.credit, "credit/german.data", "it", "finance", "task", "credit",
+                        finance.CREDIT_TEMPLATES),
     "tatqa": Converter(finance.tatqa, "tatqa/tatqa_dataset_dev.json", "it", "finance", "task", "tatqa"),
     # finance exercises (group 2)
     "cfa": Converter(finance.cfa, "cfa/CFA_Easy.json", "it", "finance", "reasoning", "cfa"),
@@ -79,6 +88,7 @@ class SourceReport:
     reserved_for_eval: int
     empty_rows: int
     bad_rows: list[str]
+    copies: int = 0  # repetitions made for label balancing (not counted in `examples`); reported only when > 0
 
 
 def resolve_location(spec: SourceConfig, converter: Converter, data_root: str | Path) -> str:
@@ -106,23 +116,46 @@ def iter_source(spec: SourceConfig, cfg: CurateConfig) -> tuple[Iterator[dict], 
         source=spec.name, domain=spec.domain or converter.domain, capability=spec.capability or converter.capability,
         eval_holdout=cfg.eval_holdout, bad=BadRows(cfg.on_bad_row, cfg.max_bad_rows),
         text_field=spec.text_field, prompt_field=spec.prompt_field, response_field=spec.response_field,
+        templates=spec.name in cfg.templated_sources(),
     )
     source = location if remote else Path(location)
     limit = spec.limit if spec.limit is not None else cfg.limit_per_source
-    count = 0
+    # label balancing may repeat an example up to max_repeat times: its copies are made here, right after it, so
+    # they pass every filter beside it and the mixture picks how many it needs (mixture.balance_labels)
+    repeat = cfg.balance_labels.max_repeat if spec.name in cfg.balanced_sources() else 1
+    count = copies = 0
 
     def examples() -> Iterator[dict]:
-        nonlocal count
+        nonlocal count, copies
         for example in converter.fn(source, ctx):
+            render = example.pop(RENDER, None)
             count += 1
             yield example
+            if example.get("label") is not None:
+                for k in range(1, repeat):
+                    copies += 1
+                    yield repeated(example, k, render, ctx.templates)
             if limit is not None and count >= limit:
                 break
 
     def report() -> SourceReport:
-        return SourceReport(spec.name, converter.kind, location, count, ctx.reserved, ctx.empty, ctx.bad.rows)
+        return SourceReport(spec.name, converter.kind, location, count, ctx.reserved, ctx.empty, ctx.bad.rows,
+                            copies)
 
     return examples(), report
+
+
+def repeated(example: dict, k: int, render, vary: bool) -> dict:
+    """The k-th copy of a labelled example, id `<id>~k`: in the k-th next template when the source varies them (a
+    copy in another wording teaches more than the same prompt again), else the same prompt."""
+    from findap.curate.records import copy_id
+
+    copy = dict(example, id=copy_id(example["id"], k))
+    if vary and render is not None:
+        templates, fields, index = render
+        prompt = templates[(index + k) % len(templates)].render(fields).strip()
+        copy["messages"] = [{"role": "user", "content": prompt}, dict(example["messages"][1])]
+    return copy
 
 
 def load_source(spec: SourceConfig, cfg: CurateConfig) -> tuple[list[dict], SourceReport]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from findap.curate.sources.badrows import file_text, text_lines
-from findap.curate.sources.context import ConvertContext
+from findap.curate.sources.context import ConvertContext, PromptTemplate
 from findap.german_credit import CreditRowError, decode_row
 from findap.splits import tatqa_report_text
 
@@ -68,6 +68,16 @@ FPB_PROMPT = (
     "How would an investor read the following sentence from financial news: positive, negative or neutral "
     "for the company concerned? Reply with just that one word.\n\nSentence: {sentence}"
 )
+# curate.prompt_templates: the instruction above, then other wordings and orders, and the bare completion form
+# a plain log-likelihood prompt resembles; every one holds the sentence verbatim (decontamination matches it)
+FPB_TEMPLATES = (
+    PromptTemplate("instruction", FPB_PROMPT),
+    PromptTemplate("question_after", "{sentence}\n\nFor the company this news is about, is it positive, negative or "
+                   "neutral? Give only the label."),
+    PromptTemplate("options", "Sentiment labels: positive | negative | neutral\nNews sentence: {sentence}\n"
+                   "Which label fits, seen by an investor in the company?"),
+    PromptTemplate("plain", "Sentence: {sentence}\nSentiment:"),
+)
 
 
 def fpb(path: Path, ctx: ConvertContext) -> Iterator[dict]:
@@ -83,7 +93,7 @@ def fpb(path: Path, ctx: ConvertContext) -> Iterator[dict]:
             ctx.bad.report(path, number, "label", f"{label!r} not in {FPB_LABELS}")
             continue
         if ctx.for_training("fpb", sentence):
-            yield ctx.it(f"{number}", FPB_PROMPT.format(sentence=sentence.strip()), label)
+            yield ctx.classified(f"{number}", FPB_TEMPLATES, {"sentence": sentence.strip()}, label)
 
 
 # --- FiNER (CoNLL) -------------------------------------------------------------------------------------------
@@ -159,6 +169,14 @@ FOMC_PROMPT = (
     "Does this sentence from a Federal Reserve (FOMC) communication point towards tighter monetary policy "
     "(hawkish), looser policy (dovish), or neither (neutral)? Answer with one word.\n\nSentence: {sentence}"
 )
+FOMC_TEMPLATES = (
+    PromptTemplate("instruction", FOMC_PROMPT),
+    PromptTemplate("question_after", "{sentence}\n\nRead as a hint about interest rates, does this Federal Reserve "
+                   "sentence lean hawkish, dovish or neutral? One word."),
+    PromptTemplate("options", "Policy stance labels: hawkish (tighter), dovish (looser), neutral (neither)\n"
+                   "FOMC text: {sentence}\nWhich label fits the text?"),
+    PromptTemplate("plain", "FOMC sentence: {sentence}\nStance:"),
+)
 
 
 def fomc(path: Path, ctx: ConvertContext) -> Iterator[dict]:
@@ -181,7 +199,7 @@ def fomc(path: Path, ctx: ConvertContext) -> Iterator[dict]:
             ctx.bad.report(path, number, "label", f"{label!r} not in {sorted(FOMC_LABELS)}")
             continue
         if ctx.for_training("fomc", sentence):
-            yield ctx.it(f"{number}", FOMC_PROMPT.format(sentence=sentence.strip()), FOMC_LABELS[label])
+            yield ctx.classified(f"{number}", FOMC_TEMPLATES, {"sentence": sentence.strip()}, FOMC_LABELS[label])
 
 
 # --- German credit (UCI, coded attributes) -------------------------------------------------------------------
@@ -189,6 +207,14 @@ def fomc(path: Path, ctx: ConvertContext) -> Iterator[dict]:
 CREDIT_PROMPT = (
     "A bank must decide on a loan application. From the applicant profile below, is the credit risk good or "
     "bad? Answer with one word.\n\n{profile}"
+)
+CREDIT_TEMPLATES = (
+    PromptTemplate("instruction", CREDIT_PROMPT),
+    PromptTemplate("question_after", "{profile}\n\nWould you rate the borrower described above as a good or a bad "
+                   "credit risk? Reply good or bad."),
+    PromptTemplate("options", "Credit ratings: good | bad\nLoan applicant:\n{profile}\n"
+                   "Which rating fits this applicant?"),
+    PromptTemplate("plain", "Applicant profile:\n{profile}\nCredit risk:"),
 )
 
 
@@ -205,7 +231,7 @@ def credit(path: Path, ctx: ConvertContext) -> Iterator[dict]:
         lines = [f"- {name}: {meaning}" for name, meaning in decoded]
         profile = "\n".join(lines)
         if ctx.for_training("credit", line):
-            yield ctx.it(f"{number}", CREDIT_PROMPT.format(profile=profile), label)
+            yield ctx.classified(f"{number}", CREDIT_TEMPLATES, {"profile": profile}, label)
 
 
 # --- TAT-QA (tables + paragraphs + questions) ----------------------------------------------------------------

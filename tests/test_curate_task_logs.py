@@ -1,0 +1,29 @@
+"""datatrove's per-task banners and stats go to log files during curation; its warnings still reach the console."""
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.base import PipelineStep
+from loguru import logger
+
+from findap.curate.task_logs import datatrove_logs_to_files
+
+
+class Noisy(PipelineStep):
+    name = "noisy"
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        logger.info(f"an info line from task {rank}")
+        logger.warning(f"a warning from task {rank}")
+        return data or iter(())
+
+
+def test_task_logs_go_to_files_and_warnings_to_the_console(tmp_path, capfd):
+    logs = tmp_path / "logs"
+    with datatrove_logs_to_files(logs / "executor.log"):
+        LocalPipelineExecutor(pipeline=[Noisy()], tasks=2, workers=1, logging_dir=str(logs / "step")).run()
+    console = capfd.readouterr().err
+    assert "a warning from task 0" in console and "a warning from task 1" in console
+    assert "an info line" not in console and "PIPELINE" not in console and "Stats" not in console
+    task_log = (logs / "step" / "logs" / "task_00000.log").read_text()
+    assert "an info line from task 0" in task_log and "Launching pipeline" in task_log
+    assert "Stats" in (logs / "executor.log").read_text()  # the merged stats datatrove prints at the end
+    logger.info("after curation")  # datatrove's default console sink is back
+    assert "after curation" in capfd.readouterr().err
