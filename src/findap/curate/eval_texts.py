@@ -11,13 +11,13 @@ plus the eval-only sets (ECTSum val, MMLU, ARC/PIQA/BoolQ, MT-bench).
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 from findap.curate.config import CurateConfig
 from findap.curate.sources import CONVERTERS
 from findap.curate.sources.badrows import BadRows
 from findap.curate.sources.context import ConvertContext
+from findap.eval.availability import hub_offline
 
 _DOC_TEXT_FIELDS = ("text", "question", "context", "query", "turns", "choices")
 _ALONE_FIELDS = ("text", "question", "context", "query")  # checked on their own as well as joined
@@ -59,27 +59,13 @@ def hub_dataset(spec) -> str | None:
     return spec.hub.args.get("dataset") or _HUB_LOADER_DATASET.get(spec.hub.loader)
 
 
-@contextmanager
-def _hub_offline():
-    """Read the hub cache only: a hub-only task is checked when its data is on disk, never downloaded here."""
-    import datasets
-    import huggingface_hub.constants as hub_constants
-
-    saved = datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
-
-
 def _scored_docs(name: str, spec, data_root: Path | None) -> list[dict]:
     from findap.eval.registry import get_task
 
     if spec.source is not None:
         task = get_task(name, root=data_root, prefer="local")
         return task.splits["dev"] + task.splits["unseen"]
-    with _hub_offline():
+    with hub_offline():
         task = get_task(name, root=data_root, prefer="hub")
         return task.splits["dev"] + task.splits["unseen"]
 

@@ -269,8 +269,14 @@ def load_german(root, spec, path: str, seed: int = 42, fractions: tuple = (0.7, 
         parts = [f"{name}: {meaning}" for name, meaning in decoded]
         docs.append({"id": f"german-{lineno}", "text": "; ".join(parts), "gold": gold,
                      "source_line": line})
-    if not seeded_split:
-        return docs
+    return assign_seeded_split(docs, fractions, seed) if seeded_split else docs
+
+
+def assign_seeded_split(docs: list[dict], fractions, seed: int) -> list[dict]:
+    """Seeded train/dev/unseen `split` fields for datasets without one; docs come back in the shuffled order, so a
+    `limit` takes a random sample rather than the first file's rows."""
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must be three numbers (train, dev, unseen) summing to 1, got {fractions}")
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     n_train, n_dev = round(fractions[0] * len(docs)), round(fractions[1] * len(docs))

@@ -15,11 +15,10 @@ to a scored row is dropped: a few-shot prompt must never show the item it scores
 from __future__ import annotations
 
 import csv
-import random
 import re
 from pathlib import Path
 
-from findap.eval.loaders import _path
+from findap.eval.loaders import _path, assign_seeded_split
 from findap.eval.registry import register_loader
 from findap.io import DataError
 
@@ -70,19 +69,6 @@ def _doc(file: Path, line: int, row: dict[str, str | None], label: str, label_ma
 def _drop_pool_copies(docs: list[dict]) -> list[dict]:
     scored = {d["text"] for d in docs if d.get("split") != "train"}
     return [d for d in docs if d.get("split") != "train" or d["text"] not in scored]
-
-
-def _seeded_split(docs: list[dict], fractions, seed: int) -> list[dict]:
-    """Seeded train/dev/unseen (like german_credit's); docs come back in the shuffled order, so a `limit` takes
-    a random sample rather than the first file's rows."""
-    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be three numbers (train, dev, unseen) summing to 1, got {fractions}")
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    n_train, n_dev = round(fractions[0] * len(docs)), round(fractions[1] * len(docs))
-    for rank, i in enumerate(order):
-        docs[i]["split"] = "train" if rank < n_train else "dev" if rank < n_train + n_dev else "unseen"
-    return [docs[i] for i in order]
 
 
 # ---- headerless CSV -----------------------------------------------------------------------------------------
@@ -204,5 +190,5 @@ def load_tabular_arff(root, spec, paths: list, label: str, label_map: dict, desc
         for line, values in rows:
             docs.append(_doc(file, line, dict(zip(names, values)), label, label_map, wording, spec))
     if fractions is not None:
-        docs = _seeded_split(docs, fractions, seed)
+        docs = assign_seeded_split(docs, fractions, seed)
     return _drop_pool_copies(docs)
