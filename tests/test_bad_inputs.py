@@ -239,6 +239,11 @@ CASES = [
     C("eval-unknown-mode-in-list", "eval --model {tiny} --tasks fpb --mode direct,plain --out evalout", 2, "--mode",
       "plain"),
     C("run-force-unknown-stage", "run demo.yaml --force trian", 2, "--force", "trian"),
+    C("recipe-model-missing", "run demo.yaml --set model=./no_such_model --dry-run", 2, "model", "no_such_model"),
+    C("recipe-model-folder-without-weights", "run demo.yaml --set model=data --dry-run", 2, "model", "config.json"),
+    C("eval-model-missing", "eval --model ./no_such_model --tasks fpb --out evalout", 2, "--model", "no_such_model"),
+    C("eval-model-folder-without-weights", "eval --model data --tasks fpb --out evalout", 2, "--model",
+      "config.json"),
     C("train-before-curate", "train demo.yaml", 2, "curate", "findap curate"),
     C("align-before-distill", "align demo.yaml", 2, "distill", "findap distill"),
 ]

@@ -301,6 +301,13 @@ def eval_(
 
     task_names = [t for t in tasks.split(",") if t] if tasks is not None else list(DEFAULT_TASKS)
     check_task_names(task_names)  # before any model loads: an unknown name costs no minutes
+    from findap.errors import UsageError
+    from findap.models import model_problem
+
+    for name in model:
+        problem = model_problem(name)
+        if problem:
+            raise UsageError(f"--model {problem}")
     try:
         labels = unique_labels(model)
     except ValueError as e:

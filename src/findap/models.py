@@ -52,6 +52,25 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     return name  # a hub id: transformers resolves it (works when the user is online or has it cached)
 
 
+def model_problem(name_or_path: str | os.PathLike) -> str | None:
+    """What is wrong with a model name before anything loads it, or None: a local folder must exist and hold a
+    config.json and safetensors weights. A name that is not a path (the embedded name, `org/name` hub ids, bare
+    hub names) is left to the loader: only it can tell whether the hub is reachable."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") >= 2 or path.exists()
+    if name == EMBEDDED_MODEL or not looks_like_path:
+        return None
+    if not path.exists():
+        return f"{name}: no such model folder (a local path; a hub id has the form org/name)"
+    if not path.is_dir():
+        return f"{name}: is a file, not a model folder (config.json + *.safetensors)"
+    missing = [what for what, found in (("config.json", (path / "config.json").exists()),
+                                        ("*.safetensors weights", any(path.glob("*.safetensors"))))
+               if not found]
+    return f"{name}: the folder has no {' and no '.join(missing)}" if missing else None
+
+
 def _convert_embedded(target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -270,6 +270,15 @@ class PreflightError(ValueError):
     pass
 
 
+def _one_line_per_problem(problems: list[str]) -> str:
+    """`stage: problem` lines, a problem several stages share (the base model's folder) said once for all."""
+    stages_of: dict[str, list[str]] = {}
+    for line in problems:
+        stage, problem = line.split(": ", 1)
+        stages_of.setdefault(problem, []).append(stage)
+    return "\n".join(f"{', '.join(stages)}: {problem}" for problem, stages in stages_of.items())
+
+
 def check_stage_inputs(recipe: Recipe, stage: str) -> None:
     """Raise PreflightError naming every input file the recipe lists for `stage` that does not exist, and every
     other problem preflight finds (unknown converters and task names)."""
@@ -277,7 +286,7 @@ def check_stage_inputs(recipe: Recipe, stage: str) -> None:
                 for kind, path, detail in _stage_inputs_to_check(recipe, stage)
                 if kind == "problem" or (kind == "data" and not Path(path).exists())]
     if problems:
-        raise PreflightError("\n".join(problems))
+        raise PreflightError(_one_line_per_problem(problems))
 
 
 def preflight(recipe: Recipe, stages: list[str], *, force: list[str] | bool = ()) -> list[str]:
@@ -310,13 +319,40 @@ def preflight(recipe: Recipe, stages: list[str], *, force: list[str] | bool = ()
                 needs.append(f"{path} ({'present' if Path(path).exists() else 'pending: ' + detail})")
         lines.append(f"{stage}: {state} -> {recipe.run_dir / stage}" + (f"; reads {', '.join(needs)}" if needs else ""))
     if problems:
-        raise PreflightError("\n".join(problems))
+        raise PreflightError(_one_line_per_problem(problems))
     return lines
 
 
 def _stage_inputs_to_check(recipe: Recipe, stage: str) -> list[tuple[str, str, str]]:
     """(kind, path, detail) per input: kind is data (must exist now), upstream (an earlier stage's output) or
     problem (detail says what is wrong)."""
+    from findap.models import model_problem  # torch comes with it: not on the CLI's import path
+
+    models = _models_to_check(recipe, stage)
+    problems = [("problem", "", f"{field}: {why}") for field, name in models
+                for why in [model_problem(name)] if why is not None]
+    return problems + _files_to_check(recipe, stage)
+
+
+def _models_to_check(recipe: Recipe, stage: str) -> list[tuple[str, str]]:
+    """(recipe field, model) of the models a stage loads that the recipe names directly."""
+    base = [("model", recipe.model)]
+    return {"curate": base, "train": base, "distill": base if "train" not in recipe.stages else [],
+            "align": [("align.model", recipe.align.model)] if recipe.align.model else
+                     (base if "train" not in recipe.stages else []),
+            "eval": (base if "base" in recipe.eval.include else []) +
+                    [(f"eval.models.{label}", m) for label, m in recipe.eval.models.items()
+                     if not _written_by_runs(recipe, m)]}.get(stage, [])
+
+
+def _written_by_runs(recipe: Recipe, model: str) -> bool:
+    """A model under the runs folder is a stage's output (a sweep evaluates its recipes' models): it exists once
+    that stage has run."""
+    runs = Path(recipe.runs_dir).expanduser().resolve()
+    return Path(model).expanduser().resolve().is_relative_to(runs)
+
+
+def _files_to_check(recipe: Recipe, stage: str) -> list[tuple[str, str, str]]:
     run = recipe.run_dir
     if stage == "curate":
         return _curate_inputs(recipe)
