@@ -131,22 +131,20 @@ def _hub_revision(repo_id: str) -> str | None:
 
 def tensors_fingerprint(model) -> str | None:
     """Fingerprint of an in-memory model's parameters and buffers (an engine wrapping a model being trained); None
-    for a model sharded across processes (each holds only its shard)."""
-    state = model.state_dict()
-    if any(hasattr(t, "to_local") for t in state.values()):  # DTensor shards (FSDP)
-        return None
-    h = hashlib.sha256()
-    for name, tensor in sorted(state.items()):
-        h.update(name.encode("utf-8"))
-        h.update(str(tuple(tensor.shape)).encode("ascii"))
-        h.update(tensor.detach().to("cpu").contiguous().view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
-    return h.hexdigest()[:FINGERPRINT_CHARS]
-
-
-def _byte_dtype():
+    for a model sharded across processes (each holds only its shard). Read through named_parameters/buffers, not
+    state_dict(): FSDP's state_dict hooks would reshard a model that is unsharded for inference."""
     import torch
 
-    return torch.uint8
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    if torch.distributed.is_available() and torch.distributed.is_initialized() or \
+            any(hasattr(t, "to_local") for _, t in tensors):
+        return None
+    h = hashlib.sha256()
+    for name, tensor in sorted(tensors, key=lambda item: item[0]):
+        h.update(name.encode("utf-8"))
+        h.update(str(tuple(tensor.shape)).encode("ascii"))
+        h.update(tensor.detach().to("cpu").contiguous().view(-1).view(dtype=torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:FINGERPRINT_CHARS]
 
 
 @functools.lru_cache(maxsize=1)
