@@ -8,31 +8,20 @@ import json
 
 import pytest
 
-from findap.engines import EngineSpec, make_engine
 from findap.eval.metrics import score
 from findap.eval.registry import get_task
 from findap.eval.runner import evaluate, evaluate_task
-from findap.eval.task import Task
+from helpers.eval_setup import short_task, tiny_engine
 
 LIMIT = 6
 CHAT_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
 
-def _engine(model_dir, cache):
-    return make_engine(EngineSpec(kind="hf", model=model_dir, device="cpu", precision="fp32", batch_size=8,
-                                  cache_path=str(cache)))
-
-
-def _short(name, root, **update):
-    task = get_task(name, root=root)
-    return Task(task.spec.model_copy(update=update), root=root)
-
-
 @pytest.fixture(scope="module")
 def formats_run(tiny_model_dir, shared_data, tmp_path_factory, one_torch_thread):
     out = tmp_path_factory.mktemp("formats")
-    engine = _engine(tiny_model_dir, out / "cache.sqlite")
-    fpb, cfa = _short("fpb", shared_data, max_new_tokens=8), get_task("cfa_easy", root=shared_data)
+    engine = tiny_engine(tiny_model_dir, out / "cache.sqlite")
+    fpb, cfa = short_task("fpb", shared_data, max_new_tokens=8), get_task("cfa_easy", root=shared_data)
     direct = evaluate(engine, [fpb, cfa], mode="direct", limit=LIMIT, out_dir=out / "run", progress=False)
     calls = engine.model_calls
     loglik = evaluate(engine, [fpb, cfa], mode="loglik", limit=LIMIT, out_dir=out / "run", progress=False)
@@ -133,7 +122,7 @@ def test_multiple_choice_loglik_is_the_direct_scoring(formats_run):
     assert [s["prediction"] for s in ll["samples"]] == [s["prediction"] for s in gen["samples"]]
     assert ll["scores"] == gen["scores"] and ll["settings"]["mode"] == "loglik"
     # the fpb label requests were new; no cfa_easy request was
-    fresh = _engine(formats_run["engine"].spec.model, formats_run["cache"])
+    fresh = tiny_engine(formats_run["engine"].spec.model, formats_run["cache"])
     (formats_run["out"] / "cfa_easy.loglik.json").unlink()
     evaluate(fresh, [formats_run["cfa"]], mode="loglik", limit=LIMIT, out_dir=formats_run["out"], progress=False)
     assert fresh.model_calls == 0
@@ -142,7 +131,7 @@ def test_multiple_choice_loglik_is_the_direct_scoring(formats_run):
 
 def test_loglik_resumes_and_rescores_from_stored_samples(formats_run):
     out = formats_run["out"]
-    fresh = _engine(formats_run["engine"].spec.model, formats_run["cache"])
+    fresh = tiny_engine(formats_run["engine"].spec.model, formats_run["cache"])
     path = out / "fpb.loglik.json"
     record = json.loads(path.read_text())
     tampered = {**record, "scores": {**record["scores"], "acc": -1.0, "acc_norm": -1.0}}

@@ -10,25 +10,15 @@ from findap.engines import EngineSpec, make_engine
 from findap.eval.metrics import tatqa_em_f1
 from findap.eval.registry import get_task
 from findap.eval.runner import evaluate
-from findap.eval.task import Task
-
-
-def _engine(model_dir, cache):
-    return make_engine(EngineSpec(kind="hf", model=model_dir, device="cpu", precision="fp32", batch_size=8,
-                                  cache_path=str(cache)))
-
-
-def _short(name, root, **update):
-    task = get_task(name, root=root)
-    return Task(task.spec.model_copy(update=update), root=root)
+from helpers.eval_setup import short_task, tiny_engine
 
 
 @pytest.fixture(scope="module")
 def direct_run(tiny_model_dir, shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    engine = _engine(tiny_model_dir, out / "cache.sqlite")
-    tasks = [_short("fpb", shared_data, max_new_tokens=8), get_task("cfa_easy", root=shared_data),
-             _short("tatqa", shared_data, max_new_tokens=8)]
+    engine = tiny_engine(tiny_model_dir, out / "cache.sqlite")
+    tasks = [short_task("fpb", shared_data, max_new_tokens=8), get_task("cfa_easy", root=shared_data),
+             short_task("tatqa", shared_data, max_new_tokens=8)]
     result = evaluate(engine, tasks, mode="direct", limit=8, out_dir=out / "run", progress=False)
     return out, tasks, result, engine
 
@@ -80,7 +70,7 @@ def test_killed_evaluation_resumes_from_the_request_cache(direct_run, tiny_model
     out, tasks, result, _ = direct_run
     for task in tasks:  # as if the run died before writing its task files
         (out / "run" / f"{task.name}.direct.json").unlink()
-    fresh = _engine(tiny_model_dir, out / "cache.sqlite")
+    fresh = tiny_engine(tiny_model_dir, out / "cache.sqlite")
     again = evaluate(fresh, tasks, mode="direct", limit=8, out_dir=out / "run", progress=False)
     assert fresh.model_calls == 0  # every request answered by the cache
     assert again["results"] == result["results"]
@@ -93,8 +83,8 @@ def test_killed_evaluation_resumes_from_the_request_cache(direct_run, tiny_model
 
 def test_cot_mode_and_judge_answers(direct_run, tiny_model_dir, shared_data):
     out, _, _, engine = direct_run
-    cfa = _short("cfa_easy", shared_data, cot_max_new_tokens=16)
-    mt = _short("mt_bench", shared_data, max_new_tokens=8, cot_max_new_tokens=8)
+    cfa = short_task("cfa_easy", shared_data, cot_max_new_tokens=16)
+    mt = short_task("mt_bench", shared_data, max_new_tokens=8, cot_max_new_tokens=8)
     res = evaluate(engine, [cfa, mt], mode="cot", limit=2, out_dir=out / "cot", progress=False)
     rec = json.loads((out / "cot" / "cfa_easy.cot.json").read_text())
     assert "Think step by step" in rec["samples"][0]["prompt"][-1]["content"]
