@@ -203,3 +203,15 @@ def test_every_task_is_checked_or_listed_with_a_reason(shared_data, registry):
     assert summary["removed"] == 12 and summary["checked"] == sorted(texts) and summary["unchecked"] == skipped
     assert summary["note"].startswith(f"Decontaminated against {len(texts)} of {len(specs)} FinEval tasks")
     assert all(name in summary["note"] for name in skipped)
+
+
+def test_a_broken_task_yaml_is_listed_as_unchecked_not_left_out(tmp_path, monkeypatch):
+    import yaml
+
+    from findap.curate.eval_texts import from_registry
+
+    (tmp_path / "half_written.yaml").write_text(yaml.safe_dump({"name": "half_written", "capability": "task"}))
+    monkeypatch.setenv("FINDAP_TASKS", str(tmp_path))
+    texts, skipped = from_registry()
+    assert "half_written" not in texts
+    assert "half_written" in skipped and "half_written.yaml" in skipped["half_written"]

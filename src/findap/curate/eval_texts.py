@@ -90,14 +90,15 @@ def from_registry(data_root: str | Path | None = None) -> tuple[dict[str, list[l
     cache in offline mode, so curation never downloads and a task whose data is not on disk is listed, not
     silently skipped."""
     try:
-        from findap.eval.registry import all_specs
+        from findap.eval.registry import all_specs, broken_tasks
     except ImportError:
         return None
     specs = all_specs()
     if not specs:
         return None
     root = Path(data_root) if data_root else None
-    texts, skipped = {}, {}
+    # a task YAML that does not parse is not checked either: say so rather than leave it out
+    texts, skipped = {}, {name: f"its task YAML is broken: {err}" for name, err in broken_tasks().items()}
     for name in sorted(specs):
         try:
             docs = _scored_docs(name, specs[name], root)
