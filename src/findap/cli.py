@@ -159,7 +159,7 @@ def _load(recipe_path: Path, overrides: Optional[List[str]]):
 def _dry_run(recipe, stages: list[str], force, overrides: Optional[List[str]] = None) -> None:
     from findap.pipeline import preflight
 
-    lines = preflight(recipe, stages, force=[stages[0]] if force is True and len(stages) == 1 else force)
+    lines = preflight(recipe, stages, force=force)  # True: every stage listed (a stage command's --force)
     typer.echo(f"recipe {recipe.name!r} is valid; dry run, nothing started:")
     if overrides:
         typer.echo(f"  overrides: {' '.join(overrides)}")

@@ -237,7 +237,7 @@ def run_recipe(
         if stage not in recipe.stages or (only and stage not in only):
             continue
         run = run_stage_in_child if isolate else run_stage
-        results[stage] = run(recipe, stage, force=force is True or stage in (force or ()))
+        results[stage] = run(recipe, stage, force=_forced(force, stage))
     print_summary(recipe, results, time.time() - t0)
     return results
 
@@ -279,12 +279,21 @@ def _one_line_per_problem(problems: list[str]) -> str:
     return "\n".join(f"{', '.join(stages)}: {problem}" for problem, stages in stages_of.items())
 
 
+def _forced(force: list[str] | bool, stage: str) -> bool:
+    """Whether `force` (True: every stage; else the names of the stages to clear and rerun) names `stage`."""
+    return force is True or stage in (force or ())
+
+
+def _input_problems(stage: str, items: list[tuple[str, str, str]]) -> list[str]:
+    """`stage: problem` lines for _stage_inputs_to_check's items: problems, and data files that do not exist."""
+    return [f"{stage}: {detail}" if kind == "problem" else f"{stage}: {detail} {path} does not exist"
+            for kind, path, detail in items if kind == "problem" or (kind == "data" and not Path(path).exists())]
+
+
 def check_stage_inputs(recipe: Recipe, stage: str) -> None:
     """Raise PreflightError naming every input file the recipe lists for `stage` that does not exist, and every
     other problem preflight finds (unknown converters and task names)."""
-    problems = [f"{stage}: {detail}" if kind == "problem" else f"{stage}: {detail} {path} does not exist"
-                for kind, path, detail in _stage_inputs_to_check(recipe, stage)
-                if kind == "problem" or (kind == "data" and not Path(path).exists())]
+    problems = _input_problems(stage, _stage_inputs_to_check(recipe, stage))
     if problems:
         raise PreflightError(_one_line_per_problem(problems))
 
@@ -298,7 +307,7 @@ def preflight(recipe: Recipe, stages: list[str], *, force: list[str] | bool = ()
     rerunning: list[str] = []
     for stage in stages:
         section = getattr(recipe, stage, None)
-        forced = force is True or stage in (force or ())
+        forced = _forced(force, stage)
         if not getattr(section, "enabled", True):
             state = "disabled (enabled: false)"
         else:
@@ -309,14 +318,10 @@ def preflight(recipe: Recipe, stages: list[str], *, force: list[str] | bool = ()
                 state = f"done; reruns if {', '.join(rerunning)} rewrites what it reads"
             if action != "skip":
                 rerunning.append(stage)
-        needs = []
-        for kind, path, detail in _stage_inputs_to_check(recipe, stage):
-            if kind == "problem":
-                problems.append(f"{stage}: {detail}")
-            elif kind == "data" and not Path(path).exists():
-                problems.append(f"{stage}: {detail} {path} does not exist")
-            elif kind == "upstream":
-                needs.append(f"{path} ({'present' if Path(path).exists() else 'pending: ' + detail})")
+        items = _stage_inputs_to_check(recipe, stage)
+        problems += _input_problems(stage, items)
+        needs = [f"{path} ({'present' if Path(path).exists() else 'pending: ' + detail})"
+                 for kind, path, detail in items if kind == "upstream"]
         lines.append(f"{stage}: {state} -> {recipe.run_dir / stage}" + (f"; reads {', '.join(needs)}" if needs else ""))
     if problems:
         raise PreflightError(_one_line_per_problem(problems))

@@ -105,7 +105,7 @@ def evaluate(
                 record = evaluate_task(engine, task, mode=mode, limit=limit, role=role, out_dir=out_dir,
                                        model_name=model_name, progress=progress, force=force)
             except Exception as exc:  # a group may name hub-only tasks: skip those offline, fail on anything else
-                if not _data_unavailable(exc):
+                if not data_unavailable(exc):
                     raise
                 skipped[task.name] = f"{type(exc).__name__}: {exc}"
                 bar.console.print(f"[yellow]{task.name}: skipped, its data is not reachable ({exc})[/yellow]")
@@ -125,7 +125,7 @@ def engine_fingerprint(engine) -> str:
     return str(found) if found else f"engine:{getattr(engine, 'name', type(engine).__name__)}"
 
 
-def _data_unavailable(exc: BaseException) -> bool:
+def data_unavailable(exc: BaseException) -> bool:
     """The task's data cannot be had here (no local file and no hub access), as opposed to bad data."""
     if isinstance(exc, (ConnectionError, FileNotFoundError)):
         return True

@@ -44,14 +44,14 @@ def evaluate_model(model: str, label: str, *, tasks: Sequence[str], modes: Seque
 def load_task_data(tasks: Sequence, *, role=None, limit=None, prefer: str = "local") -> list:
     """The tasks with their data read (Task objects keep it): a malformed task file is a DataError here, before a
     model is loaded, not after. Data that cannot be had here is left for the runner to list as skipped."""
-    from findap.eval.runner import _data_unavailable, as_tasks
+    from findap.eval.runner import as_tasks, data_unavailable
 
     loaded = as_tasks(list(tasks), prefer=prefer)
     for task in loaded:
         try:
             task.docs(role, limit)
         except Exception as exc:
-            if not _data_unavailable(exc):
+            if not data_unavailable(exc):
                 raise
     return loaded
 
