@@ -27,7 +27,7 @@ def shapes(tokens: int) -> list[tuple[int, int, int]]:
 
 def time_linears(dtype: torch.dtype, tokens: int, repeats: int) -> tuple[float, float]:
     """(seconds, flops) of forward + backward (y = x W^T, dx = dy W, dW = dy^T x) over every shape, best of repeats
-    (fewer once 30 s are spent: emulated bf16 takes ~50 s a pass on two AVX2 cores)."""
+    (fewer once 30 s are spent: a pass of emulated bf16 alone can take longer than that)."""
     work = []
     for m, k, n in shapes(tokens):
         x, w, dy = torch.randn(m, k, dtype=dtype), torch.randn(n, k, dtype=dtype), torch.randn(m, n, dtype=dtype)

@@ -238,7 +238,7 @@ def calibrate(steps: int) -> None:
     """Measured peak RSS (VmHWM of a fresh process) vs findap.training.memory's estimate."""
     print(f"{'micro-batch':>11s} {'checkpointing':>13s} {'baseline MB':>11s} {'estimate MB':>11s} {'peak MB':>8s} "
           f"{'est/peak':>8s} {'tok/s':>7s}")
-    for mode, sizes in (("full", (2048, 4096)), ("ckpt", (2048, 4096, 8192))):  # 8192 without: ~13 GB
+    for mode, sizes in (("full", (2048, 4096)), ("ckpt", (2048, 4096, 8192))):  # 8192 without: more than 2 cores' RAM
         for tokens in sizes:
             r = run_worker(f"calibrate-{tokens}-{mode}", steps)
             print(f"{tokens:11d} {mode == 'ckpt'!s:>13s} {r['baseline_mb']:11d} {r['estimate_mb']:11d} "
@@ -382,7 +382,7 @@ def main() -> None:
 
     if not args.worker and not args.allow_emulated_bf16 and not cpu_has_fast_bf16():
         # Every trainer here runs bf16 autocast, as findap does where bf16 is fast. On an AVX2-only CPU torch emulates
-        # bf16 (0.9 vs 41 GFLOP/s fp32 on one AMD EPYC core), so the ratios would compare emulation overheads.
+        # bf16 (docs/results.md, "Precision on the CPU"), so the ratios would compare emulation overheads.
         ap.exit(2, "bench/train_vs_trl.py: this CPU has no AVX512-BF16 or AMX, so bf16 matmuls are emulated (~45x "
                    "slower than fp32) and the bench would time emulation, not the trainers; findap itself trains in "
                    "fp32 here (precision: auto). Pass --allow-emulated-bf16 to run it anyway.\n")

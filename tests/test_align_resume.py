@@ -11,10 +11,12 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from findap.align.loop import resume
+from findap.align.loop import refuse_single_directory_checkpoint
 from findap.io import read_jsonl_tolerant
 from findap.models import save_tiny_llama
 from findap.training.checkpoint import latest_checkpoint
+from findap.training.loop import restore_checkpoint
+from findap.training.parallel import SingleProcess
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 QUESTIONS = [("What is 10% of 90?", "9", "90"), ("Add 17 and 25.", "42", "32"), ("Half of 64?", "32", "128"),
@@ -111,5 +113,6 @@ def test_old_single_directory_checkpoint_is_a_clear_error(tmp_path):
     save_file({"w": torch.zeros(1)}, str(old / "trainable.safetensors"))
     (old / "state.json").write_text(json.dumps({"step": 3}))
     with pytest.raises(RuntimeError, match="old single-directory format.*delete"):
-        resume(old, None, None, None)
-    assert resume(tmp_path / "none", None, None, None) is None
+        refuse_single_directory_checkpoint(old)
+    refuse_single_directory_checkpoint(tmp_path / "none")  # nothing there: a fresh start
+    assert restore_checkpoint(tmp_path / "none", None, None, None, SingleProcess()) is None

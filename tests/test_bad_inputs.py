@@ -57,6 +57,10 @@ def world(tmp_path_factory, tiny_model_dir) -> dict:
     (root / "alist.yaml").write_text("- a\n- b\n")
     (root / "selfbase.yaml").write_text("base: selfbase.yaml\nname: sb\n")
     (root / "latin1.yaml").write_bytes(b"name: latin1\n# r\xe9sum\xe9 of the run\n")
+    # recipes reading the real datasets under the data root (findap.data_root)
+    (root / "fin.yaml").write_text(f"base: {REPO / 'recipes' / 'smollm2-fin.yaml'}\nname: fin\n")
+    (root / "finroot.yaml").write_text("base: fin.yaml\nname: finroot\ndata_root: no_data_here\n")
+    (root / "oldroot.yaml").write_text("base: fin.yaml\nname: oldroot\ncurate: {data_root: ../shared/data}\n")
 
     # local task files (the generic jsonl format) with one problem each, and their task YAMLs
     data = root / "data"
@@ -177,6 +181,17 @@ CASES = [
     C("unknown-flag", "run demo.yaml --no-such-flag", 2, "--no-such-flag"),
     C("dry-run-missing-file", "run missingtrain.yaml --dry-run", 2, "missing.jsonl"),
     C("sweep-missing-folder", "sweep nope/", 2, "nope"),
+    # the data root (findap.data_root): missing, one line for all the datasets under it
+    C("data-root-missing-env", "run fin.yaml", 2, "{root}/no_data", "FINDAP_DATA", "data_root",
+      env={"FINDAP_DATA": "{root}/no_data"}),
+    C("data-root-missing-env-dry-run", "run fin.yaml --dry-run", 2, "{root}/no_data", "FINDAP_DATA",
+      env={"FINDAP_DATA": "{root}/no_data"}),
+    C("data-root-missing-in-recipe", "curate finroot.yaml", 2, "{root}/no_data_here", "recipe data_root"),
+    C("data-root-missing-eval", "eval --model {tiny} --tasks fpb --out evalout", 2, "{root}/no_data",
+      "FINDAP_DATA", env={"FINDAP_DATA": "{root}/no_data"}),
+    C("data-root-old-place", "run oldroot.yaml", 2, "oldroot.yaml", "curate.data_root", "top of the recipe"),
+    C("data-root-old-place-override", "run demo.yaml --set curate.data_root=x", 2, "curate.data_root",
+      "--set data_root"),
     # tasks: names, FINDAP_TASKS folders, local task files
     C("unknown-task", "eval demo.yaml --dry-run --tasks demo_sentimnt", 2, "demo_sentimnt", "demo_sentiment"),
     C("unknown-task-in-recipe", ["run", "demo.yaml", "--dry-run", "--set", "eval.tasks=[fpbb]"], 2, "fpbb", "fpb"),
@@ -197,6 +212,8 @@ CASES = [
     C("eval-unknown-task-with-model", "eval --model {tiny} --tasks demo_sentimnt --out evalout", 2, "demo_sentimnt",
       "demo_sentiment"),
     C("eval-no-model", "eval", 2, "--model"),
+    C("eval-recipe-given-as-task", "eval --model {tiny} --tasks demo.yaml --limit 1 --out evalout", 2, "demo.yaml",
+      "recipe", "findap eval demo.yaml"),
     C("eval-bad-mode", "eval demo.yaml --mode bogus", 2, "--mode"),
     # demo files
     C("demo-check-bad-json", "demo check sentiment data/s_badjson.jsonl", 2, "s_badjson.jsonl:2"),
@@ -244,6 +261,16 @@ CASES = [
     C("eval-model-missing", "eval --model ./no_such_model --tasks fpb --out evalout", 2, "--model", "no_such_model"),
     C("eval-model-folder-without-weights", "eval --model data --tasks fpb --out evalout", 2, "--model",
       "config.json"),
+    C("eval-tasks-name-nothing", ["eval", "--model", "{tiny}", "--tasks", " ,", "--out", "evalout"], 2, "--tasks"),
+    C("eval-out-not-a-folder", "eval --model {tiny} --tasks fpb --limit 1 --out demo.yaml/x", 2, "--out",
+      "demo.yaml"),
+    C("eval-openai-without-url", "eval --model {tiny} --tasks fpb --engine openai --limit 1 --out evalout", 2,
+      "--base-url"),
+    C("recipe-eval-without-tasks", ["run", "demo.yaml", "--dry-run", "--set", "eval.tasks=[]"], 2, "eval.tasks"),
+    C("recipe-device-unknown", "run demo.yaml --dry-run --set device=tpu", 2, "device", "tpu"),
+    C("recipe-device-not-here", "run demo.yaml --dry-run --set device=cuda:99", 2, "device", "cuda:99"),
+    C("runs-dir-under-a-file", "run demo.yaml --set runs_dir=demo.yaml/x", 2, "runs_dir", "demo.yaml"),
+    C("demo-export-into-a-file", "demo export demo.yaml", 2, "demo.yaml", "file"),
     C("train-before-curate", "train demo.yaml", 2, "curate", "findap curate"),
     C("align-before-distill", "align demo.yaml", 2, "distill", "findap distill"),
 ]
@@ -284,8 +311,11 @@ def _driven(code: str, args: list[str], cwd: Path, env: dict | None = None, **kw
     script = f"import sys\n{code}\nfrom findap.cli import main\nsys.argv = ['findap', *{args!r}]\nmain()\n"
     full_env = {k: v for k, v in os.environ.items() if k not in ("FINDAP_DEBUG", "FINDAP_TASKS")}
     full_env.update({"PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})})
+    # a shell's background job ignores SIGINT, and a child inherits that: give it Ctrl-C's default back, as a
+    # terminal's foreground command has it
     return subprocess.Popen([sys.executable, "-c", script], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def test_ctrl_c_names_the_stage_and_the_command_that_resumes(world):

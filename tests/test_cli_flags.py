@@ -40,17 +40,17 @@ def test_eval_recipe_flags_reach_the_stage(tmp_path):
                  "--few-shot", 2, "--batch-size", 3, "--judge-model", "judge-x", "--judge-engine", "hf")
     assert res.exit_code == 0, res.output
     cfg = saved_config(tmp_path, "eval")["eval"]
-    assert (cfg["limit"], cfg["tasks"], cfg["modes"], cfg["split"], cfg["few_shot"], cfg["batch_size"]) == (
+    assert (cfg["limit"], cfg["tasks"], cfg["modes"], cfg["split"], cfg["few_shot"], cfg["engine"]["batch_size"]) == (
         5, ["fpb", "cfa_easy"], ["direct", "cot"], "dev", 2, 3)
-    assert (cfg["judge"]["model"], cfg["judge"]["engine"]) == ("judge-x", "hf")
+    assert (cfg["judge"]["engine"]["model"], cfg["judge"]["engine"]["kind"]) == ("judge-x", "hf")
 
 
 def test_eval_recipe_set_wins_over_a_flag_and_defaults_stay_the_recipes(tmp_path):
-    recipe = write_recipe(tmp_path, stages=["eval"], eval={"enabled": False, "limit": 7, "batch_size": 9})
+    recipe = write_recipe(tmp_path, stages=["eval"], eval={"enabled": False, "limit": 7, "engine": {"batch_size": 9}})
     res = invoke("eval", recipe, "--limit", 5, "--set", "eval.limit=6")
     assert res.exit_code == 0, res.output
     cfg = saved_config(tmp_path, "eval")["eval"]
-    assert (cfg["limit"], cfg["batch_size"]) == (6, 9)  # --batch-size was not given: the recipe's 9, not 16
+    assert (cfg["limit"], cfg["engine"]["batch_size"]) == (6, 9)  # --batch-size not given: the recipe's 9, not 16
 
 
 def test_eval_recipe_scores_only_the_flagged_task_and_items(tmp_path, tiny_model_dir):

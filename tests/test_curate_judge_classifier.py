@@ -57,7 +57,7 @@ def test_judge_prompt_is_bounded_and_asks_for_json():
 def test_judge_with_real_engine_counts_failures_and_resumes(shared_data, tiny_engine, tmp_path):
     cfg = CurateConfig(data_root=str(shared_data))
     docs, _ = load_source(SourceConfig(name="ectsum_transcripts", limit=3), cfg)
-    judge = JudgeConfig(max_new_tokens=16, retries=1, batch_size=2, max_chars=300)
+    judge = JudgeConfig(max_new_tokens=16, retries=1, engine={"batch_size": 2}, max_chars=300)
     engine = CountingEngine(tiny_engine)
     checkpoint = tmp_path / "labels.jsonl"
     labels = judge_examples(engine, docs, judge, checkpoint, seed=0, progress=False)
@@ -127,6 +127,6 @@ def test_recipe_token_budget_reaches_the_hf_judge(tiny_model_dir):
     from findap.curate.config import CurateConfig
     from findap.curate.curation import default_judge
 
-    cfg = CurateConfig.model_validate({"judge": {"engine": "hf", "max_batch_tokens": 512}})
+    cfg = CurateConfig.model_validate({"judge": {"engine": {"kind": "hf", "max_batch_tokens": 512}}})
     engine = default_judge(cfg, tiny_model_dir, device="cpu")()
     assert engine.spec.max_batch_tokens == 512

@@ -8,7 +8,7 @@ import pytest
 from findap.curate.config import CurateConfig, SourceConfig
 from findap.curate.holdout import holdout_bucket, reserved_for_eval
 from findap.curate.sources import CONVERTERS, SourceError, load_source
-from findap.curate.sources.finance import entity_spans
+from findap.datasets.finer import entity_spans
 
 CONTRACT = {"id", "kind", "source", "domain", "capability"}
 
@@ -137,7 +137,7 @@ def test_bad_rows_reported_with_file_line_field(shared_data, tmp_path):
     examples, report = load_source(SourceConfig(name="fpb", path=str(path)), cfg)
     assert len(examples) == 8
     assert report.bad_rows == [f"{path}:4: field 'label': 'bullish' not in ('positive', 'negative', 'neutral')",
-                               f"{path}:7: field 'sentence': expected 'sentence@label'"]
+                               f"{path}:7: field 'label': expected 'sentence@label'"]
     with pytest.raises(SourceError, match=rf"{path.name}:4: field 'label'"):
         load_source(SourceConfig(name="fpb", path=str(path)), cfg.model_copy(update={"on_bad_row": "fail"}))
 

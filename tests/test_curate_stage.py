@@ -30,7 +30,8 @@ def recipe_dict(shared_data, model_dir, runs_dir, name) -> dict:
         "name": name, "model": model_dir, "runs_dir": str(runs_dir), "seed": 7, "device": "cpu",
         "curate": {
             "data_root": str(shared_data), "limit_per_source": 15,
-            "judge": {"sample_size": JUDGED, "max_new_tokens": 16, "retries": 0, "batch_size": 1, "max_chars": 200},
+            "judge": {"sample_size": JUDGED, "max_new_tokens": 16, "retries": 0, "engine": {"batch_size": 1},
+                      "max_chars": 200},
             "mixture": {"dev_min": 2},
         },
     }

@@ -70,7 +70,7 @@ def assert_same_numbers(got, want, path="manifest"):
 
 def digest(out: Path) -> dict:
     manifest = json.loads(without_data_root((out / "manifest.json").read_text()))
-    for key in ("wall_s", "docs_per_s", "block_s", "block_memory_gb", "executor", "model"):
+    for key in ("wall_s", "docs_per_s", "block_s", "block_memory_gb", "executor", "model", "data_root"):
         manifest.pop(key, None)
     outputs = {}
     for group in manifest["groups"]:
@@ -300,8 +300,8 @@ def test_judge_keeps_many_requests_in_flight_to_an_endpoint(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _CountingJudge)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        cfg = CurateConfig(judge={"engine": "openai", "model": "judge", "base_url":
-                                  f"http://127.0.0.1:{server.server_port}/v1", "batch_size": 16, "concurrency": 8})
+        cfg = CurateConfig(judge={"engine": {"kind": "openai", "model": "judge", "base_url":
+                                  f"http://127.0.0.1:{server.server_port}/v1", "batch_size": 16, "concurrency": 8}})
         examples = [{"id": f"t{i}", "kind": "cpt", "text": f"text {i} about revenue"} for i in range(16)]
         start = time.time()
         labels = judge_examples(default_judge(cfg, "unused")(), examples, cfg.judge, tmp_path / "labels.jsonl",

@@ -33,8 +33,8 @@ def local(model_dir):
     return make_engine(EngineSpec(kind="hf", model=model_dir, precision="fp32"))
 
 
-def remote(base, **extra):
-    return make_engine(EngineSpec(kind="openai", model="tiny", base_url=base, extra=extra))
+def remote(base, concurrency=4, **extra):
+    return make_engine(EngineSpec(kind="openai", model="tiny", base_url=base, concurrency=concurrency, extra=extra))
 
 
 def test_models_endpoint_lists_the_served_model(server):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from findap.engines.batching import length_sorted_batches
+from findap.engines.token_budget import length_sorted_batches
 from findap.engines.decoding import nucleus_filter
 from findap.engines.scoring import _packed_mask, _row_layout, plan_groups
 from findap.engines.text import normalise_stop, truncate_at_stop

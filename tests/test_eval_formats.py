@@ -105,7 +105,7 @@ def test_loglik_result_is_its_own_file_with_settings_and_provenance(formats_run)
 
 def test_the_report_reads_loglik_results_back(formats_run):
     """The report recomputes the headline's item statistics from the stored samples: label predictions."""
-    from findap.eval.results import parse_result
+    from findap.report.collect import parse_result
 
     path = formats_run["out"] / "fpb.loglik.json"
     result = parse_result(json.loads(path.read_text()), path)
@@ -212,7 +212,7 @@ def test_recipe_field_and_evaluate_models_select_the_format(tiny_model_dir, tmp_
 
     # a recipe asking for the loglik form on a task set with NER: the stage succeeds without allow_skips
     recipe = Recipe(name="t", model=tiny_model_dir, runs_dir=str(tmp_path), device="cpu", precision="fp32",
-                    eval=EvalConfig(tasks=["fpb", "ner"], modes=["loglik"], limit=3, batch_size=4))
+                    eval=EvalConfig(tasks=["fpb", "ner"], modes=["loglik"], limit=3, engine={"batch_size": 4}))
     ctx = StageContext(run_dir=recipe.run_dir, name="eval", inputs={"models": {"base": tiny_model_dir}})
     summary = stage.run(recipe, ctx)
     assert set(summary["results"]["base"]["loglik"]) == {"fpb"} and summary["skipped_tasks"] == {}

@@ -12,7 +12,7 @@ import pytest
 from findap.engines.base import EngineSpec
 from findap.engines.openai_client import OpenAIEngine
 from findap.eval.judge import JudgeSettings, judge_correctness, judge_mtbench, parse_rating, parse_verdict
-from findap.eval.report import build_report
+from findap.report.build import build_report
 from findap.io import read_records
 
 
@@ -27,7 +27,7 @@ def server_url(tiny_model_dir, model_server, tmp_path_factory):
 def engine(server_url):
     # No key needed locally; the name points at a variable that is unset on purpose.
     spec = EngineSpec(kind="openai", model="tiny-judge", base_url=server_url, api_key_env="FINDAP_TEST_UNSET_KEY",
-                      extra={"concurrency": 2, "max_retries": 1})
+                      concurrency=2, extra={"max_retries": 1})
     return OpenAIEngine(spec)
 
 

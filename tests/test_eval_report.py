@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from findap.eval.report import build_report, load_results
+from findap.report.build import build_report
+from findap.report.collect import load_results
 from findap.io import DataError
 
 # (task, capability, domain, novelty, metric, {model: raw metric value})
@@ -363,8 +364,8 @@ def write_curriculum_metrics(stage_dir: Path) -> None:
 
 
 def test_loss_plot_draws_one_series_per_curriculum_group(tmp_path):
-    from findap.eval.render import loss_plot, loss_plot_data
-    from findap.eval.results import loss_curves
+    from findap.report.plots import loss_plot, loss_plot_data
+    from findap.report.run_logs import loss_curves
 
     write_curriculum_metrics(tmp_path / "run" / "train")
     curves = loss_curves([tmp_path / "run"])
@@ -383,8 +384,8 @@ def test_loss_plot_draws_one_series_per_curriculum_group(tmp_path):
 
 
 def test_a_short_loss_series_is_drawn_with_markers(tmp_path):
-    from findap.eval.render import loss_plot_data
-    from findap.eval.results import loss_curves
+    from findap.report.plots import loss_plot_data
+    from findap.report.run_logs import loss_curves
 
     align = tmp_path / "run" / "align"
     align.mkdir(parents=True)
@@ -397,8 +398,8 @@ def test_a_short_loss_series_is_drawn_with_markers(tmp_path):
 
 
 def test_all_zero_bars_start_the_axis_at_zero_and_missing_bars_say_so(tmp_path):
-    from findap.eval.render import MISSING, capability_figure
-    from findap.eval.results import build_leaderboard
+    from findap.report.leaderboard import build_leaderboard
+    from findap.report.plots import MISSING, capability_figure
 
     for task in ("fpb", "fomc"):
         for model in ("base", "tuned"):
@@ -663,7 +664,7 @@ def test_the_adjustment_is_checked_and_the_report_stage_takes_it_from_the_recipe
 
     from pydantic import ValidationError
 
-    from findap.eval.results import parse_adjust
+    from findap.report.multiplicity import parse_adjust
     from findap.recipe import Recipe
     from findap.report import stage as report_stage
     from findap.report.config import ReportConfig

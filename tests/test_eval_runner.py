@@ -105,7 +105,7 @@ def test_eval_stage_runs_recipe_models(tiny_model_dir, tmp_path):
     from findap.runs import StageContext
 
     recipe = Recipe(name="t", model=tiny_model_dir, runs_dir=str(tmp_path), device="cpu", precision="fp32",
-                    eval=EvalConfig(tasks=["fpb"], limit=3, batch_size=4))
+                    eval=EvalConfig(tasks=["fpb"], limit=3, engine={"batch_size": 4}))
     ctx = StageContext(run_dir=recipe.run_dir, name="eval", inputs={"models": {"base": tiny_model_dir}})
     summary = stage.run(recipe, ctx)
     assert set(summary["results"]["base"]["direct"]) == {"fpb"}

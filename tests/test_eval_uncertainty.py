@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 from findap.eval.metrics import item_stats, mean_stats, score
 from findap.eval.registry import get_task
-from findap.eval.report import build_report
+from findap.report.build import build_report
 from findap.eval.uncertainty import interval, paired_delta, task_seed, wilson
 
 
@@ -256,8 +256,9 @@ def test_capability_plot_draws_the_intervals(paired_runs):
     """The bars carry error bars: the same board drawn without its intervals gives a different picture."""
     from dataclasses import replace
 
-    from findap.eval.render import capability_bars
-    from findap.eval.results import build_leaderboard, load_results
+    from findap.report.collect import load_results
+    from findap.report.leaderboard import build_leaderboard
+    from findap.report.plots import capability_bars
 
     board = build_leaderboard(load_results([paired_runs]), base="base", n_boot=100)
     with_bars = capability_bars(board, "unseen", "task")

@@ -70,12 +70,13 @@ def test_override_reaches_default_lists_and_sections(tmp_path):
 
     # no train:/curate: section in the file: the default lists are filled in, then indexed
     r = load_recipe(write(tmp_path, "name: t\n"), ["train.groups.*.lr=3e-5", "curate.groups.1.extends=null",
-                                                    "eval.judge.model=gpt-x", "eval.models.mine=/m"])
+                                                    "eval.judge.engine.model=gpt-x", "eval.models.mine=/m",
+                                                    "eval.judge.engine.base_url=http://127.0.0.1:8000/v1"])
     assert [g.lr for g in r.train.groups] == [3e-5]
     default = CurateConfig().groups
     assert [(g.name, g.sources) for g in r.curate.groups] == [(g.name, g.sources) for g in default]
     assert default[1].extends is not None and r.curate.groups[1].extends is None
-    assert (r.eval.judge.model, r.eval.models) == ("gpt-x", {"mine": "/m"})
+    assert (r.eval.judge.engine.model, r.eval.models) == ("gpt-x", {"mine": "/m"})
 
 
 def test_override_values_are_yaml(tmp_path):
@@ -105,8 +106,8 @@ def test_override_errors_name_the_path_and_what_exists(override, message):
 
 def test_override_fills_an_empty_section_and_refuses_bad_yaml(tmp_path):
     p = write(tmp_path, "name: t\ntrain:\neval:\n  judge: null\n")  # `train:` with nothing under it is None
-    r = load_recipe(p, ["train.groups.0.lr=1e-5", "eval.judge.model=x"])
-    assert (r.train.groups[0].lr, r.eval.judge.model) == (1e-5, "x")
+    r = load_recipe(p, ["train.groups.0.lr=1e-5", "eval.judge.engine.model=x", "eval.judge.engine.kind=hf"])
+    assert (r.train.groups[0].lr, r.eval.judge.engine.model) == (1e-5, "x")
     with pytest.raises(RecipeError, match=r"override 'eval.tasks=\[a,': the value is not valid YAML"):
         load_recipe(p, ["eval.tasks=[a,"])
 

@@ -111,7 +111,7 @@ class LargestSquareAttention(TorchDispatchMode):
 
 # --------------------------------------------------------------------------------------------------- batch shapes
 def test_token_budget_batches_drawn_by_hand():
-    from findap.engines.batching import length_sorted_batches
+    from findap.engines.token_budget import length_sorted_batches
 
     lengths = [10, 3, 7, 5, 9]  # longest first: 10, 9, 7, 5, 3
     assert length_sorted_batches(lengths, 4, max_tokens=20) == [[0, 4], [2, 3], [1]]  # 2x10, 2x7, then 3x7 > 20

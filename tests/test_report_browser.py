@@ -39,7 +39,7 @@ def report_dir(tiny_model_dir, tmp_path_factory, one_torch_thread) -> Path:
     tuned_dir = save_tiny_llama(tmp / "tuned-model", seed=MODELS["tuned"])
     recipe = Recipe(name="browser", model=tiny_model_dir, runs_dir=str(tmp / "runs"), device="cpu",
                     precision="fp32",
-                    eval=EvalConfig(tasks=TASKS, limit=4, batch_size=8, include=["base"],
+                    eval=EvalConfig(tasks=TASKS, limit=4, engine={"batch_size": 8}, include=["base"],
                                     models={"tuned": tuned_dir}))
     ctx = StageContext(run_dir=recipe.run_dir, name="eval", inputs={"models": {"base": tiny_model_dir}})
     stage.run(recipe, ctx)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from findap.eval.registry import all_specs
-from findap.eval.report import build_report
+from findap.report.build import build_report
 from findap.report.novelty import (
     CuratedSource, curated_sources, relate_results, run_curation, same_dataset, task_relation, task_type,
 )
@@ -263,7 +263,7 @@ def test_results_without_a_curation_keep_the_yaml_tags_and_the_report_says_so(tm
 def test_relate_results_prefers_a_derived_relation_over_the_base_runs_yaml_tag(tmp_path):
     """The base evaluated outside any run (no curation), the tuned model in a run that curated German credit:
     the row follows the run that knows what was trained."""
-    from findap.eval.results import load_results
+    from findap.report.collect import load_results
 
     write_result(tmp_path / "evals" / "base" / "flare_german.direct.json", "flare_german", "base", 0.5)
     run = write_run(tmp_path / "runs" / "fin", {"group1": ["german_credit"]})

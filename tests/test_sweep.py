@@ -56,7 +56,7 @@ train:
 eval:
   tasks: [demo_sentiment]
   limit: 4
-  batch_size: 4
+  engine: {{batch_size: 4}}
 """
 # the suite: each file states only what it changes (max_steps is per phase: sequential has two phases per group)
 SUITE = {

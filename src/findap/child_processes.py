@@ -2,7 +2,7 @@
 
 A killed `findap run` (or `findap curate`) must not leave work running: a rerun would start the same stage beside it,
 and every forked helper keeps a copy of its parent's memory (datatrove's local executor starts a
-`multiprocess.Manager` server by fork for every curation step, about 0.4 GB each, which otherwise sits waiting
+`multiprocess.Manager` server by fork for every curation step, a copy of the curating process, which otherwise sits waiting
 forever once its parent is SIGKILLed). Linux can deliver a signal to a process when its parent dies
 (`prctl(PR_SET_PDEATHSIG)`); nothing else in the standard library or datatrove asks for it, hence this module.
 Elsewhere (macOS, Windows) these are no-ops and children outlive a killed parent, as plain subprocesses do.

@@ -4,11 +4,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, get_args
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
+
+from findap.engines.config import ENGINE_KINDS, Precision
+from findap.engines.options import CHAT_FLAGS, SERVE_FLAGS
+from findap.engines.options import option as engine_option
+from findap.eval.config import EVAL_ENGINE_FLAGS, EVAL_JUDGE_FLAGS
 
 console = Console(stderr=True)
 # commands that pick up where a killed or interrupted run stopped when run again
@@ -239,13 +244,19 @@ def eval_(
     split: Optional[str] = typer.Option(None, help="dev (model selection) or unseen (reports); default: each task's"),
     few_shot: Optional[int] = typer.Option(None, min=0, help="override every task's few-shot count"),
     prefer: str = typer.Option("local", help="local files, hub, or auto (local, else the hub)"),
-    engine: str = typer.Option("hf", help="hf, openai (any OpenAI-compatible endpoint) or vllm"),
-    base_url: Optional[str] = typer.Option(None, help="openai engine endpoint, e.g. http://127.0.0.1:8000/v1"),
-    batch_size: int = typer.Option(16, min=1, help="requests per forward pass"),
-    judge_model: Optional[str] = typer.Option(None, help="judge for MT-bench/FinanceBench (e.g. gpt-4o)"),
-    judge_engine: str = typer.Option("openai", help="judge engine: openai, hf or vllm"),
-    judge_base_url: Optional[str] = typer.Option(None, help="judge endpoint (openai engine)"),
-    judge_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the judge's key"),
+    # engine flags: made from the recipe's eval.engine and eval.judge.engine fields (findap.engines.options)
+    engine: str = engine_option(EVAL_ENGINE_FLAGS["engine"]),
+    base_url: Optional[str] = engine_option(EVAL_ENGINE_FLAGS["base_url"]),
+    api_key_env: str = engine_option(EVAL_ENGINE_FLAGS["api_key_env"]),
+    batch_size: int = engine_option(EVAL_ENGINE_FLAGS["batch_size"]),
+    max_batch_tokens: int = engine_option(EVAL_ENGINE_FLAGS["max_batch_tokens"]),
+    max_length: int = engine_option(EVAL_ENGINE_FLAGS["max_length"]),
+    device: Optional[str] = engine_option(EVAL_ENGINE_FLAGS["device"]),
+    precision: Optional[str] = engine_option(EVAL_ENGINE_FLAGS["precision"]),
+    judge_model: Optional[str] = engine_option(EVAL_JUDGE_FLAGS["judge_model"]),
+    judge_engine: str = engine_option(EVAL_JUDGE_FLAGS["judge_engine"]),
+    judge_base_url: Optional[str] = engine_option(EVAL_JUDGE_FLAGS["judge_base_url"]),
+    judge_key_env: str = engine_option(EVAL_JUDGE_FLAGS["judge_key_env"]),
     list_tasks: bool = typer.Option(False, "--list", help="list every task: whether it runs here (local file, hub "
                                     "mirror or cache, or why not), n per split and its source; then the groups"),
     out: Path = typer.Option(Path("runs/eval"), help="output directory (with --model)"),
@@ -269,7 +280,8 @@ def eval_(
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--mode")
     for flag, value, allowed in (("--split", split, ("dev", "unseen", None)), ("--prefer", prefer, PREFER),
-                                 ("--engine", engine, ENGINES), ("--judge-engine", judge_engine, ENGINES)):
+                                 ("--engine", engine, ENGINES), ("--judge-engine", judge_engine, ENGINES),
+                                 ("--precision", precision, (None, *PRECISIONS))):
         if value not in allowed:
             raise typer.BadParameter(f"{value!r}: choose {', '.join(a for a in allowed if a)}", param_hint=flag)
     if list_tasks:
@@ -293,13 +305,17 @@ def eval_(
         _error("give a recipe or at least one --model")
         raise typer.Exit(2)
     if not judge_model:
-        _refuse(given, {"judge_engine", "judge_base_url", "judge_key_env"}, "configure the judge: add --judge-model")
-    from findap.eval.config import DEFAULT_TASKS, JudgeEngineConfig
+        _refuse(given, EVAL_JUDGE_FLAGS.keys() - {"judge_model"}, "configure the judge: add --judge-model")
+    from findap.engines.options import config_from
+    from findap.eval.config import DEFAULT_TASKS, EvalJudgeConfig
     from findap.eval.registry import check_task_names
     from findap.eval.stage import TasksSkipped, evaluate_models, judge_outputs, print_scores, refuse_skips, \
         skipped_tasks, unique_labels
 
-    task_names = [t for t in tasks.split(",") if t] if tasks is not None else list(DEFAULT_TASKS)
+    task_names = [t for t in tasks.split(",") if t.strip()] if tasks is not None else list(DEFAULT_TASKS)
+    if not task_names:
+        raise typer.BadParameter("names no task: give task names, groups or YAML paths, e.g. --tasks fpb,fomc "
+                                 "(`findap eval --list` lists them)", param_hint="--tasks")
     check_task_names(task_names)  # before any model loads: an unknown name costs no minutes
     from findap.errors import UsageError
     from findap.models import model_problem
@@ -312,12 +328,13 @@ def eval_(
         labels = unique_labels(model)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--model")
+    _writable_folder(out, "--out")
+    # the engine settings of the flags given (the others: the config's defaults), checked before any model loads
+    engine_config = config_from(EVAL_ENGINE_FLAGS, ctx.params, given.keys())
+    judge = EvalJudgeConfig(engine=config_from(EVAL_JUDGE_FLAGS, ctx.params, given.keys())) if judge_model else None
     results = evaluate_models(list(labels.values()), tasks=task_names, mode=mode, limit=limit, out_dir=out,
-                              role=split, few_shot=few_shot, prefer=prefer, engine_kind=engine, base_url=base_url,
-                              batch_size=batch_size, force=force)
-    if judge_model:
-        judge = JudgeEngineConfig(engine=judge_engine, model=judge_model, base_url=judge_base_url,
-                                  api_key_env=judge_key_env)
+                              role=split, few_shot=few_shot, prefer=prefer, engine=engine_config, force=force)
+    if judge is not None:
         for label in labels:
             judge_outputs(out / label.replace("/", "--"), judge)
     print_scores(results, console)
@@ -329,14 +346,25 @@ def eval_(
             raise typer.Exit(1)
 
 
+def _writable_folder(folder: Path, flag: str) -> None:
+    """Create `folder` now, before a model loads: a path that cannot be written is one line naming the flag."""
+    from findap.errors import UsageError
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{flag} {folder}: cannot create this folder ({e.strerror or e})") from None
+
+
 PREFER = ("local", "hub", "auto")
-ENGINES = ("hf", "openai", "vllm")
-# `findap eval RECIPE` flags -> the recipe field each one sets
+ENGINES = ENGINE_KINDS
+PRECISIONS = get_args(Precision)
+# `findap eval RECIPE` flags -> the recipe field each one sets (the engine flags: their eval.engine and
+# eval.judge.engine fields)
 EVAL_FLAG_FIELDS = {"tasks": "eval.tasks", "mode": "eval.modes", "limit": "eval.limit", "split": "eval.split",
-                    "few_shot": "eval.few_shot", "prefer": "eval.prefer", "engine": "eval.engine",
-                    "base_url": "eval.base_url", "batch_size": "eval.batch_size", "judge_model": "eval.judge.model",
-                    "judge_engine": "eval.judge.engine", "judge_base_url": "eval.judge.base_url",
-                    "judge_key_env": "eval.judge.api_key_env", "allow_skips": "eval.allow_skips"}
+                    "few_shot": "eval.few_shot", "prefer": "eval.prefer", "allow_skips": "eval.allow_skips",
+                    **{param: f"eval.engine.{flag.name}" for param, flag in EVAL_ENGINE_FLAGS.items()},
+                    **{param: f"eval.judge.engine.{flag.name}" for param, flag in EVAL_JUDGE_FLAGS.items()}}
 
 
 def _eval_overrides(ctx: typer.Context, given: dict[str, str]) -> list[str]:
@@ -367,8 +395,9 @@ def report(
         "false discovery rate 5%)"),
 ):
     """Lay several runs side by side: Markdown + self-contained HTML with plots."""
-    from findap.eval.report import build_report
-    from findap.eval.results import parse_adjust, parse_task_sets
+    from findap.report.build import build_report
+    from findap.report.leaderboard import parse_task_sets
+    from findap.report.multiplicity import parse_adjust
 
     try:
         sets = parse_task_sets(task_set or [])
@@ -389,7 +418,7 @@ def _check_report_inputs(runs: list[Path], base: Optional[str], sets: dict[str, 
     import difflib
 
     from findap.errors import UsageError
-    from findap.eval.results import load_results
+    from findap.report.collect import load_results
 
     for run_path in runs:
         if not run_path.exists():
@@ -484,10 +513,14 @@ def chat(
     max_new_tokens: int = typer.Option(256, min=1, help="answer length limit (tokens)"),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
     system: Optional[str] = typer.Option(None, help="system message"),
+    device: Optional[str] = engine_option(CHAT_FLAGS["device"]),
+    precision: Optional[str] = engine_option(CHAT_FLAGS["precision"]),
+    max_length: int = engine_option(CHAT_FLAGS["max_length"]),
 ):
     """Talk to a model (the embedded one by default)."""
-    from findap.engines.base import EngineSpec, GenerationRequest
+    from findap.engines.base import GenerationRequest
     from findap.engines import make_engine
+    from findap.engines.options import config_from
     from findap.errors import UsageError
 
     # every check before the model loads: a wrong argument costs no loading time
@@ -495,7 +528,9 @@ def chat(
         raise UsageError("empty message", 'give a question, e.g. findap chat "What is a bond?", or no argument for an '
                          "interactive chat")
     _check_model_arg(model, "--model")
-    engine = _loaded("--model", model, lambda: make_engine(EngineSpec(kind="hf", model=model, batch_size=1)))
+    flags = {"device": device, "precision": precision, "max_length": max_length}
+    spec = config_from(CHAT_FLAGS, flags, kind="hf", batch_size=1).resolve(model=model)  # one request at a time
+    engine = _loaded("--model", model, lambda: make_engine(spec))
     history = [{"role": "system", "content": system}] if system else []
     interactive = prompt is None
     while True:
@@ -517,23 +552,29 @@ def chat(
         prompt = None
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 def serve(
-    ctx: typer.Context,
     model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="model name, hub id or directory"),
+    served_name: Optional[str] = typer.Option(None, help="the model name clients send (default: --model)"),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000, help="TCP port (1-65535); checked to be free before the model loads"),
+    device: Optional[str] = engine_option(SERVE_FLAGS["device"]),
+    precision: Optional[str] = engine_option(SERVE_FLAGS["precision"]),
+    batch_size: int = engine_option(SERVE_FLAGS["batch_size"]),
+    max_batch_tokens: int = engine_option(SERVE_FLAGS["max_batch_tokens"]),
+    max_length: int = engine_option(SERVE_FLAGS["max_length"]),
+    cache_path: Optional[str] = engine_option(SERVE_FLAGS["cache_path"]),
 ):
-    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    from findap.engines.options import config_from
+    from findap.engines.server import serve as serve_model
 
-    Further options go to the server: --served-name, --device, --precision, --batch-size, --max-length,
-    --cache-path.
-    """
-    from findap.engines.server import main as server_main
-
-    _check_model_arg(model, "--model")  # the port is checked by the server, also before the model loads
-    _loaded("--model", model, lambda: server_main(["--model", model, "--host", host, "--port", str(port), *ctx.args],
-                                                  prog="findap serve"))
+    _check_model_arg(model, "--model")
+    flags = {"device": device, "precision": precision, "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
+             "max_length": max_length, "cache_path": cache_path}
+    spec = config_from(SERVE_FLAGS, flags, kind="hf").resolve(model=model)
+    # the address is checked by serve_model before the model loads
+    _loaded("--model", model, lambda: serve_model(spec, host, port, served_name))
 
 
 def _check_model_arg(model: str, flag: str) -> None:
@@ -584,7 +625,7 @@ app.add_typer(demo_app, name="demo")
 
 
 @demo_app.command("export")
-def demo_export(dest: Path = typer.Argument(..., help="folder to copy the demo files into"),
+def demo_export(dest: Path = typer.Argument(..., file_okay=False, help="folder to copy the demo files into"),
                 overwrite: bool = typer.Option(False, help="replace existing files")):
     """Copy the demo files into DEST as the starting point for your own data."""
     from findap.demo import export_demo

@@ -59,7 +59,7 @@ EXPECTED = {
     ("findap.curate.sources.badrows", "SourceError"): USAGE,
     ("findap.train.tokenize", "TemplateError"): USAGE,
     ("findap.training.memory", "MemoryDoesNotFit"): FAILURE,
-    ("findap.train.loop", "TrainingDiverged"): FAILURE,
+    ("findap.training.loop", "TrainingDiverged"): FAILURE,
     ("findap.engines.openai_client", "EndpointError"): FAILURE,
     ("findap.eval.stage", "TasksSkipped"): FAILURE,
     ("findap.eval.task", "TaskDataUnavailable"): FAILURE,  # the data cannot be had here (offline, not on disk)

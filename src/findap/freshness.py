@@ -56,7 +56,7 @@ def _curate(recipe) -> dict[str, str | None]:
     for spec in recipe.curate.sources:
         converter = CONVERTERS.get(spec.converter_name)
         if converter is not None and (spec.path or converter.default_path):
-            found |= _data(f"curate.sources[{spec.name}]", resolve_location(spec, converter, recipe.curate.data_root))
+            found |= _data(f"curate.sources[{spec.name}]", resolve_location(spec, converter, recipe.data_dir.path))
     return found
 
 
@@ -88,7 +88,7 @@ def _policy(recipe) -> dict[str, str | None]:
 def _distill(recipe) -> dict[str, str | None]:
     found = _policy(recipe)
     for s in recipe.distill.sources:
-        found |= _data(f"distill.sources[{s.kind}]", s.path)
+        found |= _data(f"distill.sources[{s.kind}]", recipe.data_dir.resolve(s.path) if s.path else None)
     return found
 
 

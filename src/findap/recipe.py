@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from findap.align.config import AlignConfig
 from findap.curate.config import CurateConfig
+from findap.data_root import DataRoot
 from findap.distill.config import DistillConfig
 from findap.eval.config import EvalConfig
 from findap.report.config import ReportConfig
@@ -33,8 +34,11 @@ class Recipe(BaseModel):
                       "<runs_dir>/<name>/<stage>/")
     model: str = Field("smollm2-135m-instruct", description="base model: findap name, HF hub id or local path")
     runs_dir: str = Field("runs", description="parent directory of run directories")
+    data_root: str | None = Field(
+        None, description="folder that relative dataset paths (curate and distill sources, FinEval task files) "
+        "resolve against; relative to the recipe file. None: $FINDAP_DATA, else ../shared/data beside the checkout")
     seed: int = 0
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N, mps")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto = bf16 autocast where the hardware has fast bf16, else fp32"
     )
@@ -51,6 +55,21 @@ class Recipe(BaseModel):
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    @property
+    def data_dir(self) -> "DataRoot":
+        """The data root every stage reads datasets under (findap.data_root: the one rule)."""
+        from findap.data_root import data_root
+
+        return data_root(self.data_root)
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, device: str) -> str:
+        # the spelling only: whether this machine has the device is checked before the stages start (preflight)
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+            raise ValueError("not a device: use auto, cpu, cuda, cuda:N or mps")
+        return device
 
     @field_validator("name")
     @classmethod
@@ -75,6 +94,12 @@ class Recipe(BaseModel):
             problem = demo_location_problem(source.converter_name, source.path or "")
             if problem:
                 raise ValueError(f"curate.sources.{i}.path: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _eval_has_tasks(self) -> "Recipe":
+        if "eval" in self.stages and self.eval.enabled and not self.eval.tasks:
+            raise ValueError("eval.tasks is empty: list the tasks to score, or leave eval out of `stages`")
         return self
 
     @model_validator(mode="after")
@@ -174,6 +199,9 @@ class _Shape:
         if self.kind == "dict":
             return self.inner
         fields = self.inner.model_fields
+        moved = getattr(self.inner, "moved_fields", {}).get(key)  # a setting that moved within its section
+        if key not in fields and moved:
+            raise _PathError(f"{_join(where, key)}: unknown field; it is {_join(where, moved)} now")
         if key not in fields:
             raise _PathError(f"{_join(where, key)}: unknown field; {where or 'a recipe'} has: {', '.join(fields)}")
         return _Shape.of(fields[key].annotation)
@@ -316,6 +344,7 @@ def _load_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in seen:
         raise RecipeError(f"{path}: recipe bases form a cycle: {' -> '.join(map(str, seen))}")
     data = _load_yaml(path)
+    _data_root_of_file(data, path)
     base = data.pop("base", None)
     if base is None:
         return data
@@ -324,11 +353,27 @@ def _load_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return deep_merge(base_data, data)
 
 
+def _data_root_of_file(data: dict[str, Any], path: Path) -> None:
+    """A recipe file's `data_root` is relative to the file (so a recipe and its data move together), made absolute
+    here: the stages run in other processes and folders. `curate.data_root` was the old place: one line says so."""
+    curate = data.get("curate")
+    if isinstance(curate, dict) and "data_root" in curate:
+        raise RecipeError(f"{path}: curate.data_root: the data root is now set once for every stage: move it to "
+                          "`data_root:` at the top of the recipe (relative to the recipe file)")
+    root = data.get("data_root")
+    if isinstance(root, str) and root:
+        data["data_root"] = str((path.parent / Path(root).expanduser()).resolve())
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     path = Path(path)
     data = _load_with_base(path)
     data.setdefault("name", path.stem)
     data = apply_overrides(data, overrides)
+    if isinstance(data.get("curate"), dict) and "data_root" in data["curate"]:
+        raise RecipeError("curate.data_root: the data root is set once for every stage now: --set data_root=...")
+    if isinstance(data.get("data_root"), str) and data["data_root"]:  # from --set: relative to the current folder
+        data["data_root"] = str(Path(data["data_root"]).expanduser().resolve())
     try:
         return Recipe.model_validate(_numbers_from_strings(data))
     except ValidationError as e:

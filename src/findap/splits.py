@@ -28,6 +28,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from findap.datasets.tatqa import report_text as tatqa_report_text  # the report hash key, parsed with the dataset
+
 _SPACES = re.compile(r"\s+")
 DEFAULT_EVAL_FRACTION = 0.3  # curate.eval_holdout's default; FinEval's hash-mode tasks use dev + unseen = 0.3
 
@@ -52,16 +54,6 @@ def hash_role(dataset: str, text: str, dev: float, unseen: float) -> str:
     """FinEval's role of a row: "dev" (bucket < dev), "unseen" (< dev + unseen) or "train" (few-shot pool)."""
     bucket = holdout_bucket(dataset, text)
     return "dev" if bucket < dev else "unseen" if bucket < dev + unseen else "train"
-
-
-def _render_table(rows: list[list]) -> str:
-    return "\n".join(" | ".join(str(cell).strip() for cell in row) for row in rows)
-
-
-def tatqa_report_text(item: dict) -> str:
-    """The hash key of a TAT-QA report (one table and its paragraphs): all its questions share one side."""
-    paragraphs = sorted(item["paragraphs"], key=lambda p: p.get("order", 0))
-    return _render_table(item["table"]["table"]) + "\n" + "\n".join(p["text"] for p in paragraphs)
 
 
 __all__ = ["DEFAULT_EVAL_FRACTION", "hash_role", "holdout_bucket", "normalize", "reserved_for_eval",

@@ -399,7 +399,7 @@ def run_sweep(sweep: Sweep, *, isolate: bool = True) -> dict:
 
 
 def write_report(sweep: Sweep) -> dict:
-    from findap.eval.report import build_report
+    from findap.report.build import build_report
 
     inputs = [m.run.run_dir for m in sweep.members if m.run.run_dir.exists()]
     if sweep.curate_dir is not None and sweep.curation_owner is None:

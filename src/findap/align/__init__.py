@@ -6,7 +6,7 @@ logprobs.py   response log-probs through the LM head chunk by chunk (hand-writte
 loss.py       DPO(beta) + alpha * NLL(chosen), per-example or token-mean NLL
 reference.py  reference log-probs, one pass before training, cached under a key of their inputs
 schedule.py   token-budget steps
-loop.py       the training loop with dev-loss selection (optimizer, schedule, state, checkpoints,
-              progress: findap.training)
+loop.py       alignment's task for the shared loop (findap.training.loop): the DPO+NLL loss of a packed row,
+              dev metrics, step-0 evaluation
 stage.py      `findap align`
 """

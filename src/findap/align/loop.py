@@ -1,14 +1,13 @@
-"""The alignment loop: packed rows -> summed response log-probs -> DPO + NLL -> AdamW, with dev-loss selection.
+"""Alignment's part of the training loop (findap.training.loop): packed preference rows -> summed response
+log-probs -> DPO + NLL, with dev-loss selection that also considers the starting weights (step 0).
 
-Plain and linear on purpose (torchtune style): plan the steps, then for each step accumulate the rows' losses,
-clip, step, and every `eval_every` steps measure the dev loss and keep the best model. Optimizer, schedule, state,
-checkpoints (`ckpt-NNNNNN/` + LATEST, with only the trainable weights) and progress are stage 1's
-(findap.training).
+The loop itself (optimizer, schedule, cadence, patience, checkpoints `ckpt-NNNNNN/` + LATEST, resume, progress,
+the CPU heap bound, the process layout) is stage 1's. The loss of a step is normalised by the step's own pair and
+chosen-token counts, so how its rows are packed, accumulated or spread over ranks does not change it.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,13 +19,15 @@ from findap.align.logprobs import row_logprobs
 from findap.align.loss import DPONLLTerms, dpo_nll_loss
 from findap.align.packing import PackedRow, pack_pairs
 from findap.align.schedule import plan_steps
-from findap.host_memory import KeptHeapBound, release_free_memory
+from findap.host_memory import KeptHeapBound
 from findap.models import autocast
-from findap.training.checkpoint import latest_checkpoint
-from findap.training.optim import optimizer_for
+from findap.training.loop import Evaluation, FitResult, HeapBound, StepBatches, Trainer
 from findap.training.parallel import SingleProcess
-from findap.training.progress import TrainingLog
 from findap.training.state import TrainingState
+
+# what a step's (or the dev set's) passes sum: the loss terms (already normalised by the step) and per-pair sums
+SUMS = ("loss", "dpo", "nll", "chosen_reward", "rejected_reward", "margin", "accuracy")
+PER_PAIR = ("chosen_reward", "rejected_reward", "margin", "accuracy")  # divided by the pairs at the end
 
 
 @dataclass
@@ -40,113 +41,119 @@ def step_counts(rows: list[PackedRow], by_id: dict[str, TokenizedPair]) -> StepC
     return StepCounts(len(ids), sum(len(by_id[pid].chosen_ids) for pid in ids))
 
 
-def row_loss(model, row: PackedRow, ref: dict, cfg: AlignConfig, counts: StepCounts) -> DPONLLTerms:
-    """This row's share of the step loss (normalised by the step's totals)."""
-    sums, n_tokens = row_logprobs(model, row, cfg.loss_chunk_tokens)
-    ref_pairs = torch.tensor([ref[pid] for pid in row.pair_ids], dtype=sums.dtype, device=sums.device)
-    return dpo_nll_loss(
-        sums[0::2], sums[1::2], ref_pairs[:, 0], ref_pairs[:, 1], n_tokens[0::2],
-        beta=cfg.beta, alpha=cfg.alpha, nll_norm=cfg.nll_norm,
-        n_pairs=counts.pairs, n_chosen_tokens=counts.chosen_tokens,
-    )
-
-
-def _accumulate(totals: dict, terms: DPONLLTerms) -> None:
+def term_sums(terms: DPONLLTerms) -> torch.Tensor:
+    """The SUMS of one row, float64 on the CPU (the loop adds them over rows and ranks)."""
     margin = terms.chosen_rewards - terms.rejected_rewards
-    totals["loss"] += terms.loss.item()
-    totals["dpo"] += terms.dpo.item()
-    totals["nll"] += terms.nll.item()
-    totals["chosen_reward"] += terms.chosen_rewards.sum().item()
-    totals["rejected_reward"] += terms.rejected_rewards.sum().item()
-    totals["margin"] += margin.sum().item()
-    totals["accuracy"] += (margin > 0).float().sum().item()
+    return torch.stack([terms.loss.detach(), terms.dpo.detach(), terms.nll.detach(), terms.chosen_rewards.sum(),
+                        terms.rejected_rewards.sum(), margin.sum(), (margin > 0).float().sum()]).double().cpu()
 
 
-def _new_totals() -> dict:
-    return dict.fromkeys(["loss", "dpo", "nll", "chosen_reward", "rejected_reward", "margin", "accuracy"], 0.0)
+def finish_sums(sums: list[float], n_pairs: int) -> dict:
+    """Named metrics from the summed SUMS: loss/dpo/nll are already step-normalised, the rewards become means."""
+    metrics = dict(zip(SUMS, sums))
+    for key in PER_PAIR:
+        metrics[key] /= max(n_pairs, 1)
+    return metrics
 
 
-def _finish(totals: dict, n_pairs: int) -> dict:
-    # loss/dpo/nll are already step-normalised; the per-pair reward sums still need dividing.
-    for key in ("chosen_reward", "rejected_reward", "margin", "accuracy"):
-        totals[key] /= max(n_pairs, 1)
-    return totals
+@dataclass(kw_only=True)
+class AlignTask:
+    """Alignment as a findap.training.loop.TrainingTask, over packed training and dev rows."""
 
-
-@torch.no_grad()
-def evaluate(model, rows: list[PackedRow], ref: dict, cfg: AlignConfig, by_id, precision: str) -> dict:
-    """Dev loss over all dev pairs at once (one 'step' worth of normalisation)."""
-    was_training = model.training
-    model.eval()
-    counts = step_counts(rows, by_id)
-    totals = _new_totals()
-    device = next(model.parameters()).device
-    for row in rows:
-        with autocast(device, precision, training=True):  # the precision the training loss has
-            _accumulate(totals, row_loss(model, row, ref, cfg, counts))
-    model.train(was_training)
-    return _finish(totals, counts.pairs)
-
-
-def resume(checkpoint_dir: Path, model, optimizer, scheduler,
-           parallel: SingleProcess | None = None) -> TrainingState | None:
-    """Restore the newest checkpoint under `checkpoint_dir` and return its state; None when there is none."""
-    checkpoint_dir = Path(checkpoint_dir)
-    ckpt = latest_checkpoint(checkpoint_dir)
-    if ckpt is None:
-        legacy = [d for d in (checkpoint_dir, checkpoint_dir.with_name(checkpoint_dir.name + ".old"))
-                  if (d / "trainable.safetensors").exists()]
-        if legacy:
-            raise RuntimeError(f"{legacy[0]}: an align checkpoint in the old single-directory format, which this "
-                               f"version cannot resume; delete {checkpoint_dir} (and any {checkpoint_dir.name}.old) "
-                               "to start the stage over")
-        return None
-    return TrainingState.from_json((parallel or SingleProcess()).load_checkpoint(ckpt, model, optimizer, scheduler))
-
-
-@dataclass
-class AlignRun:
-    """What the steps of one alignment run share."""
-
-    model: object
     cfg: AlignConfig
-    ref: dict
-    by_id: dict
+    ref: dict[str, tuple[float, float]]  # reference log-probs (chosen, rejected) by pair id
+    by_id: dict[str, TokenizedPair]  # every pair of the rows
     rows: list[PackedRow]
     dev_rows: list[PackedRow]
+    seed: int
     precision: str
     parallel: SingleProcess
-    save_best: Callable[[object], None] | None
-    progress: TrainingLog
-    heap: KeptHeapBound = field(default_factory=KeptHeapBound)  # keeps the CPU heap near the first step's size
+    save_best_model: Callable[[object], None] | None = None
+    name = "align"
+    n_sums = len(SUMS)
+    evaluates_before_training = True  # the starting policy can be the best
+    dev_in_step_record = False  # dev records of their own: {"step", "dev_loss", "dev_dpo", ...}
 
-    def step(self, step_rows: list[PackedRow]) -> tuple[dict, int]:
-        """One optimizer step's forward/backward over its rows; (metrics, real tokens run)."""
-        device = next(self.model.parameters()).device
-        counts = step_counts(step_rows, self.by_id)
-        totals = _new_totals()
-        for i, _ in self.parallel.local_passes(len(step_rows)):
-            with autocast(device, self.precision, training=True):  # never fp16 without loss scaling
-                terms = row_loss(self.model, step_rows[i], self.ref, self.cfg, counts)
-            terms.loss.backward()
-            _accumulate(totals, terms)
-            self.heap.after_pass()
-        return _finish(totals, counts.pairs), sum(len(r) for r in step_rows)
+    @property
+    def evaluates(self) -> bool:
+        return bool(self.dev_rows)
 
-    def evaluate(self, state: TrainingState, step: int) -> bool:
-        """Dev loss now (saving the best model); True when patience is exhausted."""
-        if not self.dev_rows:
-            return False
-        release_free_memory()  # bounds heap fragmentation on CPU (findap.host_memory)
-        metrics = evaluate(self.model, self.dev_rows, self.ref, self.cfg, self.by_id, self.precision)
-        self.progress.record({"step": step, **{f"dev_{k}": v for k, v in metrics.items()}}, scalars_prefix="dev")
-        if state.record_evaluation({"dev_loss": metrics["loss"]}, step) and self.save_best:
-            self.save_best(self.model)
-        self.heap.after_evaluation()  # the next pass starts from live memory, not on the evaluation's kept buffers
-        return state.out_of_patience(self.cfg.patience)
+    selects = evaluates  # the dev loss picks the saved model
+
+    def plan(self) -> list[list[int]]:
+        return plan_steps(self.rows, self.cfg.tokens_per_step, self.cfg.epochs, self.seed)[: self.cfg.max_steps]
+
+    def step_batches(self, row_indices: list[int]) -> StepBatches:
+        return self._step([self.rows[i] for i in row_indices])
+
+    def _step(self, rows: list[PackedRow]) -> StepBatches:
+        return StepBatches(rows, tokens=sum(len(r) for r in rows), trained_tokens=sum(len(r.targets) for r in rows),
+                           totals=step_counts(rows, self.by_id))
+
+    def compute_loss(self, model, row: PackedRow, step: StepBatches) -> tuple[torch.Tensor, torch.Tensor]:
+        """This row's share of the step loss (normalised by the step's pairs and chosen tokens), and its SUMS."""
+        logps, n_tokens = row_logprobs(model, row, self.cfg.loss_chunk_tokens)
+        ref_pairs = torch.tensor([self.ref[pid] for pid in row.pair_ids], dtype=logps.dtype, device=logps.device)
+        terms = dpo_nll_loss(logps[0::2], logps[1::2], ref_pairs[:, 0], ref_pairs[:, 1], n_tokens[0::2],
+                             beta=self.cfg.beta, alpha=self.cfg.alpha, nll_norm=self.cfg.nll_norm,
+                             n_pairs=step.totals.pairs, n_chosen_tokens=step.totals.chosen_tokens)
+        return terms.loss, term_sums(terms)
+
+    def step_metrics(self, sums: list[float], step: StepBatches) -> dict:
+        return finish_sums(sums, step.totals.pairs)
+
+    @torch.no_grad()
+    def dev_metrics(self, model) -> dict:
+        """The step metrics of all dev rows taken as one step (one normalisation), in the training precision."""
+        was_training = model.training
+        model.eval()
+        step = self._step(self.dev_rows)
+        sums = torch.zeros(len(SUMS), dtype=torch.float64)
+        device = next(model.parameters()).device
+        for row in self.dev_rows:
+            with autocast(device, self.precision, training=True):  # the precision the training loss has
+                sums += self.parallel.run_as_forward(model, self.compute_loss, row, step)[1]
+        model.train(was_training)
+        return finish_sums(sums.tolist(), step.totals.pairs)
+
+    def evaluate(self, model, step: int, last: bool) -> Evaluation:
+        metrics = self.parallel.same_on_all_ranks(self.dev_metrics(model))  # one save/stop decision for all ranks
+        return Evaluation({"dev_loss": metrics["loss"]}, {f"dev_{k}": v for k, v in metrics.items()})
+
+    def save_best(self, model) -> None:
+        if self.save_best_model is not None:
+            self.save_best_model(model)
+
+    def new_state(self) -> TrainingState:
+        return TrainingState()
+
+    def resumed_state(self, raw: dict) -> TrainingState:
+        return TrainingState.from_json(raw)
 
 
-def train(
+def evaluate(model, rows: list[PackedRow], ref: dict, cfg: AlignConfig, by_id: dict[str, TokenizedPair],
+             precision: str) -> dict:
+    """Dev metrics (loss, dpo, nll, rewards, margin, accuracy) of `rows` taken as one step."""
+    task = AlignTask(cfg=cfg, ref=ref, by_id=by_id, rows=[], dev_rows=rows, seed=0, precision=precision,
+                     parallel=SingleProcess())
+    return task.dev_metrics(model)
+
+
+def refuse_single_directory_checkpoint(checkpoint_dir: Path) -> None:
+    """Checkpoints written before alignment shared stage 1's format (checkpoint/trainable.safetensors) cannot be
+    resumed: say so, with the fix, instead of silently starting over."""
+    checkpoint_dir = Path(checkpoint_dir)
+    if (checkpoint_dir / "LATEST").exists():
+        return
+    legacy = [d for d in (checkpoint_dir, checkpoint_dir.with_name(checkpoint_dir.name + ".old"))
+              if (d / "trainable.safetensors").exists()]
+    if legacy:
+        raise RuntimeError(f"{legacy[0]}: an align checkpoint in the old single-directory format, which this "
+                           f"version cannot resume; delete {checkpoint_dir} (and any {checkpoint_dir.name}.old) "
+                           "to start the stage over")
+
+
+def align_trainer(
     model,
     train_pairs: list[TokenizedPair],
     dev_pairs: list[TokenizedPair],
@@ -157,60 +164,34 @@ def train(
     precision: str = "auto",
     checkpoint_dir: Path | None = None,
     save_best: Callable[[object], None] | None = None,
-    log: Callable[[dict], None] = lambda record: None,
+    log: Callable[[dict], None] | None = None,
     progress: bool | None = None,
     parallel: SingleProcess | None = None,
-) -> dict:
-    """Train in place. `save_best(model)` is called whenever the dev loss improves (or at the end without dev)."""
+) -> Trainer:
+    """The alignment run. `save_best(model)` is called whenever the dev loss improves (or at the end without dev);
+    checkpoints under `checkpoint_dir` (LoRA: the adapters only), TensorBoard next to it."""
     parallel = parallel or SingleProcess()
-    rows = pack_pairs(train_pairs, cfg.row_tokens, cfg.share_prompt)
-    steps = plan_steps(rows, cfg.tokens_per_step, cfg.epochs, seed)[: cfg.max_steps]
-    total = len(steps)
-    optimizer, scheduler = optimizer_for(model, cfg, cfg.lr, cfg.warmup, total)
-    state = (resume(checkpoint_dir, model, optimizer, scheduler, parallel) if checkpoint_dir is not None
-             else None) or TrainingState()
-    tensorboard = Path(checkpoint_dir).parent / "tensorboard" if cfg.tensorboard and checkpoint_dir else None
-    with TrainingLog("align", total=total, done=state.step, log=log, writes=parallel.is_main,
-                     progress=cfg.progress if progress is None else progress, tensorboard_dir=tensorboard) as bar:
-        run = AlignRun(model, cfg, ref, {p.id: p for p in train_pairs + dev_pairs}, rows,
-                       pack_pairs(dev_pairs, cfg.row_tokens, cfg.share_prompt), precision, parallel, save_best, bar)
-        if state.step == 0 and run.evaluate(state, 0):
-            total = 0
-        stopped_early = _train_steps(run, state, steps[:total], optimizer, scheduler, checkpoint_dir)
-    if not run.dev_rows and save_best:
-        save_best(model)
-    return {"steps": state.step, "planned_steps": total, "best_dev_loss": state.best_score,
-            "best_step": state.best_step, "stopped_early": stopped_early, "tokens": state.tokens,
+    if checkpoint_dir is not None:
+        refuse_single_directory_checkpoint(checkpoint_dir)
+    task = AlignTask(cfg=cfg, ref=ref, by_id={p.id: p for p in train_pairs + dev_pairs},
+                     rows=pack_pairs(train_pairs, cfg.row_tokens, cfg.share_prompt),
+                     dev_rows=pack_pairs(dev_pairs, cfg.row_tokens, cfg.share_prompt), seed=seed,
+                     precision=precision, parallel=parallel, save_best_model=save_best)
+    heap = HeapBound(KeptHeapBound.for_training(None, checkpointing=False))
+    return Trainer(task, model, cfg, cfg.lr, cfg.warmup, next(model.parameters()).device, precision, parallel,
+                   checkpoint_dir, log=log, progress=progress,
+                   tensorboard_dir=Path(checkpoint_dir).parent / "tensorboard" if checkpoint_dir else None,
+                   trainable_only=cfg.finetune == "lora", callbacks=[heap])
+
+
+def summarize(fitted: FitResult, train_pairs: list, dev_pairs: list) -> dict:
+    state = fitted.state
+    return {"steps": state.step, "planned_steps": fitted.planned_steps, "best_dev_loss": state.best_score,
+            "best_step": state.best_step, "stopped_early": fitted.stopped_early, "tokens": state.tokens,
             "train_pairs": len(train_pairs), "dev_pairs": len(dev_pairs)}
 
 
-def _train_steps(run: AlignRun, state: TrainingState, steps: list[list[int]], optimizer, scheduler,
-                 checkpoint_dir: Path | None) -> bool:
-    """Steps state.step.. of the plan; True when patience stopped them."""
-    run.model.train()
-    started, tokens_run = time.perf_counter(), 0
-    resumed_wall = state.wall_s
-    stopped_early = False
-    for step in range(state.step, len(steps)):
-        metrics, n_tokens = run.step([run.rows[i] for i in steps[step]])
-        tokens_run += n_tokens
-        grad_norm = run.parallel.clip_gradients(run.model, run.cfg.grad_clip).item()
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        metrics.update(run.heap.after_step())  # resident GB, and a trim when the kept heap grew (CPU)
-        state.step, state.tokens = step + 1, state.tokens + n_tokens
-        elapsed = time.perf_counter() - started
-        state.wall_s = resumed_wall + elapsed
-        run.progress.record({"step": step + 1, "lr": lr, "grad_norm": grad_norm,
-                             "tokens_per_s": tokens_run / max(elapsed, 1e-9), **metrics})
-        run.progress.advance(step + 1, metrics["loss"], tokens_run / max(elapsed, 1e-9))
-        done = step + 1 == len(steps)
-        if (step + 1) % run.cfg.eval_every == 0 or done:
-            stopped_early = run.evaluate(state, step + 1)
-        if checkpoint_dir is not None and ((step + 1) % run.cfg.checkpoint_every == 0 or done or stopped_early):
-            run.parallel.save_checkpoint(checkpoint_dir, run.model, optimizer, scheduler, state, trainable_only=True)
-        if stopped_early:
-            return True
-    return False
+def train(model, train_pairs: list[TokenizedPair], dev_pairs: list[TokenizedPair], ref: dict[str, tuple[float, float]],
+          cfg: AlignConfig, **options) -> dict:
+    """Train in place (`options`: those of `align_trainer`); the run's summary."""
+    return summarize(align_trainer(model, train_pairs, dev_pairs, ref, cfg, **options).fit(), train_pairs, dev_pairs)

@@ -14,13 +14,13 @@ import torch
 
 from findap.align.config import AlignConfig
 from findap.align.encode import TokenizedPair, tokenize_pair
-from findap.align.loop import train
+from findap.align.loop import align_trainer, summarize
 from findap.align.reference import cached_reference_logprobs, reference_key
 from findap.io import DataError, read_records
 from findap.host_memory import keep_freed_memory
 from findap.models import describe_precision, load_model, load_tokenizer, pick_device
+from findap.training import parallel as parallel_layouts
 from findap.training.lora import apply_lora
-from findap.training.parallel import SingleProcess
 
 PAIR_FIELDS = ("id", "prompt", "chosen", "rejected")
 
@@ -88,6 +88,19 @@ def drop_stale_gguf_marker(model):
     return model
 
 
+def reference_logps(ctx, model_name: str, tokenizer, model, pairs: list[TokenizedPair], cfg: AlignConfig,
+                    precision: str, parallel) -> dict[str, tuple[float, float]]:
+    """The frozen reference's log-probs of every pair (cached under a key of their inputs): rank 0 computes and
+    writes them, the other ranks read its file, so every rank trains against the same numbers."""
+    settings = dict(row_tokens=cfg.row_tokens, share_prompt=cfg.share_prompt, chunk=cfg.loss_chunk_tokens,
+                    precision=precision)
+    key = reference_key(model_name, tokenizer, pairs, max_length=cfg.max_length, **settings)
+    ref = parallel.on_main(cached_reference_logprobs, ctx.path("ref_logps.json"), key, model, pairs, **settings)
+    parallel.barrier()
+    return ref if ref is not None else cached_reference_logprobs(ctx.path("ref_logps.json"), key, model, pairs,
+                                                                 **settings)
+
+
 def run(recipe, ctx) -> dict:
     cfg: AlignConfig = recipe.align
     seed = cfg.seed if cfg.seed is not None else recipe.seed
@@ -106,24 +119,25 @@ def run(recipe, ctx) -> dict:
     log.info("align: %d train pairs, %d dev pairs, %d dropped, policy %s", len(train_pairs), len(dev_pairs),
              dropped, model_name)
 
-    device = pick_device(recipe.device)
+    # the process layout first (it picks this rank's GPU): FSDP2 for full fine-tuning over several processes,
+    # replicas for LoRA, one process otherwise (findap.training.parallel)
+    parallel = parallel_layouts.start("auto", cfg.finetune)
+    device = parallel.device(pick_device(recipe.device))
     log.info("align: precision %s", describe_precision(device, recipe.precision, training=True))
     with keep_freed_memory(device.type == "cpu"):  # large temporaries reuse faulted pages: see findap.host_memory
         torch.manual_seed(seed)  # LoRA initialisation and dropout: a rerun (or a resumed run) repeats the same run
         model = drop_stale_gguf_marker(load_model(model_name, device=device))
-        pairs = train_pairs + dev_pairs
-        settings = dict(row_tokens=cfg.row_tokens, share_prompt=cfg.share_prompt, chunk=cfg.loss_chunk_tokens,
-                        precision=recipe.precision)
-        key = reference_key(model_name, tokenizer, pairs, max_length=cfg.max_length, **settings)
-        ref = cached_reference_logprobs(ctx.path("ref_logps.json"), key, model, pairs, **settings)
+        ref = reference_logps(ctx, model_name, tokenizer, model, train_pairs + dev_pairs, cfg, recipe.precision,
+                              parallel)
         if cfg.finetune == "lora":
             model = apply_lora(model, cfg)
-        parallel = SingleProcess()  # alignment runs in one process
-        summary = train(
+        model = parallel.wrap(model, device=device, precision=recipe.precision)
+        trainer = align_trainer(
             model, train_pairs, dev_pairs, ref, cfg, seed=seed, precision=recipe.precision,
             checkpoint_dir=ctx.path("checkpoint"),
             save_best=lambda m: parallel.save_model_dir(m, tokenizer, ctx.path("model")),
             log=ctx.log_metrics, parallel=parallel,
         )
-        del model, ref  # freed inside the block, so its end hands their memory back to the OS
+        summary = summarize(trainer.fit(), train_pairs, dev_pairs)
+        del model, ref, trainer  # freed inside the block, so its end hands their memory back to the OS
     return {**summary, "dropped_pairs": dropped, "model": str(ctx.path("model")), "policy": model_name}

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from findap.engines.config import SectionWithEngine, engine_config_variant, moved_into_engine
+
 
 class SourceConfig(BaseModel):
     """One input of the curation: a converter applied to a file, folder or `hf:<dataset-id>`."""
@@ -20,7 +22,8 @@ class SourceConfig(BaseModel):
         None, description="Converter name from findap.curate.sources.CONVERTERS; defaults to `name`."
     )
     path: str | None = Field(
-        None, description="File/folder (relative paths resolve against data_root) or hf:<id>[:<config>][@split]."
+        None, description="File/folder (relative paths resolve against the data root: findap.data_root) or "
+        "hf:<id>[:<config>][@split]."
     )
     limit: int | None = Field(None, ge=1, description="Keep at most this many examples (first rows, deterministic).")
     domain: Literal["finance", "general", "math"] | None = Field(None, description="Override the converter's domain.")
@@ -46,16 +49,23 @@ class GroupConfig(BaseModel):
     sources: list[str] = Field(default_factory=list, description="Names of sources (from curate.sources) added here.")
 
 
-class JudgeConfig(BaseModel):
+CurateJudgeEngine = engine_config_variant(
+    "CurateJudgeEngine", __name__, "The curation judge's engine: batches of 8 (a batch is also the judge's "
+    "checkpoint) and, on an openai endpoint, 16 requests in flight.", batch_size=8, concurrency=16,
+    descriptions={"model": "the judge: findap model name, hub id or path (hf, vllm), or the served model name "
+                  "(openai); None: the recipe model"})
+
+
+class JudgeConfig(SectionWithEngine):
     """LLM-judge text filter: 0-5 additive financial-educational-value score as JSON."""
 
     model_config = ConfigDict(extra="forbid")
+    moved_fields = moved_into_engine()
 
     enabled: bool = Field(True, description="Score texts with the judge (and the distilled classifier).")
-    engine: Literal["hf", "openai", "vllm"] = Field("hf", description="Engine kind (findap.engines).")
-    model: str | None = Field(None, description="Judge model; defaults to the recipe model.")
-    base_url: str | None = Field(None, description="openai engine: endpoint, e.g. http://127.0.0.1:8000/v1.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: environment variable holding the key.")
+    engine: CurateJudgeEngine = Field(
+        default_factory=CurateJudgeEngine, description="The judge model and its engine (findap.engines); requests "
+        "per engine call (engine.batch_size) are also the checkpoint granularity.")
     kinds: list[Literal["cpt", "it"]] = Field(["cpt"], description="Which example kinds the filter applies to.")
     domains: list[Literal["finance", "general", "math"]] = Field(
         ["finance"], description="Which domains it applies to (the rubric rates financial educational value)."
@@ -65,12 +75,6 @@ class JudgeConfig(BaseModel):
     max_chars: int = Field(2000, ge=200, description="Texts are cut to this many characters for the judge.")
     max_new_tokens: int = Field(160, ge=16, description="Generation budget for one judgement.")
     retries: int = Field(2, ge=0, description="Extra sampled attempts when the answer cannot be parsed.")
-    batch_size: int = Field(8, ge=1, description="Requests per engine call (also the checkpoint granularity).")
-    concurrency: int = Field(
-        16, ge=1, description="openai engine: requests in flight at once (a batched server such as vLLM serves them "
-        "together); keep batch_size at least this.")
-    max_batch_tokens: int | None = Field(16384, ge=16, description="hf engine: most tokens per forward pass, "
-                                         "counted padded (prompt + new tokens); None: rows only")
     on_failure: Literal["keep", "drop"] = Field(
         "keep", description="What to do with a text whose judgement never parsed (always counted)."
     )
@@ -224,7 +228,9 @@ class CurateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Run this stage.")
-    data_root: str = Field("../shared/data", description="Folder that relative source paths resolve against.")
+    data_root: str | None = Field(
+        None, description="Set by the stage from the recipe's top-level data_root (findap.data_root); in a recipe, "
+        "set data_root at the top instead. None: FINDAP_DATA, else the default.")
     sources: list[SourceConfig] = Field(default_factory=_default_sources, description="All inputs.")
     groups: list[GroupConfig] = Field(default_factory=_default_groups, description="Curriculum groups, in order.")
     eval_holdout: float = Field(

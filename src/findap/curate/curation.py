@@ -23,6 +23,7 @@ from findap.curate.mixture import (
     share_warnings,
 )
 from findap.curate.shards import CONTRACT_FIELDS, contract_row
+from findap.data_root import data_root
 from findap.io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,9 @@ def default_judge(cfg: CurateConfig, model: str, device: str = "auto", precision
     judge = cfg.judge
 
     def make():
-        from findap.engines import EngineSpec, make_engine
+        from findap.engines import make_engine
 
-        return make_engine(EngineSpec(kind=judge.engine, model=judge.model or model, base_url=judge.base_url,
-                                      api_key_env=judge.api_key_env, batch_size=judge.batch_size,
-                                      max_batch_tokens=judge.max_batch_tokens, device=device, precision=precision,
-                                      extra={"concurrency": judge.concurrency}))
+        return make_engine(judge.engine.resolve(model=model, device=device, precision=precision))
 
     return make
 
@@ -130,6 +128,7 @@ def assemble_manifest(plan, timings: dict[str, float], memory: dict[str, dict[st
         "input_docs": n_input, "docs_per_s": round(n_input / wall, 1) if wall > 0 else None,
         "wall_s": round(wall, 2), "block_s": timings, "block_memory_gb": memory,
         "executor": plan.config.executor,
+        "data_root": str(data_root(plan.config.data_root).path),  # what relative source paths resolved against
         "sources": reports,
         "filters": {"min_words": found["min_words"], "dedup": found["dedup"],
                     "decontam": {k: decontam[k] for k in ("removed", "eval_source", "skipped_tasks")}

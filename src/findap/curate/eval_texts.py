@@ -86,9 +86,9 @@ def _why_unchecked(spec, err: Exception) -> str:
 
 def from_registry(data_root: str | Path | None = None) -> tuple[dict[str, list[list[str]]], dict[str, str]] | None:
     """({task: one probe list per scored doc}, {task: why it was not checked}) from FinEval, or None if there is
-    no registry. Local tasks read FINDAP_DATA (or `data_root`); hub-only tasks are read from the Hugging Face
-    cache in offline mode, so curation never downloads and a task whose data is not on disk is listed, not
-    silently skipped."""
+    no registry. Local tasks read the data root (`data_root`, else findap.data_root's rule); hub-only tasks are
+    read from the Hugging Face cache in offline mode, so curation never downloads and a task whose data is not on
+    disk is listed, not silently skipped."""
     try:
         from findap.eval.registry import all_specs, broken_tasks
     except ImportError:
@@ -144,7 +144,9 @@ def _eval_only_files(root: Path) -> dict[str, list]:
 
 
 def from_files(cfg: CurateConfig) -> dict[str, list]:
-    root = Path(cfg.data_root)
+    from findap.data_root import data_root
+
+    root = data_root(cfg.data_root).path
     texts: dict[str, list[str]] = {}
     for converter in DUAL_USE:
         if (root / CONVERTERS[converter].default_path).exists():

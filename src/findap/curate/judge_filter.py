@@ -77,8 +77,8 @@ def judge_examples(
     labels = {row["id"]: row for row in read_jsonl_tolerant(checkpoint)} if checkpoint else {}
     todo = [ex for ex in examples if ex["id"] not in labels]
     settings = JudgeSettings(max_new_tokens=cfg.max_new_tokens, retries=cfg.retries, seed=seed)
-    for start in range(0, len(todo), cfg.batch_size):
-        batch = todo[start : start + cfg.batch_size]
+    for start in range(0, len(todo), cfg.engine.batch_size):  # one engine call per checkpointed batch
+        batch = todo[start : start + cfg.engine.batch_size]
         prompts = [judge_prompt(example_text(ex), cfg.max_chars) for ex in batch]
         for ex, judgement in zip(batch, run_judge(engine, prompts, parse_score, settings, progress=progress)):
             score, why = judgement.value if judgement.ok else (None, "")

@@ -5,8 +5,9 @@ from findap.curate.curation import curate, decontam_coverage, default_judge
 
 
 def run(recipe, ctx) -> dict:
-    judge = default_judge(recipe.curate, recipe.model, recipe.device, recipe.precision)
-    manifest = curate(recipe.curate, ctx.dir, model=recipe.model, seed=recipe.seed, make_judge=judge)
+    cfg = recipe.curate.model_copy(update={"data_root": str(recipe.data_dir.path)})  # findap.data_root's rule
+    judge = default_judge(cfg, recipe.model, recipe.device, recipe.precision)
+    manifest = curate(cfg, ctx.dir, model=recipe.model, seed=recipe.seed, make_judge=judge)
     summary = summarize(manifest)
     ctx.log_metrics({"curate": summary})
     return summary

@@ -566,7 +566,7 @@ def write_rows(writer: ChunkedParquetWriter, rows: Iterator[dict], chunk_rows: i
 def merged_rows(pieces: list[Path], scratch: Path) -> Iterator[dict]:
     """The rows of all pieces in position order, without their positions, at most MERGE_FAN_IN pieces open at a
     time. A corpus has a piece per shard, so one flat merge would hold a row group of every shard at once (its
-    memory grows with the corpus: 0.65 -> 1.2 GB from 10K to 1M documents); instead pieces are first merged
+    memory grows with the corpus: docs/log.md, 2026-12-01); instead pieces are first merged
     MERGE_FAN_IN at a time into sorted runs under `scratch`, then the runs, until few enough remain."""
     level = 0
     while len(pieces) > MERGE_FAN_IN:

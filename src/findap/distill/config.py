@@ -5,24 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class EngineChoice(BaseModel):
-    """Which model answers, through which engine (fields of `findap.engines.EngineSpec`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["hf", "openai", "vllm"] = Field("hf", description="hf (local), openai (any compatible endpoint), vllm.")
-    model: str | None = Field(None, description="Model name/path; None: the stage's policy model.")
-    base_url: str | None = Field(None, description="openai: endpoint, e.g. http://127.0.0.1:8000/v1.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the key.")
-    batch_size: int = Field(16, ge=1, description="Requests per batch.")
-    max_batch_tokens: int | None = Field(
-        16384, ge=16, description="hf engine: most tokens per forward pass, counted padded: rows x longest row, "
-        "prompt + new tokens when generating; bounds inference memory (docs/memory.md); None: rows only.")
-    max_length: int = Field(2048, ge=64, description="Context window used for prompt + generation.")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N.")
-    precision: str = Field("auto", description="auto, bf16, fp16, fp32.")
-    cache_path: str | None = Field(None, description="sqlite request cache (greedy requests only); None: off.")
+from findap.engines.config import EngineConfig
 
 
 class PromptSource(BaseModel):
@@ -34,7 +17,8 @@ class PromptSource(BaseModel):
         description="exercises: findap's demo finance calculations; cfa: CFA-Easy JSON; gsm8k: GSM8K JSONL "
         "(`#### N`); tatqa: TAT-QA JSON (arithmetic/count questions); jsonl: any file with question + answer."
     )
-    path: str | None = Field(None, description="File to read; exercises: None = the shipped demo file.")
+    path: str | None = Field(None, description="File to read, relative to the data root (findap.data_root); exercises: "
+                                  "None = the shipped demo file.")
     limit: int | None = Field(None, ge=1, description="Use at most this many prompts from this source.")
     question_field: str = Field("question", description="jsonl: field holding the question.")
     answer_field: str = Field("answer", description="jsonl: field holding the gold answer.")
@@ -49,8 +33,12 @@ class DistillConfig(BaseModel):
         default_factory=lambda: [PromptSource(kind="exercises", limit=200)],
         description="Prompt sets, read in order.",
     )
-    policy: EngineChoice = Field(default_factory=EngineChoice, description="The model whose solutions are sampled.")
-    judge: EngineChoice | None = Field(None, description="GenORM/GenPRM judge; None: the policy model judges itself.")
+    policy: EngineConfig = Field(
+        default_factory=EngineConfig, description="The model whose solutions are sampled, and its engine; model "
+        "None: the stage's policy (the trained model, else the recipe model).")
+    judge: EngineConfig | None = Field(
+        None, description="GenORM/GenPRM judge and its engine; model None: the stage's policy (as for policy). None: "
+        "the policy engine judges itself.")
     n_samples: int = Field(4, ge=1, description="Solutions sampled per prompt.")
     temperature: float = Field(0.8, ge=0.0, description="Sampling temperature of the policy.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")

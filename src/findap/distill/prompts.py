@@ -15,8 +15,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from findap.datasets import RowError, tatqa
+from findap.datasets.gsm8k import split_answer
 from findap.io import DataError, read_records
-from findap.splits import DEFAULT_EVAL_FRACTION, reserved_for_eval, tatqa_report_text
+from findap.splits import DEFAULT_EVAL_FRACTION, reserved_for_eval
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,6 @@ def load_cfa(path: str, limit: int | None = None,
     return items
 
 
-def _gsm8k_solution(answer: str) -> tuple[str, str]:
-    """(worked solution without calculator annotations, final number) from '...<<48/2=24>>24...\n#### 72'."""
-    body, _, final = answer.rpartition("####")
-    body = re.sub(r"<<[^>]*>>", "", body).strip()
-    return body, final.strip().replace(",", "")
-
-
 def load_gsm8k(path: str, limit: int | None = None,
                eval_holdout: float = DEFAULT_EVAL_FRACTION) -> list[ReasoningItem]:
     rows = read_records(path, required=("question", "answer"))
@@ -73,15 +68,13 @@ def load_gsm8k(path: str, limit: int | None = None,
             continue
         if limit is not None and len(items) >= limit:
             break
-        if "####" not in row["answer"]:
-            raise DataError(path, i + 1, "answer", "GSM8K answers end with '#### <number>'")
-        solution, final = _gsm8k_solution(row["answer"])
-        items.append(ReasoningItem(f"gsm8k-{i:05d}", row["question"], final, "number", "gsm8k", solution, "math"))
+        try:
+            solution = split_answer(row["answer"])  # worked steps without calculator annotations, final number
+        except RowError as err:
+            raise DataError(path, i + 1, err.field, err.problem) from None
+        items.append(ReasoningItem(f"gsm8k-{i:05d}", row["question"], solution.number, "number", "gsm8k",
+                                   solution.steps, "math"))
     return items
-
-
-def _table_text(table: list[list[str]]) -> str:
-    return "\n".join(" | ".join(cell.strip() for cell in row) for row in table)
 
 
 def load_tatqa(path: str, limit: int | None = None,
@@ -91,19 +84,24 @@ def load_tatqa(path: str, limit: int | None = None,
     docs = json.loads(Path(path).read_text(encoding="utf-8"))
     items: list[ReasoningItem] = []
     for d, doc in enumerate(docs):
-        for field in ("table", "paragraphs", "questions"):
-            if field not in doc:
-                raise DataError(path, f"document {d}", field, "missing")
-        if reserved_for_eval("tatqa", tatqa_report_text(doc), eval_holdout):
+        try:
+            report = tatqa.read_report(doc)
+        except RowError as err:
+            raise DataError(path, f"document {d}", err.field, err.problem) from None
+        if reserved_for_eval("tatqa", report.key_text, eval_holdout):
             continue
-        context = _table_text(doc["table"]["table"]) + "\n\n" + "\n".join(p["text"] for p in doc["paragraphs"])
-        for q in doc["questions"]:
-            if q.get("answer_type") not in ("arithmetic", "count"):
+        context = f"{report.table}\n\n{report.text}"  # the table and the text, without headings
+        for raw in report.questions:
+            if not isinstance(raw, dict) or raw.get("answer_type") not in ("arithmetic", "count"):
                 continue
-            scale = f" (answer in {q['scale']})" if q.get("scale") else ""
-            question = f"{context}\n\nQuestion: {q['question']}{scale}"
-            derivation = f"{q['derivation']} = {q['answer']}" if q.get("derivation") else None
-            items.append(ReasoningItem(f"tatqa-{q['uid']}", question, str(q["answer"]), "number", "tatqa", derivation))
+            try:
+                q = tatqa.read_question(raw)
+            except RowError as err:
+                raise DataError(path, f"document {d}", err.field, err.problem) from None
+            scale = f" (answer in {q.scale})" if q.scale else ""
+            question = f"{context}\n\nQuestion: {q.question}{scale}"
+            derivation = f"{q.derivation} = {q.answer}" if q.derivation else None
+            items.append(ReasoningItem(f"tatqa-{q.uid}", question, str(q.answer), "number", "tatqa", derivation))
             if limit and len(items) >= limit:
                 return items
     return items

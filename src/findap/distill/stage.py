@@ -5,25 +5,20 @@ Outputs in the stage directory: `pairs.jsonl`, `dev_pairs.jsonl`, `stats.json`, 
 """
 from __future__ import annotations
 
-from findap.distill.config import DistillConfig, EngineChoice
+from findap.distill.config import DistillConfig
 from findap.distill.driver import distill_items
 from findap.distill.prompts import load_source
-from findap.engines import EngineSpec, make_engine
+from findap.engines import make_engine
 
 
-def engine_spec(choice: EngineChoice, default_model: str) -> EngineSpec:
-    values = choice.model_dump()
-    values["model"] = values["model"] or default_model
-    return EngineSpec(**values)
-
-
-def build_engines(cfg: DistillConfig, default_model: str):
-    """(policy, judge); the judge is the policy engine itself unless configured, so one model loads once."""
-    policy_spec = engine_spec(cfg.policy, default_model)
+def build_engines(cfg: DistillConfig, default_model: str, device: str = "auto", precision: str = "auto"):
+    """(policy, judge); the judge is the policy engine itself unless configured, so one model loads once.
+    `device`, `precision`: the recipe's, for engine settings that leave them to it."""
+    policy_spec = cfg.policy.resolve(model=default_model, device=device, precision=precision)
     policy = make_engine(policy_spec)
     if cfg.judge is None:
         return policy, policy
-    judge_spec = engine_spec(cfg.judge, default_model)
+    judge_spec = cfg.judge.resolve(model=default_model, device=device, precision=precision)
     return policy, (policy if judge_spec == policy_spec else make_engine(judge_spec))
 
 
@@ -32,13 +27,15 @@ def run(recipe, ctx) -> dict:
     seed = cfg.seed if cfg.seed is not None else recipe.seed
     default_model = str(ctx.inputs.get("policy") or recipe.model)
     # the same share curation reserves for FinEval: no prompt comes from a scored portion
-    items = [item for source in cfg.sources for item in load_source(source, recipe.curate.eval_holdout)]
+    sources = [s.model_copy(update={"path": str(recipe.data_dir.resolve(s.path))}) if s.path else s
+               for s in cfg.sources]  # dataset paths resolve against the data root (findap.data_root)
+    items = [item for source in sources for item in load_source(source, recipe.curate.eval_holdout)]
     if not items:
         raise ValueError("distill: the configured sources hold no prompts")
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
         raise ValueError("distill: two prompts share an id; give each source distinct files or ids")
-    policy, judge = build_engines(cfg, default_model)
+    policy, judge = build_engines(cfg, default_model, recipe.device, recipe.precision)
     ctx.logger().info("distill: %d prompts, policy %s, judge %s", len(items), cfg.policy.model or default_model,
                       (cfg.judge.model if cfg.judge else None) or "policy")
     stats = distill_items(items, policy, judge, cfg, ctx.dir, seed)

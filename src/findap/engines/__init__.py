@@ -1,22 +1,22 @@
 """Generation and scoring engines shared by eval, curate and distill.
 
-`make_engine(spec)` builds one backend; each backend is imported only when asked for, so the optional GPU
+`make_engine(spec)` builds one backend from an EngineSpec (findap.engines.config: `EngineConfig.resolve` makes one
+from a recipe section's engine settings); each backend is imported only when asked for, so the optional GPU
 package (vllm) is never imported by users who do not choose it.
 """
 from __future__ import annotations
 
-from dataclasses import fields
-
 from findap.engines.base import (
     Engine,
-    EngineSpec,
     GenerationRequest,
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from findap.engines.config import EngineConfig, EngineSpec
 
 __all__ = [
     "Engine",
+    "EngineConfig",
     "EngineSpec",
     "GenerationRequest",
     "LoglikelihoodRequest",
@@ -25,10 +25,11 @@ __all__ = [
 ]
 
 
-def make_engine(spec: EngineSpec | dict | object, **kwargs) -> Engine:
+def make_engine(spec: EngineSpec | dict, **kwargs) -> Engine:
     """Build the engine a spec names: `hf` (local transformers), `openai` (an OpenAI-compatible endpoint) or
-    `vllm` (optional GPU extra). Accepts an EngineSpec, a dict, or any config object with EngineSpec's fields
-    (e.g. a recipe section). `kwargs` go to the engine (HFEngine takes `model=` and `tokenizer=`)."""
+    `vllm` (optional GPU extra). Accepts an EngineSpec or a dict of its fields; a recipe section's EngineConfig
+    becomes one with `EngineConfig.resolve` (which fills in what the config leaves to its section). `kwargs` go
+    to the engine (HFEngine takes `model=` and `tokenizer=`)."""
     spec = _as_spec(spec)
     if spec.kind == "hf":
         from findap.engines.hf import HFEngine
@@ -48,14 +49,11 @@ def make_engine(spec: EngineSpec | dict | object, **kwargs) -> Engine:
 def _as_spec(spec) -> EngineSpec:
     if isinstance(spec, EngineSpec):
         return spec
-    names = {f.name for f in fields(EngineSpec)}
-    if isinstance(spec, dict):
-        values = dict(spec)
-    elif hasattr(spec, "model_dump"):  # a pydantic config section
-        values = spec.model_dump()
-    else:
-        values = {n: getattr(spec, n) for n in names if hasattr(spec, n)}
-    unknown = sorted(set(values) - names)
+    if isinstance(spec, EngineConfig):
+        raise TypeError("make_engine takes an EngineSpec: build it with EngineConfig.resolve(model=...), which "
+                        "fills in what the config leaves to its section")
+    values = dict(spec)
+    unknown = sorted(set(values) - set(EngineSpec.model_fields))
     if unknown:
-        raise ValueError(f"engine spec: unknown field(s) {unknown}; allowed: {sorted(names)}")
+        raise ValueError(f"engine spec: unknown field(s) {unknown}; allowed: {sorted(EngineSpec.model_fields)}")
     return EngineSpec(**values)

@@ -1,12 +1,15 @@
 """The engine contract: what eval, curate (judge) and distill (policy, judges) ask of a model.
 
 An engine turns requests into text or log-probabilities. Backends (hf, openai, vllm) implement the same two
-methods so every caller is backend-agnostic.
+methods so every caller is backend-agnostic. What an engine is built from (`EngineSpec`, made from the
+`EngineConfig` of a recipe section or a command's flags) is declared in findap.engines.config.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence, Union
+from dataclasses import dataclass
+from typing import Protocol, Sequence, Union
+
+from findap.engines.config import EngineConfig, EngineKind, EngineSpec  # noqa: F401  (the contract's settings)
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 Prompt = Union[str, list[Message]]  # plain text is sent as-is; a message list goes through the chat template
@@ -43,25 +46,3 @@ class Engine(Protocol):
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], progress: bool = True
     ) -> list[LoglikelihoodResult]: ...
-
-
-EngineKind = Literal["hf", "openai", "vllm"]
-
-
-@dataclass
-class EngineSpec:
-    """How to reach a model. `model` is a findap model name, hub id or path (hf, vllm) or a served model name."""
-
-    kind: EngineKind = "hf"
-    model: str = "smollm2-135m-instruct"
-    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
-    api_key_env: str = "OPENAI_API_KEY"  # openai: the key is read from this environment variable, never a file
-    batch_size: int = 16  # most rows per forward
-    # most tokens per forward, counted padded: rows x longest row (prompt + new tokens when generating, since the
-    # KV cache grows to that). Bounds inference memory whatever the prompt lengths; None: rows only. docs/memory.md
-    max_batch_tokens: int | None = 16384
-    max_length: int = 2048
-    device: str = "auto"
-    precision: str = "auto"
-    cache_path: str | None = None  # sqlite request cache; None disables it
-    extra: dict = field(default_factory=dict)

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
-from findap.engines.batching import length_sorted_batches
+from findap.engines.token_budget import length_sorted_batches
 from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
 from findap.engines.decoding import RowSettings, decode_output, generate_batch
 from findap.engines.scoring import has_plain_head, plan_groups, score_groups

@@ -41,7 +41,7 @@ class OpenAIEngine:
         self.base_url = spec.base_url.rstrip("/")
         self.max_retries = int(spec.extra.get("max_retries", 5))
         self.backoff_s = float(spec.extra.get("backoff_s", 1.0))
-        self.concurrency = int(spec.extra.get("concurrency", 4))
+        self.concurrency = spec.concurrency
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(spec.api_key_env)
         if key:

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 import torch
 
 from findap.engines.base import LoglikelihoodResult
-from findap.engines.batching import length_sorted_batches
+from findap.engines.token_budget import length_sorted_batches
 
 # Model families whose causal-LM head is exactly `lm_head(decoder(x))` (no logit soft-capping or scaling), so the
 # head can be applied to the few target positions only. Others fall back to the full forward.

@@ -2,7 +2,7 @@
 
 /v1/completions supports `echo` + `logprobs`, so any OpenAI-style client (ours included) can score multiple choice
 against a model served here. One model per process; generation requests that arrive together are decoded as one
-batch (batcher.py), and nothing else touches the model concurrently.
+batch (request_batcher.py), and nothing else touches the model concurrently.
 
     python -m findap.engines.server --model smollm2-135m-instruct --port 8000
 """
@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from findap.engines.base import EngineSpec, GenerationRequest
-from findap.engines.batcher import Batcher
+from findap.engines.request_batcher import Batcher
+from findap.engines.options import SERVE_FLAGS, add_arguments, config_from
 from findap.engines.text import encode_prompt, normalise_stop
 
 
@@ -278,15 +279,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m findap.engines.se
     parser.add_argument("--served-name", default=None, help="the model name clients send (default: --model)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", help="auto, bf16, fp16 or fp32")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=2048)
-    parser.add_argument("--cache-path", default=None, help="SQLite request cache (off by default)")
-    args = parser.parse_args(argv)
-    spec = EngineSpec(kind="hf", model=args.model, batch_size=args.batch_size, max_length=args.max_length,
-                      device=args.device, precision=args.precision, cache_path=args.cache_path)
-    serve(spec, args.host, args.port, args.served_name)
+    add_arguments(parser, SERVE_FLAGS)
+    args = vars(parser.parse_args(argv))
+    spec = config_from(SERVE_FLAGS, args, kind="hf").resolve(model=args["model"])
+    serve(spec, args["host"], args["port"], args["served_name"])
 
 
 if __name__ == "__main__":

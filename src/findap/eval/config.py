@@ -3,29 +3,37 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
+
+from findap.engines.config import EngineConfig, SectionWithEngine, engine_config_variant, moved_into_engine
+from findap.engines.options import flags
 
 # Tasks whose data sits in the shared data directory, so a fresh offline checkout can run them.
 DEFAULT_TASKS = ["fpb", "fomc", "ner", "tatqa", "flare_german", "mmlu_finance", "cfa_easy", "arc"]
 
 
-class JudgeEngineConfig(BaseModel):
+EvalJudgeEngine = engine_config_variant(
+    "EvalJudgeEngine", __name__, "The eval judge's engine: an API model by default (the paper used GPT-4o), so "
+    "the model is required and the backend is openai.", kind="openai", model=...,
+    descriptions={"model": "the judge: served model name (openai), or findap model name, hub id or path"})
+
+
+class EvalJudgeConfig(SectionWithEngine):
     """The LLM judge for judge-scored tasks (MT-bench, FinanceBench). The paper used GPT-4o through an API."""
 
     model_config = ConfigDict(extra="forbid")
+    moved_fields = moved_into_engine()
 
-    engine: Literal["hf", "openai", "vllm"] = Field("openai", description="judge engine backend")
-    model: str = Field(description="judge model: served model name (openai) or findap name / hub id / path")
-    base_url: str | None = Field(None, description="openai engine: endpoint, e.g. https://api.openai.com/v1")
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the judge's API key")
+    engine: EvalJudgeEngine = Field(
+        description="judge model and engine (findap.engines); engine.model: served model name (openai) or findap "
+        "name / hub id / path")
     max_new_tokens: int = Field(1024, ge=16, description="judge answer budget (reasoning first, verdict last)")
     retries: int = Field(2, ge=0, description="re-asks for unparsable verdicts before counting a parse failure")
-    max_batch_tokens: int | None = Field(16384, ge=16, description="hf engine: most tokens per forward pass, "
-                                         "counted padded (prompt + new tokens); None: rows only")
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(SectionWithEngine):
     model_config = ConfigDict(extra="forbid")
+    moved_fields = moved_into_engine("model")
 
     enabled: bool = Field(True, description="run the eval stage")
     tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS),
@@ -50,17 +58,31 @@ class EvalConfig(BaseModel):
                                    description="extra models to evaluate, label -> name or path")
     include: list[str] = Field(default_factory=lambda: ["base", "cpt_it", "pa"],
                                description="which of this run's models to evaluate (base, cpt_it, pa) when present")
-    engine: Literal["hf", "openai", "vllm"] = Field("hf", description="engine backend")
-    base_url: str | None = Field(None, description="openai engine: endpoint, e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: environment variable holding the key")
-    batch_size: int = Field(16, ge=1, description="requests per forward pass")
-    max_batch_tokens: int | None = Field(
-        16384, ge=16, description="most tokens per forward pass of the local model (hf engine), counted padded: "
-        "rows x longest row, prompt + new tokens when generating; bounds inference memory (docs/memory.md); "
-        "None: rows only")
-    max_length: int = Field(2048, ge=16, description="longest prompt + answer in tokens")
-    judge: JudgeEngineConfig | None = Field(
+    engine: EngineConfig = Field(
+        default_factory=EngineConfig, description="how the evaluated models are run (findap.engines); the model is "
+        "each evaluated one (include, models), so engine.model stays unset; engine.cache_path None: cache.sqlite in "
+        "the stage folder")
+    judge: EvalJudgeConfig | None = Field(
         None, description="judge for judge-scored tasks; None leaves their answers stored, marked needs_judge")
     task_sets: dict[str, list[str]] = Field(
         default_factory=dict, description="named sets of tasks whose mean headline score the report shows, with its "
         "95% interval and the paired difference to the base model, e.g. {finance_trained: [fpb, fomc, ner]}")
+
+    @field_validator("engine")
+    @classmethod
+    def _no_model(cls, engine: EngineConfig) -> EngineConfig:
+        if engine.model is not None:
+            raise ValueError(f"model {engine.model!r}: the eval engine runs each evaluated model (eval.include, "
+                             "eval.models); add this one as eval.models.LABEL=" + engine.model)
+        return engine
+
+
+# `findap eval` flags of the engine settings (findap.engines.options): eval.engine's, and the judge's
+EVAL_ENGINE_FLAGS = flags(EngineConfig, "kind", "base_url", "api_key_env", "batch_size", "max_batch_tokens",
+                          "max_length", "device", "precision", renamed={"kind": "--engine"})
+EVAL_JUDGE_FLAGS = flags(EvalJudgeEngine, "model", "kind", "base_url", "api_key_env", prefix="judge-",
+                         renamed={"kind": "--judge-engine", "api_key_env": "--judge-key-env"},
+                         helps={"model": "judge for MT-bench/FinanceBench (e.g. gpt-4o)",
+                                "kind": "judge engine: openai, hf or vllm",
+                                "base_url": "judge endpoint (openai engine)",
+                                "api_key_env": "environment variable holding the judge's key"})

@@ -2,9 +2,10 @@
 
 Every loader is `fn(root: Path, spec: TaskSpec, **args) -> list[dict]`, registered by name and referenced from
 a task YAML. Paths are relative to the data root ($FINDAP_DATA) unless absolute. Bad rows raise
-`findap.io.DataError` naming file, line and field. Generic formats go through `findap.io.read_records`; the
-original formats that no generic reader knows (FPB `sentence@label`, CoNLL, German credit, ECTSum folders,
-TAT-QA nesting, CFA choices inside the text, LLM-Adapters options inside the instruction) are parsed here.
+`findap.io.DataError` naming file, line and field. Generic formats go through `findap.io.read_records`. The
+datasets that curation and distillation read too (FPB `sentence@label`, FiNER CoNLL, FOMC, German credit, TAT-QA
+nesting, CFA choices inside the text, GSM8K `#### N`) are parsed in findap.datasets, so a row reads the same on
+every side; the other original formats (ECTSum folders, LLM-Adapters options inside the instruction, ...) here.
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import random
 import re
 from pathlib import Path
 
+from findap.datasets import RowError, cfa, finer, fomc, fpb, tatqa
+from findap.datasets.finer import entity_spans
+from findap.datasets.german_credit import decode_row
+from findap.datasets.gsm8k import split_answer
 from findap.io import DataError, read_records, read_text
 from findap.eval.availability import hub_dataset_source
-from findap.german_credit import CreditRowError, decode_row
 from findap.eval.registry import register_loader
 from findap.eval.task import LETTERS
-from findap.splits import tatqa_report_text
 
 
 def _path(root: Path, path: str) -> Path:
@@ -77,13 +80,13 @@ def load_fpb(root, spec, path: str) -> list[dict]:
     for lineno, line in enumerate(_lines(file), 1):
         if not line.strip():
             continue
-        text, sep, label = line.rpartition("@")
-        if not sep:
-            raise DataError(file, lineno, "label", "expected 'sentence@label'")
-        label = label.strip()
-        if spec.labels and label not in spec.labels:
-            raise DataError(file, lineno, "label", f"{label!r} is not one of {spec.labels}")
-        docs.append({"id": f"fpb-{lineno}", "text": text.strip(), "gold": label})
+        try:
+            row = fpb.parse_line(line)
+        except RowError as err:
+            raise DataError(file, lineno, err.field, err.problem) from None
+        if spec.labels and row.label not in spec.labels:
+            raise DataError(file, lineno, "label", f"{row.label!r} is not one of {spec.labels}")
+        docs.append({"id": f"fpb-{lineno}", "text": row.sentence, "gold": row.label})
     return docs
 
 
@@ -92,77 +95,32 @@ def load_fomc(root, spec, path: str, label_names: tuple = ("dovish", "hawkish", 
     """FOMC hawkish-dovish xlsx: columns sentence, label (0 dovish, 1 hawkish, 2 neutral)."""
     file = _path(root, path)
     docs = []
-    for line, row in _records(file, required=("sentence", "label")):
+    for line, row in _records(file, required=fomc.COLUMNS):
         try:
-            label = label_names[int(row["label"])]
-        except (ValueError, IndexError):
-            raise DataError(file, line, "label", f"{row['label']!r} is not 0, 1 or 2") from None
-        docs.append({"id": f"fomc-{line}", "text": str(row["sentence"]).strip(), "gold": label})
+            parsed = fomc.parse_row(row["sentence"], row["label"])
+        except RowError as err:
+            raise DataError(file, line, err.field, err.problem) from None
+        docs.append({"id": f"fomc-{line}", "text": parsed.sentence, "gold": label_names[parsed.code]})
     return docs
-
-
-def _iob1_to_iob2(tags: list[str]) -> list[str]:
-    """FiNER uses I- for every entity token; a span starts where the type changes or follows O."""
-    out, prev = [], "O"
-    for tag in tags:
-        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
-            tag = "B-" + tag[2:]
-        out.append(tag)
-        prev = tag
-    return out
-
-
-def spans_from_tags(tokens: list[str], tags: list[str]) -> list[tuple[str, str]]:
-    """IOB2 tags -> [(entity text, TYPE)] in sentence order."""
-    spans, cur, ctype = [], [], None
-    for tok, tag in zip(tokens, tags):
-        if tag.startswith("B-") or (tag.startswith("I-") and tag[2:] != ctype):
-            if cur:
-                spans.append((" ".join(cur), ctype))
-            cur, ctype = [tok], tag[2:]
-        elif tag.startswith("I-"):
-            cur.append(tok)
-        else:
-            if cur:
-                spans.append((" ".join(cur), ctype))
-            cur, ctype = [], None
-    if cur:
-        spans.append((" ".join(cur), ctype))
-    return spans
 
 
 @register_loader("conll_ner")
 def load_conll(root, spec, path: str, min_entities: int = 1) -> list[dict]:
-    """CoNLL `token POS chunk TAG` lines, blank line between sentences; types outside spec.entity_types -> O."""
+    """CoNLL `token POS chunk TAG` lines, blank line between sentences (findap.datasets.finer); IOB1 tags become
+    IOB2, types outside spec.entity_types -> O."""
     file = _path(root, path)
     keep = set(spec.entity_types)
-    docs, tokens, tags, start = [], [], [], 0
 
-    def flush():
-        if tokens:
-            iob = _iob1_to_iob2([t if t[2:] in keep else "O" for t in tags])
-            ents = spans_from_tags(tokens, iob)
-            if len(ents) >= min_entities:
-                docs.append({"id": f"ner-{start}", "text": " ".join(tokens), "tokens": list(tokens), "tags": iob,
-                             "gold": iob, "entities": ents})
-        tokens.clear()
-        tags.clear()
+    def bad(lineno: int, err: RowError) -> None:
+        raise DataError(file, lineno, err.field, err.problem)
 
-    for lineno, line in enumerate(_lines(file), 1):
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            flush()
-            continue
-        cols = line.split()
-        if len(cols) < 2:
-            raise DataError(file, lineno, "tag", "expected 'token ... TAG' columns")
-        tag = cols[-1]
-        if tag != "O" and not re.fullmatch(r"[BI]-\w+", tag):
-            raise DataError(file, lineno, "tag", f"{tag!r} is not an IOB tag")
-        if not tokens:
-            start = lineno
-        tokens.append(cols[0])
-        tags.append(tag)
-    flush()
+    docs = []
+    for sentence in finer.sentences(enumerate(_lines(file), 1), bad):
+        iob = finer.iob2([t if t[2:] in keep else "O" for t in sentence.tags])
+        ents = entity_spans(sentence.tokens, iob)
+        if len(ents) >= min_entities:
+            docs.append({"id": f"ner-{sentence.start}", "text": sentence.text, "tokens": sentence.tokens, "tags": iob,
+                         "gold": iob, "entities": ents})
     return docs
 
 
@@ -195,57 +153,45 @@ def load_ectsum(root, spec, path: str, folder: str = "val", max_input_chars: int
     return docs
 
 
-def _table_text(table: list[list[str]]) -> str:
-    return "\n".join(" | ".join(str(c).strip() for c in row) for row in table)
-
-
 @register_loader("tatqa")
 def load_tatqa(root, spec, path: str) -> list[dict]:
-    """TAT-QA JSON: contexts of {table, paragraphs, questions[]}; one doc per question. `report` is the report's
-    hash key (findap.splits.tatqa_report_text, as curation hashes it): the task carves by report, not question."""
+    """TAT-QA JSON reports {table, paragraphs, questions[]} (findap.datasets.tatqa); one doc per question, every
+    question field required. `report` is the report's hash key (Report.key_text, as curation hashes it): the task
+    carves by report, not question."""
     file = _path(root, path)
     data = read_records(file)
     docs = []
-    for i, ctx in enumerate(data):
-        for field in ("table", "paragraphs", "questions"):
-            if field not in ctx:
-                raise DataError(file, f"item {i}", field, "missing")
-        paragraphs = "\n".join(p["text"] for p in sorted(ctx["paragraphs"], key=lambda p: p.get("order", 0)))
-        context = f"Table:\n{_table_text(ctx['table']['table'])}\n\nText:\n{paragraphs}"
-        report = tatqa_report_text(ctx)
-        for q in ctx["questions"]:
+    for i, item in enumerate(data):
+        try:
+            report = tatqa.read_report(item)
+        except RowError as err:
+            raise DataError(file, f"item {i}", err.field, err.problem) from None
+        for raw in report.questions:
             for field in ("uid", "question", "answer", "answer_type", "scale"):
-                if field not in q:
+                if field not in raw:
                     raise DataError(file, f"item {i}", f"questions.{field}", "missing")
-            answer = q["answer"]
-            gold = [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
-            docs.append({"id": q["uid"], "question": q["question"], "context": context, "report": report, "gold": gold,
-                         "gold_raw": answer, "gold_type": q["answer_type"], "scale": q["scale"]})
+            q = tatqa.read_question(raw)
+            gold = [str(a) for a in q.answer] if isinstance(q.answer, list) else [str(q.answer)]
+            docs.append({"id": q.uid, "question": q.question, "context": report.context, "report": report.key_text,
+                         "gold": gold, "gold_raw": q.answer, "gold_type": q.answer_type, "scale": q.scale})
     return docs
-
-
-_CFA_CHOICE = re.compile(r"(?:^|,)\s*([A-F]):\s*(.*?)(?=,\s*[A-F]:\s|$)", re.S)
 
 
 @register_loader("cfa_json")
 def load_cfa(root, spec, path: str) -> list[dict]:
-    """CFA exams in the FinBen layout {query, answer, text, choices, gold}; options are inside `text`.
-    `source_text` keeps the raw `text` (what curation hashes for the train/eval split)."""
+    """CFA exams in the FinBen layout {query, answer, text, choices, gold}; options are inside `text`
+    (findap.datasets.cfa). `source_text` keeps the raw `text` (what curation hashes for the train/eval split)."""
     file = _path(root, path)
     docs = []
     for n, (where, row) in enumerate(_records(file, required=("text", "gold"))):
-        stem, sep, opts = row["text"].partition("CHOICES:")
-        if not sep:
-            raise DataError(file, where, "text", "no 'CHOICES:' section")
-        found = _CFA_CHOICE.findall(opts.strip())
-        letters = [letter for letter, _ in found]
-        if not found or letters != list(LETTERS[: len(found)]):
-            raise DataError(file, where, "text", f"could not read options A, B, C... from {opts[:80]!r}")
+        try:
+            parsed = cfa.parse_text(row["text"])
+        except RowError as err:
+            raise DataError(file, where, err.field, err.problem) from None
         gold = int(row["gold"])
-        if not 0 <= gold < len(found):
+        if not 0 <= gold < len(parsed.choices):
             raise DataError(file, where, "gold", f"{gold} is not a valid option index")
-        question = re.sub(r"^Q:\s*", "", stem.strip()).rstrip(",").strip()
-        docs.append({"id": f"cfa-{n}", "question": question, "choices": [t.strip() for _, t in found], "gold": gold,
+        docs.append({"id": f"cfa-{n}", "question": parsed.question, "choices": parsed.choices, "gold": gold,
                      "source_text": row["text"]})
     return docs
 
@@ -264,7 +210,7 @@ def load_german(root, spec, path: str, seed: int = 42, fractions: tuple = (0.7, 
             continue
         try:
             decoded, gold = decode_row(cols)
-        except CreditRowError as err:
+        except RowError as err:
             raise DataError(file, lineno, err.field, err.problem) from None
         parts = [f"{name}: {meaning}" for name, meaning in decoded]
         docs.append({"id": f"german-{lineno}", "text": "; ".join(parts), "gold": gold,
@@ -374,11 +320,12 @@ def load_gsm8k(root, spec, path: str) -> list[dict]:
     file = _path(root, path)
     docs = []
     for line, row in _records(file, required=("question", "answer")):
-        m = re.search(r"####\s*(.+?)\s*$", row["answer"])
-        if not m:
-            raise DataError(file, line, "answer", "no '#### N' final line")
+        try:
+            solution = split_answer(row["answer"])
+        except RowError as err:
+            raise DataError(file, line, err.field, err.problem) from None
         docs.append({"id": f"gsm8k-{line}", "question": row["question"], "context": "",
-                     "gold": [m.group(1).replace(",", "")], "scale": "", "gold_type": "number",
+                     "gold": [solution.number], "scale": "", "gold_type": "number",
                      "solution": row["answer"]})
     return docs
 
@@ -447,7 +394,7 @@ def _generic_doc(row: dict, kind: str, spec, file, line) -> dict:
         bad = [t for t in tags if t != "O" and not re.fullmatch(r"[BI]-\w+", t)]
         if bad:
             raise DataError(file, line, "tags", f"{bad[0]!r} is not an IOB tag")
-        doc.update(text=" ".join(tokens), gold=tags, entities=spans_from_tags(tokens, tags))
+        doc.update(text=" ".join(tokens), gold=tags, entities=entity_spans(tokens, tags))
     elif kind == "summarization":
         doc["gold"] = row["summary"]
     elif kind == "judge":
@@ -486,7 +433,7 @@ def load_fineval_hub(root, spec, config: str, split: str = "test", dataset: str 
 
             tokens = str(text).split()
             tags = entities_to_tags(str(answer), tokens, spec.entity_types)
-            doc.update(tokens=tokens, tags=tags, gold=tags, entities=spans_from_tags(tokens, tags))
+            doc.update(tokens=tokens, tags=tags, gold=tags, entities=entity_spans(tokens, tags))
         elif kind == "numeric_qa":
             doc.update(gold=[str(answer)], scale="", gold_type="span")
         else:

@@ -84,6 +84,10 @@ def load_spec(path: str | Path) -> TaskSpec:
                         f"not valid YAML: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(raw, dict):
         raise DataError(path, None, None, f"a task YAML must be a mapping, got {type(raw).__name__}")
+    recipe_keys = sorted(raw.keys() & {"stages", "curate", "train", "distill", "align", "eval", "model"})
+    if recipe_keys and "answer_type" not in raw:  # a recipe passed to --tasks: say so, not seven missing fields
+        raise DataError(path, None, None, f"this is a recipe (it has {', '.join(recipe_keys)}), not a task YAML: "
+                        f"score a recipe's models with `findap eval {path}`")
     try:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as e:

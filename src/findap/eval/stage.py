@@ -12,27 +12,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from findap.engines import EngineSpec, make_engine
+from findap.engines import EngineConfig, make_engine
 from findap.eval.runner import evaluate
 
 
 def evaluate_model(model: str, label: str, *, tasks: Sequence[str], modes: Sequence[str], out_dir: Path,
                    limit: int | None = None, role: str | None = None, few_shot: int | None = None,
-                   prefer: str = "local", engine_kind: str = "hf", base_url: str | None = None,
-                   api_key_env: str = "OPENAI_API_KEY", batch_size: int = 16, max_length: int = 2048,
-                   max_batch_tokens: int | None = 16384, device: str = "auto", precision: str = "auto",
-                   on_result=None, force: bool = False) -> dict:
-    """All `modes` of one model; returns {mode: evaluate()'s result}. `on_result(mode, task, scores)` logs
-    progress. `force`: score every task anew, answering no request from the cache."""
-    tasks = load_task_data(tasks, role=role, limit=limit, prefer=prefer)  # bad data fails before the model loads
-    spec = EngineSpec(kind=engine_kind, model=model, base_url=base_url, api_key_env=api_key_env,
-                      batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_length=max_length,
-                      device=device, precision=precision,
-                      cache_path=None if force else str(Path(out_dir) / "cache.sqlite"))
-    engine = make_engine(spec)
+                   prefer: str = "local", engine: EngineConfig | None = None, device: str = "auto",
+                   precision: str = "auto", on_result=None, force: bool = False, root: Path | None = None) -> dict:
+    """All `modes` of one model; returns {mode: evaluate()'s result}. `engine`: the engine settings (eval.engine;
+    None: the defaults), with `device` and `precision` for those it leaves to the recipe. `on_result(mode, task,
+    scores)` logs progress. `force`: score every task anew, answering no request from the cache. `root`: the data
+    root of local task files (None: findap.data_root's rule without a recipe)."""
+    # bad data fails here, before the model loads
+    tasks = load_task_data(tasks, role=role, limit=limit, prefer=prefer, root=root)
+    spec = (engine or EngineConfig()).resolve(model=model, device=device, precision=precision,
+                                               cache_path=str(Path(out_dir) / "cache.sqlite"))
+    built = make_engine(spec.model_copy(update={"cache_path": None}) if force else spec)
     results = {}
     for mode in modes:
-        out = evaluate(engine, list(tasks), mode=mode, limit=limit, out_dir=Path(out_dir) / _dir_name(label),
+        out = evaluate(built, list(tasks), mode=mode, limit=limit, out_dir=Path(out_dir) / _dir_name(label),
                        role=role, few_shot=few_shot, model_name=label, prefer=prefer, force=force)
         results[mode] = out
         for task, scores in out["results"].items():
@@ -41,12 +40,13 @@ def evaluate_model(model: str, label: str, *, tasks: Sequence[str], modes: Seque
     return results
 
 
-def load_task_data(tasks: Sequence, *, role=None, limit=None, prefer: str = "local") -> list:
+def load_task_data(tasks: Sequence, *, role=None, limit=None, prefer: str = "local", root: Path | None = None) -> list:
     """The tasks with their data read (Task objects keep it): a malformed task file is a DataError here, before a
     model is loaded, not after. Data that cannot be had here is left for the runner to list as skipped."""
     from findap.eval.runner import as_tasks, data_unavailable
 
-    loaded = as_tasks(list(tasks), prefer=prefer)
+    loaded = as_tasks(list(tasks), root=root, prefer=prefer)
+    refuse_missing_data_root(loaded, prefer)
     for task in loaded:
         try:
             task.docs(role, limit)
@@ -54,6 +54,24 @@ def load_task_data(tasks: Sequence, *, role=None, limit=None, prefer: str = "loc
             if not data_unavailable(exc):
                 raise
     return loaded
+
+
+def refuse_missing_data_root(tasks: Sequence, prefer: str) -> None:
+    """One line, before any file is read, when tasks read from a data root that is not there (not one error per
+    task file)."""
+    from findap.data_root import DataRoot, data_root
+    from findap.errors import UsageError
+
+    local = [t for t in tasks if t.spec.source is not None and t.spec.source.loader != "demo"
+             and not (prefer in ("hub", "auto") and t.spec.hub is not None)]  # those may read the hub instead
+    if not local:
+        return
+    given = Path(local[0].root)
+    default = data_root(None)
+    root = default if given == default.path else DataRoot(given, "the data root given")
+    problem = root.problem()
+    if problem:
+        raise UsageError(f"{problem} (tasks {', '.join(t.name for t in local)} read it)")
 
 
 class TasksSkipped(RuntimeError):
@@ -99,10 +117,9 @@ def run(recipe, ctx) -> dict:
         log.info("evaluating %s (%s) on %s in %s mode", label, model, cfg.tasks, cfg.modes)
         results[label] = evaluate_model(
             model, label, tasks=cfg.tasks, modes=cfg.modes, out_dir=ctx.dir, limit=cfg.limit, role=cfg.split,
-            few_shot=cfg.few_shot, prefer=cfg.prefer, engine_kind=cfg.engine, base_url=cfg.base_url,
-            api_key_env=cfg.api_key_env, batch_size=cfg.batch_size, max_length=cfg.max_length,
-            max_batch_tokens=cfg.max_batch_tokens, device=recipe.device, precision=recipe.precision,
-            on_result=lambda mode, task, scores, label=label: ctx.log_metrics(
+            few_shot=cfg.few_shot, prefer=cfg.prefer, engine=cfg.engine, device=recipe.device,
+            precision=recipe.precision,
+            root=recipe.data_dir.path, on_result=lambda mode, task, scores, label=label: ctx.log_metrics(
                 {"model": label, "mode": mode, "task": task, **scores}))
         if cfg.judge is not None:
             judge_outputs(ctx.dir / _dir_name(label), cfg.judge, device=recipe.device, precision=recipe.precision)
@@ -123,12 +140,10 @@ def judge_outputs(out_dir: Path, judge, *, device: str = "auto", precision: str 
     """Score the stored answers of judge tasks (needs_judge) in one model's eval output folder."""
     from findap.eval.judge import JudgeSettings, judge_pending
 
-    engine = make_engine(EngineSpec(kind=judge.engine, model=judge.model, base_url=judge.base_url,
-                                    api_key_env=judge.api_key_env, max_batch_tokens=judge.max_batch_tokens,
-                                    device=device, precision=precision,
-                                    cache_path=str(Path(out_dir).parent / "judge-cache.sqlite")))
+    spec = judge.engine.resolve(model=judge.engine.model, device=device, precision=precision,
+                                cache_path=str(Path(out_dir).parent / "judge-cache.sqlite"))
     settings = JudgeSettings(max_new_tokens=judge.max_new_tokens, retries=judge.retries)
-    return judge_pending(out_dir, engine, settings=settings, judge_name=judge.model)
+    return judge_pending(out_dir, make_engine(spec), settings=settings, judge_name=judge.engine.model)
 
 
 # `--mode` words that name several modes; anything else is one mode or a comma-separated list of them.

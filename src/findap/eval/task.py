@@ -17,7 +17,6 @@ exactly the rows curation reserved for it.
 """
 from __future__ import annotations
 
-import os
 import random
 from functools import cached_property
 from pathlib import Path
@@ -55,11 +54,10 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def data_root() -> Path:
-    """Where local task files live: $FINDAP_DATA, else ../shared/data next to the repository."""
-    env = os.environ.get("FINDAP_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[4] / "shared" / "data"
+    """Where local task files live when no recipe says: findap.data_root's rule ($FINDAP_DATA, else the default)."""
+    from findap.data_root import data_root as root_for
+
+    return root_for(None).path
 
 
 class SourceSpec(BaseModel):

@@ -213,7 +213,8 @@ def _yaml_note(tag: str, relation: str) -> str:
 def curated_sources(manifest: dict, config: dict | None = None, groups: Sequence[str] | None = None,
                     kinds: Sequence[str] | None = None) -> list[CuratedSource]:
     """The sources of a curation manifest with training documents in `groups` (None: all) of `kinds` (None: all).
-    `config` is the curate stage's resolved recipe (its config.yaml): each source's converter and the data root.
+    `config` is the curate stage's resolved recipe (its config.yaml): each source's converter (and the data root of runs
+    whose manifest does not record it).
     A manifest without its `sources` and `groups` objects raises ValueError."""
     from findap.curate.sources import CONVERTERS
 
@@ -243,7 +244,7 @@ def curated_sources(manifest: dict, config: dict | None = None, groups: Sequence
         known = CONVERTERS.get(converter)
         out.append(CuratedSource(name=name, converter=converter, kind=str(kind_of[name]),
                                  location=(reports.get(name) or {}).get("location"),
-                                 data_root=curate.get("data_root"), tokens=tokens[name],
+                                 data_root=manifest.get("data_root") or curate.get("data_root"), tokens=tokens[name],
                                  holdout_key=known.holdout_key if known is not None else None))
     return out
 

@@ -1,13 +1,14 @@
 """The report stage of `findap run`: a report over the run directory, written into `runs/<run>/report/`.
 
-The numbers come from findap.eval.results and the drawing from findap.eval.render (findap.eval.report ties them
-together and serves `findap report` as well); this module is only the stage contract, `run(recipe, ctx)`.
+findap.report.build writes the report (and serves `findap report` as well); this module is only the stage
+contract, `run(recipe, ctx)`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from findap.eval.report import build_report, load_results
+from findap.report.build import build_report
+from findap.report.collect import load_results
 from findap.report.config import ReportConfig
 
 

@@ -1,8 +1,5 @@
-"""The training loop of one phase (a curriculum group, or its CPT/IT half in sequential mode).
-
-Plain and linear on purpose (torchtune style): pack, batch by token budget, step, evaluate, checkpoint. The
-process layout (one process, replicas, FSDP) is behind `parallel` (findap.training.parallel): the loop is the
-same for all of them.
+"""Stage 1's part of the training loop (findap.training.loop): one phase (a curriculum group, or its CPT/IT half in
+sequential mode) packed into steps, the token loss, and the dev loss (and FinEval) its evaluations measure.
 
 Loss normalisation: the loss of an optimizer step is (sum of token losses over every micro-batch of the step) /
 (trained tokens in the whole step). Each micro-batch backpropagates its token-loss sum divided by the step's total
@@ -13,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from findap.host_memory import KeptHeapBound, release_free_memory
+from findap.host_memory import KeptHeapBound
 from findap.io import write_json
 from findap.models import autocast
 from findap.train.attention import FLAT_BACKENDS, model_inputs
@@ -28,15 +24,13 @@ from findap.train.config import TrainConfig
 from findap.train.loss import token_loss_sum
 from findap.train.packing import collate_flat, collate_rows, pack_documents, packing_efficiency, trained_tokens
 from findap.train.select import resume_selection, selection_state
-from findap.training.checkpoint import latest_checkpoint
-from findap.training.optim import optimizer_for
+from findap.training.loop import (Evaluation, FitResult, HeapBound, StepBatches, Trainer, TrainingDiverged,
+                                  backward_passes)
 from findap.training.parallel import SingleProcess
-from findap.training.progress import TrainingLog
 from findap.training.state import TrainingState
 
-
-class TrainingDiverged(RuntimeError):
-    """Loss became NaN/inf; the last good checkpoint is left on disk."""
+__all__ = ["Phase", "PhaseResult", "TrainingDiverged", "train_phase", "phase_trainer", "train_step", "dev_loss",
+           "plan_steps", "micro_batches", "load_best", "write_phase_done", "read_phase_done"]
 
 
 @dataclass
@@ -85,27 +79,35 @@ def micro_batches(step_rows: list[list[dict]], cfg: TrainConfig, backend: str, p
     return [collate_rows(c, cfg.seq_len, pad_id) for c in chunks]
 
 
+@dataclass
+class StageOneLoss:
+    """The loss of a stage-1 micro-batch: its token-loss sum over the trained tokens of the whole step."""
+
+    backend: str
+    device: object
+    chunk: int  # tokens per LM-head chunk
+    n_sums = 1  # the token-loss sum
+
+    def compute_loss(self, model, batch: dict, step: StepBatches) -> tuple[torch.Tensor, torch.Tensor]:
+        loss_sum, _ = token_loss_sum(model, model_inputs(batch, self.backend, self.device), batch["labels"],
+                                     chunk=self.chunk)
+        return loss_sum / max(step.trained_tokens, 1), loss_sum.detach().double().cpu().reshape(1)
+
+
+def step_of(batches: list[dict]) -> StepBatches:
+    """The optimizer step of these micro-batches (every rank sees the same plan: its totals need no communication)."""
+    return StepBatches(batches, tokens=sum(b["n_real"] for b in batches),
+                       trained_tokens=sum(trained_tokens(b) for b in batches))
+
+
 def train_step(model, batches: list[dict], backend: str, device, precision: str, chunk: int,
                parallel: SingleProcess | None = None,
                after_pass: Callable[[], None] | None = None) -> tuple[float, int]:
-    """Forward/backward every micro-batch of one step; returns (mean token loss of the step, trained tokens).
-
-    `after_pass` runs after each backward (the loop bounds the CPU heap there: findap.host_memory.KeptHeapBound)."""
-    parallel = parallel or SingleProcess()
-    window = sum(trained_tokens(b) for b in batches)  # every rank sees the same plan, so no communication needed
-    total = torch.zeros((), dtype=torch.float64)
-    for i, weight in parallel.local_passes(len(batches)):  # weight 0: FSDP's padding pass
-        batch = batches[i]
-        with autocast(device, precision, training=True):  # never fp16 without loss scaling (models.autocast_dtype)
-            loss_sum, _ = parallel.run_as_forward(model, token_loss_sum, model_inputs(batch, backend, device),
-                                                  batch["labels"], chunk=chunk)
-        ((loss_sum / max(window, 1)) * weight).backward()
-        if weight:
-            total += loss_sum.detach().double().cpu()
-        if after_pass is not None:
-            after_pass()
-    parallel.finish_step(model, total)  # sums the loss over ranks, and the gradients of replicas
-    return float(total) / max(window, 1), window
+    """Forward/backward every micro-batch of one step (no update); (mean token loss of the step, trained tokens)."""
+    step = step_of(batches)
+    sums = backward_passes(model, StageOneLoss(backend, device, chunk), step, parallel or SingleProcess(), device,
+                           precision, after_pass)
+    return float(sums[0]) / max(step.trained_tokens, 1), step.trained_tokens
 
 
 @torch.no_grad()
@@ -135,89 +137,93 @@ def dev_loss(model, docs: list[dict], cfg: TrainConfig, backend: str, device, pr
     return out
 
 
-@dataclass
-class PhaseRun:
-    """What one phase's steps share: the model, its optimizer and schedule, the plan and the state."""
+@dataclass(kw_only=True)
+class PhaseTask(StageOneLoss):
+    """One phase as a findap.training.loop.TrainingTask: its packed steps, the token loss, dev loss and FinEval."""
 
-    model: object
     phase: Phase
     cfg: TrainConfig
-    backend: str
-    device: object
-    precision: str
-    pad_id: int
-    parallel: SingleProcess
-    fineval: object
-    steps: list
-    total: int
-    optimizer: object
-    scheduler: object
-    state: TrainingState
-    heap: KeptHeapBound  # bounds the kept CPU heap, at most the explicit memory budget (findap.host_memory)
+    precision: str = "auto"
+    pad_id: int = 0
+    seed: int = 0
+    parallel: SingleProcess = field(default_factory=SingleProcess)
+    fineval: object = None  # findap.train.select.FinEvalScorer
+    packing_efficiency: float = 0.0
+    evaluates_before_training = False
+    dev_in_step_record = True
+
+    @property
+    def name(self) -> str:
+        return self.phase.name
 
     @property
     def out(self) -> Path:
         return Path(self.phase.out_dir)
 
-    def step(self, step: int) -> dict:
-        """Train optimizer step `step` (0-based); its metrics record."""
-        t0 = time.time()
-        batches = micro_batches(self.steps[step], self.cfg, self.backend, self.pad_id)
-        loss, n_trained = train_step(self.model, batches, self.backend, self.device, self.precision,
-                                     self.cfg.loss_chunk_tokens, self.parallel, after_pass=self.heap.after_pass)
-        if not math.isfinite(loss):
-            self.optimizer.zero_grad(set_to_none=True)
-            kept = latest_checkpoint(self.out / "ckpt")
-            raise TrainingDiverged(f"{self.phase.name}: loss is {loss} at step {step + 1}; weights not updated; "
-                                   f"last good checkpoint: {kept or 'none (no checkpoint written yet)'}")
-        grad_norm = self.parallel.clip_gradients(self.model, self.cfg.grad_clip)  # global norm, also over shards
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        n_tokens = sum(b["n_real"] for b in batches)
-        s = self.state
-        s.step, s.tokens, s.trained_tokens = step + 1, s.tokens + n_tokens, s.trained_tokens + n_trained
-        return {"phase": self.phase.name, "step": step + 1, "loss": round(loss, 6), "lr": lr,
-                "grad_norm": round(float(grad_norm), 6), "tokens": s.tokens,
-                "tokens_per_s": round(n_tokens / max(time.time() - t0, 1e-9), 1)}
+    @property
+    def evaluates(self) -> bool:
+        return bool(self.phase.dev_docs or self.fineval)
 
-    def evaluate(self, step: int, last: bool) -> dict:
-        """Dev loss (and FinEval when due) now, as every rank agrees on it; saves best/ when it improved."""
-        release_free_memory()  # bounds heap fragmentation on CPU (findap.host_memory)
-        measured = dev_loss(self.model, self.phase.dev_docs, self.cfg, self.backend, self.device, self.precision,
+    @property
+    def selects(self) -> bool:
+        return bool(self.phase.dev_docs if self.cfg.select_on == "dev_loss" else self.fineval is not None)
+
+    def plan(self) -> list:
+        steps = plan_steps(self.phase.train_docs, self.cfg, seed=self.seed, epochs=self.phase.epochs)
+        self.packing_efficiency = packing_efficiency([r for s in steps for r in s], self.cfg.seq_len)
+        return steps[: min(len(steps), self.phase.max_steps or len(steps))]
+
+    def step_batches(self, rows: list[list[dict]]) -> StepBatches:
+        return step_of(micro_batches(rows, self.cfg, self.backend, self.pad_id))
+
+    def step_metrics(self, sums: list[float], step: StepBatches) -> dict:
+        return {"phase": self.phase.name, "loss": round(sums[0] / max(step.trained_tokens, 1), 6)}
+
+    def evaluate(self, model, step: int, last: bool) -> Evaluation:
+        """Dev loss (and FinEval when due) now, as every rank agrees on it (rank 0's numbers)."""
+        measured = dev_loss(model, self.phase.dev_docs, self.cfg, self.backend, self.device, self.precision,
                             self.pad_id, self.parallel)
-        measured = self.parallel.same_on_all_ranks(measured)  # rank 0's numbers: one save/stop decision for all
+        measured = self.parallel.same_on_all_ranks(measured)  # one save/stop decision for all ranks
         shown = {k: round(v, 6) for k, v in measured.items()}
         if self.fineval is not None and self.fineval.due(step, last):
-            scores = self.fineval(self.model, self.out / "fineval" / f"step-{step:06d}", self.parallel)
+            scores = self.fineval(model, self.out / "fineval" / f"step-{step:06d}", self.parallel)
             measured.update(scores)
             shown.update(scores)
-        if self.state.record_evaluation(measured, step):  # every rank: FSDP gathers the weights
-            self.parallel.save_weights(self.model, self.out / "best" / "model.safetensors")
-        self.heap.after_evaluation()  # the next pass starts from live memory, not on the evaluation's kept buffers
-        return shown
+        return Evaluation(measured, shown)
 
-    def checkpoint(self) -> None:
-        self.parallel.save_checkpoint(self.out / "ckpt", self.model, self.optimizer, self.scheduler, self.state)
+    def save_best(self, model) -> None:
+        self.parallel.save_weights(model, self.out / "best" / "model.safetensors")
+
+    def new_state(self) -> TrainingState:
+        return selection_state(self.cfg, self.fineval)
+
+    def resumed_state(self, raw: dict) -> TrainingState:
+        return resume_selection(raw, self.cfg, self.fineval)
 
 
-def start_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, precision: str, seed: int,
-                pad_id: int, parallel: SingleProcess, fineval) -> PhaseRun:
-    """Plan the phase, build its optimizer and schedule, and resume from its newest checkpoint if there is one."""
+def phase_trainer(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, precision: str = "auto",
+                  seed: int = 0, pad_id: int = 0, log: Callable[[dict], None] | None = None,
+                  parallel: SingleProcess | None = None, fineval=None) -> Trainer:
+    """The trainer of one phase: checkpoints in `phase.out_dir/ckpt`, the best weights in `best/`."""
     if cfg.select_on == "fineval" and fineval is None:
         raise ValueError("select_on=fineval needs a FinEval scorer: pass fineval=FinEvalScorer.from_config(...)")
-    Path(phase.out_dir).mkdir(parents=True, exist_ok=True)
-    steps = plan_steps(phase.train_docs, cfg, seed=seed, epochs=phase.epochs)
-    total = min(len(steps), phase.max_steps or len(steps))
-    optimizer, scheduler = optimizer_for(model, cfg, phase.lr, phase.warmup, total)
-    state = selection_state(cfg, fineval)
-    ckpt = latest_checkpoint(Path(phase.out_dir) / "ckpt")
-    if ckpt is not None:
-        state = resume_selection(parallel.load_checkpoint(ckpt, model, optimizer, scheduler), cfg, fineval)
-    heap = KeptHeapBound.for_training(cfg.budget_bytes, cfg.gradient_checkpointing)
-    return PhaseRun(model, phase, cfg, backend, device, precision, pad_id, parallel, fineval, steps, total,
-                    optimizer, scheduler, state, heap)
+    parallel = parallel or SingleProcess()
+    out = Path(phase.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    task = PhaseTask(backend, device, cfg.loss_chunk_tokens, phase=phase, cfg=cfg, precision=precision,
+                     pad_id=pad_id, seed=seed, parallel=parallel, fineval=fineval)
+    heap = HeapBound(KeptHeapBound.for_training(cfg.budget_bytes, cfg.gradient_checkpointing))
+    return Trainer(task, model, cfg, phase.lr, phase.warmup, device, precision, parallel, out / "ckpt", log=log,
+                   tensorboard_dir=out / "tensorboard", callbacks=[heap])
+
+
+def phase_result(trainer: Trainer, fitted: FitResult) -> PhaseResult:
+    state = fitted.state
+    return PhaseResult(
+        steps=state.step, tokens=state.tokens, trained_tokens=state.trained_tokens, wall_s=state.wall_s,
+        best_dev_loss=state.best_dev_loss, best_step=state.best_step, select_on=state.select_on,
+        best_score=state.best_score, stopped_early=fitted.stopped_early,
+        packing_efficiency=trainer.task.packing_efficiency, history=fitted.history)
 
 
 def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, precision: str = "auto",
@@ -228,39 +234,9 @@ def train_phase(model, phase: Phase, cfg: TrainConfig, *, backend: str, device, 
     `fineval` (a `findap.train.select.FinEvalScorer`) also scores FinEval dev tasks at evaluations; needed when
     `cfg.select_on == "fineval"`.
     """
-    parallel = parallel or SingleProcess()
-    run = start_phase(model, phase, cfg, backend=backend, device=device, precision=precision, seed=seed,
-                      pad_id=pad_id, parallel=parallel, fineval=fineval)
-    state = run.state
-    result = PhaseResult(packing_efficiency=packing_efficiency([r for s in run.steps for r in s], cfg.seq_len))
-    model.train()
-    started = time.time() - state.wall_s
-    tensorboard = run.out / "tensorboard" if cfg.tensorboard else None
-    with TrainingLog(phase.name, total=run.total, done=state.step, log=log, writes=parallel.is_main,
-                     progress=cfg.progress, tensorboard_dir=tensorboard) as progress:
-        for step in range(state.step, run.total):
-            record = run.step(step)
-            record.update(run.heap.after_step())  # resident GB, and a trim when the kept heap grew (CPU)
-            last = step + 1 == run.total
-            if (phase.dev_docs or fineval) and ((step + 1) % cfg.eval_every == 0 or last):
-                record.update(run.evaluate(step + 1, last))
-            progress.record(record)
-            progress.advance(step + 1, record["loss"], record["tokens_per_s"])
-            result.history.append(record)
-            stop = state.out_of_patience(cfg.patience)
-            state.wall_s = time.time() - started
-            if (step + 1) % cfg.checkpoint_every == 0 or last or stop:  # every rank calls; rank 0 writes
-                run.checkpoint()
-            if stop:
-                result.stopped_early = True
-                break
-    selects = phase.dev_docs if cfg.select_on == "dev_loss" else fineval is not None
-    if not selects:
-        parallel.save_weights(model, run.out / "best" / "model.safetensors")  # the final weights are the selection
-    result.steps, result.tokens, result.trained_tokens = state.step, state.tokens, state.trained_tokens
-    result.wall_s, result.best_dev_loss, result.best_step = state.wall_s, state.best_dev_loss, state.best_step
-    result.select_on, result.best_score = state.select_on, state.best_score
-    return result
+    trainer = phase_trainer(model, phase, cfg, backend=backend, device=device, precision=precision, seed=seed,
+                            pad_id=pad_id, log=log, parallel=parallel, fineval=fineval)
+    return phase_result(trainer, trainer.fit())
 
 
 def load_best(model, phase_dir: Path, parallel: SingleProcess | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from findap.io import DataError, read_records
 from findap.models import autocast_dtype, describe_precision, load_model, load_tokenizer, pick_device, resolve_model
 from findap.train.attention import hf_implementation, resolve_backend
 from findap.train.config import GroupConfig, TrainConfig
-from findap.train.loop import Phase, load_best, read_phase_done, train_phase, write_phase_done
+from findap.train.loop import Phase, load_best, phase_result, phase_trainer, read_phase_done, write_phase_done
 from findap.train.select import FinEvalScorer
 from findap.train.tokenize import TokenizeStats, tokenize_examples
 from findap.training import parallel as parallel_layouts
@@ -108,14 +109,47 @@ def train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir: P
     # by index, for the model, the batches and the FinEval engine alike (one GPU per rank, never all on cuda:0).
     parallel = parallel_layouts.start(cfg.sharding, cfg.finetune)
     device = parallel.device(pick_device(device))
-    with keep_freed_memory(device.type == "cpu"):  # +23% tok/s on CPU: see findap.host_memory
-        return _train_model(model_name, cfg, Path(out_dir), data_dir=data_dir, seed=seed, device=device,
-                            precision=precision, log=log, parallel=parallel)
-
-
-def _train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir, seed, device, precision, log,
-                 parallel) -> dict:
+    out_dir = Path(out_dir)
     started = time.time()
+    with keep_freed_memory(device.type == "cpu"):  # faster CPU training: see findap.host_memory
+        run = prepare_run(model_name, cfg, out_dir, data_dir=data_dir, device=device, precision=precision,
+                          seed=seed, parallel=parallel)
+        phases, model = run.phases, run.model
+        done_phases = {}
+        for i, phase in enumerate(phases):
+            if i:
+                load_best(model, phases[i - 1].out_dir, parallel)  # the curriculum continues from the selection
+            if read_phase_done(phase.out_dir) is None:
+                trainer = phase_trainer(model, phase, run.cfg, backend=run.backend, device=device,
+                                        precision=precision, seed=seed + i, pad_id=run.tokenizer.pad_token_id,
+                                        log=log, parallel=parallel, fineval=run.fineval)
+                parallel.on_main(write_phase_done, phase.out_dir, phase_result(trainer, trainer.fit()))
+                parallel.barrier()  # rank 0 wrote best/ and DONE; every rank reads them next
+            done_phases[phase.name] = read_phase_done(phase.out_dir)
+        load_best(model, phases[-1].out_dir, parallel)
+        model_dir = out_dir / "model"
+        parallel.save_model_dir(model, run.tokenizer, model_dir, merge_in_place=True)  # FSDP gathers; rank 0 writes
+        parallel.barrier()
+    return summarize(run, done_phases, model_dir, wall_s=time.time() - started)
+
+
+@dataclass
+class PreparedRun:
+    """What the phases of a stage-1 run share."""
+
+    cfg: TrainConfig  # fitted to memory
+    memory_plan: MemoryPlan
+    backend: str
+    tokenizer: object
+    phases: list[Phase]
+    stats: TokenizeStats
+    fineval: FinEvalScorer | None
+    model: object  # wrapped for the process layout
+
+
+def prepare_run(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir, device, precision, seed,
+                parallel) -> PreparedRun:
+    """Tokenize the phases' data, fit the configuration to memory, then load and wrap the model."""
     backend = resolve_backend(cfg.attention, device, precision)
     tokenizer = load_tokenizer(model_name)
     stats = TokenizeStats()
@@ -130,34 +164,25 @@ def _train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir, 
     if cfg.finetune == "lora":
         model = apply_lora(model, cfg)
     model = parallel.wrap(model, device=device, precision=precision, checkpointing=cfg.gradient_checkpointing)
-    summary = {"phases": {}, "tokens": 0, "trained_tokens": 0, "steps": 0, "train_wall_s": 0.0}
-    for i, phase in enumerate(phases):
-        if i:
-            load_best(model, phases[i - 1].out_dir, parallel)  # the curriculum continues from the selection
-        done = read_phase_done(phase.out_dir)
-        if done is None:
-            result = train_phase(model, phase, cfg, backend=backend, device=device, precision=precision,
-                                 seed=seed + i, pad_id=tokenizer.pad_token_id, log=log, parallel=parallel,
-                                 fineval=fineval)
-            parallel.on_main(write_phase_done, phase.out_dir, result)
-            parallel.barrier()  # rank 0 wrote best/ and DONE; every rank reads them next
-            done = read_phase_done(phase.out_dir)
-        summary["phases"][phase.name] = done
+    return PreparedRun(cfg, memory_plan, backend, tokenizer, phases, stats, fineval, model)
+
+
+def summarize(run: PreparedRun, phases: dict[str, dict], model_dir: Path, *, wall_s: float) -> dict:
+    """The stage's summary from its phases' DONE summaries."""
+    summary = {"phases": phases, "tokens": 0, "trained_tokens": 0, "steps": 0, "train_wall_s": 0.0}
+    for done in phases.values():
         for key in ("tokens", "trained_tokens", "steps"):
             summary[key] += done[key]
         summary["train_wall_s"] += done["wall_s"]
-    load_best(model, phases[-1].out_dir, parallel)
-    model_dir = out_dir / "model"
-    parallel.save_model_dir(model, tokenizer, model_dir, merge_in_place=True)  # FSDP gathers; rank 0 writes
-    parallel.barrier()
-    last = summary["phases"][phases[-1].name]
+    last = phases[run.phases[-1].name]
+    stats = run.stats
     summary.update(
-        model_dir=str(model_dir), attention=backend, memory_plan=memory_plan.to_json(), mode=cfg.mode,
-        finetune=cfg.finetune,
+        model_dir=str(model_dir), attention=run.backend, memory_plan=run.memory_plan.to_json(), mode=run.cfg.mode,
+        finetune=run.cfg.finetune,
         best_dev_loss=last["best_dev_loss"], select_on=last.get("select_on", "dev_loss"),
-        best_score=last.get("best_score", last["best_dev_loss"]), wall_s=round(time.time() - started, 2),
+        best_score=last.get("best_score", last["best_dev_loss"]), wall_s=round(wall_s, 2),
         tokens_per_s=round(summary["tokens"] / max(summary["train_wall_s"], 1e-9), 1),
-        packing_efficiency=round(min(p["packing_efficiency"] for p in summary["phases"].values()), 4),
+        packing_efficiency=round(min(p["packing_efficiency"] for p in phases.values()), 4),
         cpt_docs=stats.cpt_docs, it_docs=stats.it_docs, split_chunks=stats.chunks,
         truncated_it=stats.truncated, dropped_it=len(stats.dropped),
     )

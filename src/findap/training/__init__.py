@@ -7,4 +7,5 @@ state.py       the typed training state saved in every checkpoint, and best-chec
 checkpoint.py  the checkpoint format: atomic ckpt-NNNNNN/ + LATEST, final Hugging Face model directories
 parallel.py    one process, replicas or FSDP2 behind one interface (the loops hold no rank branches)
 progress.py    rich progress bar + metrics records + TensorBoard
+loop.py        the training loop of both stages (a stage supplies its loss and dev metrics as a TrainingTask)
 """

@@ -36,12 +36,11 @@ from findap.host_memory import resident_bytes
 GB = 2**30
 SAFETY = 0.85  # of the memory measured free: other processes and the page cache move while training runs
 # Freed-but-kept chunks and fragmentation (findap.host_memory.keep_freed_memory, bounded by KeptHeapBound), fitted on
-# whole runs of recipes/smollm2-fin.yaml (SmolLM2-135M, 2,048-token micro-batches of mixed document lengths). The
-# first fit (1.45) was 7.94 GiB measured against 6.33 GiB estimated with the earlier 1.15, which had been fitted on
-# the benchmark's few steps in fresh processes: real runs fragment more (micro-batches differ in shape from pass to
-# pass). The next run (1,024-token loss chunks, a 7.4 GiB budget, 46 steps) peaked at 7.51 GiB against 7.32 GiB
-# estimated with 1.45, so the factor is now the larger of the two fits, (7.51 - 0.48) / 4.71 = 1.49, rounded up:
-# an estimate that undershoots lets a plan pass its budget, one that overshoots only picks a smaller plan.
+# whole runs of recipes/smollm2-fin.yaml (SmolLM2-135M, 2,048-token micro-batches of mixed document lengths), not
+# on a benchmark's few steps: real runs fragment more (micro-batches differ in shape from pass to pass). It is the
+# larger of the fits, rounded up: an estimate that undershoots lets a plan pass its budget, one that overshoots only
+# picks a smaller plan. The fits and the estimate against measured peaks: docs/results.md, "Training memory
+# estimate vs measured peak".
 ALLOCATOR_FACTOR = 1.50
 
 

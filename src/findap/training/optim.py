@@ -22,8 +22,8 @@ def param_groups(model, weight_decay: float) -> list[dict]:
 def adamw_kernel(params) -> dict:
     """AdamW implementation flags: fused for plain CPU/CUDA tensors, foreach otherwise (e.g. FSDP DTensor shards).
 
-    fused runs the whole update in one kernel per parameter; on CPU it measured 40 ms vs 280 ms (foreach) per
-    step for SmolLM2-135M.
+    fused runs the whole update in one kernel per parameter, foreach several (measured on CPU: docs/results.md,
+    "Trainer components").
     """
     from torch.distributed.tensor import DTensor
 

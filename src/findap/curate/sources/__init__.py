@@ -1,7 +1,7 @@
 """Source converters: every real input format -> training examples (records.py).
 
-`CONVERTERS` maps a converter name to what it reads by default (relative to curate.data_root), what kind of
-example it makes, and its FinCap tags. `load_source` runs one recipe source and returns its examples plus a
+`CONVERTERS` maps a converter name to what it reads by default (under the data root: findap.data_root), what kind
+of example it makes, and its FinCap tags. `load_source` runs one recipe source and returns its examples plus a
 report (bad rows with file:line, rows reserved for evaluation).
 """
 from __future__ import annotations
@@ -91,14 +91,16 @@ class SourceReport:
     copies: int = 0  # repetitions made for label balancing (not counted in `examples`); reported only when > 0
 
 
-def resolve_location(spec: SourceConfig, converter: Converter, data_root: str | Path) -> str:
+def resolve_location(spec: SourceConfig, converter: Converter, data_root: str | Path | None) -> str:
+    """Where a source reads: hub and demo locations as given, files under the data root (findap.data_root)."""
+    from findap.data_root import data_root as root_for
+
     location = spec.path or converter.default_path
     if location is None:
         raise SourceError(f"curate.sources[{spec.name}]: converter '{spec.converter_name}' needs a `path`")
     if location.startswith(("hf:", "demo:")):
         return location
-    path = Path(location).expanduser()
-    return str(path if path.is_absolute() else Path(data_root) / path)
+    return str(root_for(data_root).resolve(location))
 
 
 def iter_source(spec: SourceConfig, cfg: CurateConfig) -> tuple[Iterator[dict], Callable[[], SourceReport]]:
@@ -111,7 +113,11 @@ def iter_source(spec: SourceConfig, cfg: CurateConfig) -> tuple[Iterator[dict], 
     location = resolve_location(spec, converter, cfg.data_root)
     remote = location.startswith(("hf:", "demo:"))
     if not remote and not Path(location).exists():
-        raise SourceError(f"curate.sources[{spec.name}]: {location} does not exist (data_root={cfg.data_root})")
+        from findap.data_root import data_root as root_for
+
+        root = root_for(cfg.data_root)
+        raise SourceError(root.problem() or f"curate.sources[{spec.name}]: {location} does not exist "
+                          f"(data root {root.path}, {root.origin})")
     ctx = ConvertContext(
         source=spec.name, domain=spec.domain or converter.domain, capability=spec.capability or converter.capability,
         eval_holdout=cfg.eval_holdout, bad=BadRows(cfg.on_bad_row, cfg.max_bad_rows),

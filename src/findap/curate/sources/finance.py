@@ -1,7 +1,8 @@
 """Converters for the finance datasets in the shared data folder (formats documented in its README).
 
-Each converter reads one real file format and yields training examples. Datasets that FinEval also scores skip
-the rows reserved for evaluation (ctx.for_training, holdout.py). Instruction wording is ours.
+Each converter reads one real file format and yields training examples; what a row of a dataset means is
+parsed in findap.datasets, which FinEval and distillation read too. Datasets that FinEval also scores skip the
+rows reserved for evaluation (ctx.for_training, holdout.py). Instruction wording is ours.
 """
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from typing import Iterator
 
 from findap.curate.sources.badrows import file_text, text_lines
 from findap.curate.sources.context import ConvertContext, PromptTemplate
-from findap.german_credit import CreditRowError, decode_row
-from findap.splits import tatqa_report_text
+from findap.datasets import RowError
+from findap.datasets import cfa as cfa_data, finer as finer_data, fomc as fomc_data, fpb as fpb_data
+from findap.datasets import tatqa as tatqa_data
+from findap.datasets.finer import entity_spans
+from findap.datasets.german_credit import decode_row
 
 
 def _read_lines(path: Path, ctx: ConvertContext) -> Iterator[tuple[int, str]]:
@@ -63,7 +67,6 @@ def ectsum_summaries(root: Path, ctx: ConvertContext) -> Iterator[dict]:
 
 # --- Financial PhraseBank: `sentence@label` ------------------------------------------------------------------
 
-FPB_LABELS = ("positive", "negative", "neutral")
 FPB_PROMPT = (
     "How would an investor read the following sentence from financial news: positive, negative or neutral "
     "for the company concerned? Reply with just that one word.\n\nSentence: {sentence}"
@@ -84,21 +87,17 @@ def fpb(path: Path, ctx: ConvertContext) -> Iterator[dict]:
     for number, line in _read_lines(path, ctx):
         if not line.strip():
             continue
-        sentence, sep, label = line.rpartition("@")
-        if not sep or not sentence.strip():
-            ctx.bad.report(path, number, "sentence", "expected 'sentence@label'")
+        try:
+            row = fpb_data.parse_line(line)
+        except RowError as err:
+            ctx.bad.report(path, number, err.field, err.problem)
             continue
-        label = label.strip().lower()
-        if label not in FPB_LABELS:
-            ctx.bad.report(path, number, "label", f"{label!r} not in {FPB_LABELS}")
-            continue
-        if ctx.for_training("fpb", sentence):
-            yield ctx.classified(f"{number}", FPB_TEMPLATES, {"sentence": sentence.strip()}, label)
+        if ctx.for_training("fpb", row.sentence):
+            yield ctx.classified(f"{number}", FPB_TEMPLATES, {"sentence": row.sentence}, row.label)
 
 
 # --- FiNER (CoNLL) -------------------------------------------------------------------------------------------
 
-NER_TYPES = {"PER": "person", "ORG": "organization", "LOC": "location", "MISC": "miscellaneous"}
 NER_PROMPT = (
     "Find the named entities in this sentence from an SEC filing. Write one per line as `entity, TYPE` with TYPE "
     "one of PER (person), ORG (organization), LOC (location) or MISC; write `none` if there are none.\n\n"
@@ -106,65 +105,24 @@ NER_PROMPT = (
 )
 
 
-def conll_sentences(path: Path, ctx: ConvertContext) -> Iterator[tuple[int, list[str], list[str]]]:
-    """(first line number, tokens, IOB tags) per sentence; `-DOCSTART-` lines and blank lines separate."""
-    tokens: list[str] = []
-    tags: list[str] = []
-    start = 0
-    for number, line in _read_lines(path, ctx):
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            if tokens:
-                yield start, tokens, tags
-            tokens, tags = [], []
-            continue
-        parts = line.split()
-        if len(parts) < 2:
-            ctx.bad.report(path, number, "tag", "expected 'token POS - TAG'")
-            continue
-        tag = parts[-1]
-        if tag != "O" and (tag[:2] not in ("B-", "I-") or tag[2:] not in NER_TYPES):
-            ctx.bad.report(path, number, "tag", f"unknown IOB tag {tag!r}")
-            continue
-        if not tokens:
-            start = number
-        tokens.append(parts[0])
-        tags.append(tag)
-    if tokens:
-        yield start, tokens, tags
-
-
-def entity_spans(tokens: list[str], tags: list[str]) -> list[tuple[str, str]]:
-    """(entity text, TYPE) spans; handles IOB1 (FiNER uses I- at span starts) and IOB2."""
-    spans: list[tuple[str, str]] = []
-    current: list[str] = []
-    current_type = None
-    for token, tag in zip(tokens, tags):
-        kind = tag[2:] if tag != "O" else None
-        starts_new = tag.startswith("B-") or kind != current_type
-        if current and (kind is None or starts_new):
-            spans.append((" ".join(current), current_type))
-            current, current_type = [], None
-        if kind is not None:
-            current.append(token)
-            current_type = kind
-    if current:
-        spans.append((" ".join(current), current_type))
-    return spans
+def conll_sentences(path: Path, ctx: ConvertContext) -> Iterator[finer_data.Sentence]:
+    """(first line number, tokens, IOB tags) per sentence (findap.datasets.finer); a token line that does not
+    parse, or names a type the prompt does not list, is a bad row and leaves the sentence without that token."""
+    return finer_data.sentences(_read_lines(path, ctx), lambda number, err: ctx.bad.report(
+        path, number, err.field, err.problem), types=finer_data.TYPES)
 
 
 def finer(path: Path, ctx: ConvertContext) -> Iterator[dict]:
-    for start, tokens, tags in conll_sentences(path, ctx):
-        sentence = " ".join(tokens)
-        if not ctx.for_training("finer", sentence):
+    for sentence in conll_sentences(path, ctx):
+        if not ctx.for_training("finer", sentence.text):
             continue
-        spans = entity_spans(tokens, tags)
+        spans = entity_spans(sentence.tokens, sentence.tags)
         answer = "\n".join(f"{text}, {kind}" for text, kind in spans) or "none"
-        yield ctx.it(f"{start}", NER_PROMPT.format(sentence=sentence), answer)
+        yield ctx.it(f"{sentence.start}", NER_PROMPT.format(sentence=sentence.text), answer)
 
 
 # --- FOMC hawkish/dovish (xlsx) ------------------------------------------------------------------------------
 
-FOMC_LABELS = {0: "dovish", 1: "hawkish", 2: "neutral"}
 FOMC_PROMPT = (
     "Does this sentence from a Federal Reserve (FOMC) communication point towards tighter monetary policy "
     "(hawkish), looser policy (dovish), or neither (neutral)? Answer with one word.\n\nSentence: {sentence}"
@@ -185,21 +143,19 @@ def fomc(path: Path, ctx: ConvertContext) -> Iterator[dict]:
     sheet = openpyxl.load_workbook(path, read_only=True).active
     rows = sheet.iter_rows(values_only=True)
     header = [str(h) for h in next(rows)]
-    for field_name in ("sentence", "label"):
+    for field_name in fomc_data.COLUMNS:
         if field_name not in header:
             ctx.bad.report(path, 1, field_name, f"missing column; header is {header}")
             return
     col = {name: header.index(name) for name in header}
-    for number, row in enumerate(rows, start=2):
-        sentence, label = row[col["sentence"]], row[col["label"]]
-        if not isinstance(sentence, str) or not sentence.strip():
-            ctx.bad.report(path, number, "sentence", "empty")
+    for number, cells in enumerate(rows, start=2):
+        try:
+            row = fomc_data.parse_row(cells[col["sentence"]], cells[col["label"]])
+        except RowError as err:
+            ctx.bad.report(path, number, err.field, err.problem)
             continue
-        if label not in FOMC_LABELS:
-            ctx.bad.report(path, number, "label", f"{label!r} not in {sorted(FOMC_LABELS)}")
-            continue
-        if ctx.for_training("fomc", sentence):
-            yield ctx.classified(f"{number}", FOMC_TEMPLATES, {"sentence": sentence.strip()}, FOMC_LABELS[label])
+        if ctx.for_training("fomc", row.sentence):
+            yield ctx.classified(f"{number}", FOMC_TEMPLATES, {"sentence": row.sentence}, row.label)
 
 
 # --- German credit (UCI, coded attributes) -------------------------------------------------------------------
@@ -225,7 +181,7 @@ def credit(path: Path, ctx: ConvertContext) -> Iterator[dict]:
             continue
         try:
             decoded, label = decode_row(values)
-        except CreditRowError as err:
+        except RowError as err:
             ctx.bad.report(path, number, err.field, err.problem)
             continue
         lines = [f"- {name}: {meaning}" for name, meaning in decoded]
@@ -238,23 +194,18 @@ def credit(path: Path, ctx: ConvertContext) -> Iterator[dict]:
 
 TATQA_PROMPT = (
     "Use the table and the text from a company report to answer the question. Show the calculation when one is "
-    "needed and end with `Answer: <value>`.\n\nTable:\n{table}\n\nText:\n{text}\n\nQuestion: {question}"
-)
+    "needed and end with `Answer: <value>`.\n\n{context}\n\nQuestion: {question}"
+)  # {context}: the report's table and text under headings, as FinEval's tatqa documents show them
 
 
-def _render_table(rows: list[list[str]]) -> str:
-    return "\n".join(" | ".join(str(cell).strip() for cell in row) for row in rows)
-
-
-def _tatqa_answer(question: dict) -> str:
-    answer = question["answer"]
+def _tatqa_answer(question: tatqa_data.Question) -> str:
+    answer = question.answer
     value = ", ".join(str(a) for a in answer) if isinstance(answer, list) else str(answer)
-    scale = question.get("scale") or ""
-    if scale == "percent":
+    if question.scale == "percent":
         value = f"{value}%" if not value.endswith("%") else value
-    elif scale:
-        value = f"{value} {scale}"
-    derivation = (question.get("derivation") or "").strip()
+    elif question.scale:
+        value = f"{value} {question.scale}"
+    derivation = question.derivation.strip()
     return f"{derivation} = {value}\nAnswer: {value}" if derivation else f"Answer: {value}"
 
 
@@ -262,23 +213,23 @@ def tatqa(path: Path, ctx: ConvertContext) -> Iterator[dict]:
     items = _json_document(path, ctx)
     for index, item in enumerate(items):
         try:
-            table = _render_table(item["table"]["table"])
-            text = "\n".join(p["text"] for p in sorted(item["paragraphs"], key=lambda p: p.get("order", 0)))
-            questions = item["questions"]
-        except (KeyError, TypeError) as e:
-            ctx.bad.report(path, f"item {index}", f"[{index}]", f"missing {e}")
+            report = tatqa_data.read_report(item)
+        except RowError as err:
+            ctx.bad.report(path, f"item {index}", err.field, err.problem)
             continue
         # split by report (table + paragraphs), not by question: questions on one table share its whole context,
         # so a table's questions must all land on the same side of the train/eval split
-        # (findap.splits.tatqa_report_text: FinEval's tatqa task and distillation hash the same report text)
-        if not ctx.for_training("tatqa", tatqa_report_text(item)):
+        # (Report.key_text: FinEval's tatqa task and distillation hash the same report text)
+        if not ctx.for_training("tatqa", report.key_text):
             continue
-        for q in questions:
-            if "question" not in q or "answer" not in q:
-                ctx.bad.report(path, f"item {index}", f"[{index}].questions", "question without 'question'/'answer'")
+        for raw in report.questions:
+            try:
+                q = tatqa_data.read_question(raw)
+            except RowError as err:
+                ctx.bad.report(path, f"item {index}", err.field, err.problem)
                 continue
-            prompt = TATQA_PROMPT.format(table=table, text=text, question=q["question"])
-            yield ctx.it(q.get("uid", q["question"]), prompt, _tatqa_answer(q))
+            prompt = TATQA_PROMPT.format(context=report.context, question=q.question)
+            yield ctx.it(q.uid, prompt, _tatqa_answer(q))
 
 
 def _json_document(path: Path, ctx: ConvertContext) -> list:
@@ -311,13 +262,14 @@ def cfa(path: Path, ctx: ConvertContext) -> Iterator[dict]:
         if not isinstance(item, dict):
             ctx.bad.report(path, f"item {index}", f"[{index}]", f"expected an object, got {type(item).__name__}")
             continue
-        question, answer = item.get("text"), item.get("answer")
-        answer = answer.strip().upper() if isinstance(answer, str) else answer  # a few rows use lower case
+        question = item.get("text")
         if not isinstance(question, str) or not question.strip():
             ctx.bad.report(path, f"item {index}", f"[{index}].text", "missing question text")
             continue
-        if answer not in ("A", "B", "C", "D"):
-            ctx.bad.report(path, f"item {index}", f"[{index}].answer", f"{answer!r} is not an option letter")
+        try:
+            answer = cfa_data.answer_letter(item.get("answer"))
+        except RowError as err:
+            ctx.bad.report(path, f"item {index}", f"[{index}].{err.field}", err.problem)
             continue
         if ctx.for_training("cfa", question):
             yield ctx.it(question, CFA_PROMPT.format(question=question.strip()), f"Answer: {answer}")

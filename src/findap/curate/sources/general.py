@@ -6,15 +6,13 @@ half), the others keep it as conversations (general IT).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Iterator
 
 from findap.curate.sources.badrows import text_lines
 from findap.curate.sources.context import ConvertContext
-
-_CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations, e.g. <<48/2=24>>
-_FINAL = re.compile(r"\n?####\s*(.+)\s*$")
+from findap.datasets import RowError
+from findap.datasets.gsm8k import split_answer
 
 
 def _jsonl(path: Path, ctx: ConvertContext, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
@@ -36,20 +34,18 @@ def _jsonl(path: Path, ctx: ConvertContext, required: tuple[str, ...]) -> Iterat
         yield number, row
 
 
-def gsm8k_solution(answer: str) -> str | None:
-    """GSM8K answer -> readable worked solution ending in 'The answer is N.' (None if no '#### N')."""
-    final = _FINAL.search(answer)
-    if final is None:
-        return None
-    steps = _CALCULATOR.sub("", answer[: final.start()]).strip()
-    return f"{steps}\nThe answer is {final.group(1).strip()}."
+def gsm8k_solution(answer: str) -> str:
+    """GSM8K answer -> readable worked solution ending in 'The answer is N.' (RowError without '#### N')."""
+    solution = split_answer(answer)
+    return f"{solution.steps}\nThe answer is {solution.final}."
 
 
 def gsm8k(path: Path, ctx: ConvertContext) -> Iterator[dict]:
     for number, row in _jsonl(path, ctx, ("question", "answer")):
-        solution = gsm8k_solution(row["answer"])
-        if solution is None:
-            ctx.bad.report(path, number, "answer", "no final '#### N' line")
+        try:
+            solution = gsm8k_solution(row["answer"])
+        except RowError as err:
+            ctx.bad.report(path, number, err.field, err.problem)
             continue
         if ctx.for_training("gsm8k", row["question"]):  # FinEval's gsm8k task scores the reserved questions
             yield ctx.it(row["question"], row["question"], solution)

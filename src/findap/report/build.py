@@ -1,5 +1,5 @@
 """Reports: a leaderboard in the paper's Table 6 layout with intervals, paired deltas vs a base model, a cost table
-and plots. The numbers come from findap.eval.results, the drawing from findap.eval.render.
+and plots. This module ties the parts of findap.report together (docs/report.md lists them).
 
 `build_report(inputs, out_dir, base=None)` reads run directories, eval output directories or single result JSON
 files and writes, into `out_dir`:
@@ -22,14 +22,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from findap.eval.render import capability_bars, fincap_bars, loss_plot, render_html, render_markdown
-from findap.eval.results import (
-    CAPABILITY_ORDER, SPLIT_ORDER, LossCurve, TaskResult, build_leaderboard, curation_notes, load_results,
-    loss_curves, parse_adjust, stage_costs,
-)
 from findap.eval.uncertainty import N_BOOT
 from findap.io import write_bytes, write_json, write_text
+from findap.report.collect import TaskResult, load_results
+from findap.report.html_page import render_html
+from findap.report.layout import CAPABILITY_ORDER, SPLIT_ORDER
+from findap.report.leaderboard import build_leaderboard
+from findap.report.markdown_page import render_markdown
+from findap.report.multiplicity import parse_adjust
 from findap.report.novelty import relate_results
+from findap.report.plots import capability_bars, fincap_bars, loss_plot
+from findap.report.run_logs import LossCurve, curation_notes, loss_curves, stage_costs
 
 __all__ = ["build_report", "load_results"]
 

@@ -1,9 +1,13 @@
-"""The UCI German credit code book, in one place for both sides that read `german.data`.
+"""UCI German credit (Hofmann 1994, `german.data`): one applicant per line, 21 space-separated values.
 
-Curation turns rows into training prompts and FinEval turns the held-out rows into test items; both must say the
-same words for the same code, or the model is scored on a vocabulary it was not trained on.
+The first 20 are the attributes in code-book order, coded (`A11`: checking account below 0 DM) or numeric; the
+last is the label, 1 good or 2 bad. `decode_row` gives each attribute's name and meaning in words plus the label
+name. Curation's training prompts and FinEval's items both read these words, or the model would be scored on a
+vocabulary it was not trained on; the train/eval split hashes the raw line.
 """
 from __future__ import annotations
+
+from findap.datasets import RowError
 
 # Attribute names and code meanings from the UCI documentation of german.data, in column order. None = numeric.
 ATTRIBUTES: list[tuple[str, dict[str, str] | None]] = [
@@ -41,25 +45,18 @@ ATTRIBUTES: list[tuple[str, dict[str, str] | None]] = [
 LABELS = {"1": "good", "2": "bad"}
 
 
-class CreditRowError(ValueError):
-    """A german.data row that does not follow the code book; `field` names the attribute."""
-
-    def __init__(self, field: str, problem: str):
-        super().__init__(f"{field}: {problem}")
-        self.field, self.problem = field, problem
-
-
 def decode_row(values: list[str]) -> tuple[list[tuple[str, str]], str]:
-    """20 coded attributes + the 1/2 label -> ([(attribute, meaning), ...], 'good' | 'bad')."""
+    """20 coded attributes + the 1/2 label -> ([(attribute, meaning), ...], 'good' | 'bad'); RowError names the
+    attribute that does not follow the code book."""
     if len(values) != len(ATTRIBUTES) + 1:
-        raise CreditRowError("row", f"expected {len(ATTRIBUTES) + 1} space-separated values, got {len(values)}")
+        raise RowError("row", f"expected {len(ATTRIBUTES) + 1} space-separated values, got {len(values)}")
     decoded = []
     for (name, codes), value in zip(ATTRIBUTES, values):
         if codes is None and not value.isdigit():
-            raise CreditRowError(name, f"expected a number, got {value!r}")
+            raise RowError(name, f"expected a number, got {value!r}")
         if codes is not None and value not in codes:
-            raise CreditRowError(name, f"unknown code {value!r}")
+            raise RowError(name, f"unknown code {value!r}")
         decoded.append((name, codes[value] if codes else value))
     if values[-1] not in LABELS:
-        raise CreditRowError("label", f"{values[-1]!r} is not 1 (good) or 2 (bad)")
+        raise RowError("label", f"{values[-1]!r} is not 1 (good) or 2 (bad)")
     return decoded, LABELS[values[-1]]
