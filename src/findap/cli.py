@@ -287,15 +287,7 @@ def eval_(
     if list_tasks:
         _refuse(given, given.keys() - {"list_tasks", "prefer"}, "--list only lists the tasks (and takes --prefer); "
                 "drop the other arguments")
-        from findap.eval.availability import all_task_availability, availability_table
-        from findap.eval.registry import groups
-
-        groups(strict=True)  # a broken task YAML is an error naming its file, not a task quietly left out
-        typer.echo(availability_table(all_task_availability(prefer)))
-        typer.echo("")
-        for name, members in sorted(groups().items()):
-            typer.echo(f"{name} ({len(members)}): {', '.join(members)}")
-        return
+        return _list_tasks(prefer)
     if recipe is not None:
         _refuse(given, {"model", "out"}, "only with --model, not with a recipe: a recipe evaluates its own models "
                 "(add others with --set eval.models.LABEL=PATH) and writes to <runs_dir>/<name>/eval")
@@ -307,28 +299,11 @@ def eval_(
     if not judge_model:
         _refuse(given, EVAL_JUDGE_FLAGS.keys() - {"judge_model"}, "configure the judge: add --judge-model")
     from findap.engines.options import config_from
-    from findap.eval.config import DEFAULT_TASKS, EvalJudgeConfig
-    from findap.eval.registry import check_task_names
+    from findap.eval.config import EvalJudgeConfig
     from findap.eval.stage import TasksSkipped, evaluate_models, judge_outputs, print_scores, refuse_skips, \
-        skipped_tasks, unique_labels
+        skipped_tasks
 
-    task_names = [t for t in tasks.split(",") if t.strip()] if tasks is not None else list(DEFAULT_TASKS)
-    if not task_names:
-        raise typer.BadParameter("names no task: give task names, groups or YAML paths, e.g. --tasks fpb,fomc "
-                                 "(`findap eval --list` lists them)", param_hint="--tasks")
-    check_task_names(task_names)  # before any model loads: an unknown name costs no minutes
-    from findap.errors import UsageError
-    from findap.models import model_problem
-
-    for name in model:
-        problem = model_problem(name)
-        if problem:
-            raise UsageError(f"--model {problem}")
-    try:
-        labels = unique_labels(model)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--model")
-    _writable_folder(out, "--out")
+    task_names, labels = _standalone_inputs(tasks, model, out)
     # the engine settings of the flags given (the others: the config's defaults), checked before any model loads
     engine_config = config_from(EVAL_ENGINE_FLAGS, ctx.params, given.keys())
     judge = EvalJudgeConfig(engine=config_from(EVAL_JUDGE_FLAGS, ctx.params, given.keys())) if judge_model else None
@@ -344,6 +319,43 @@ def eval_(
         except TasksSkipped as e:
             _error(str(e))
             raise typer.Exit(1)
+
+
+def _list_tasks(prefer: str) -> None:
+    """`findap eval --list`: every task, whether it runs here and from where, then the groups."""
+    from findap.eval.availability import all_task_availability, availability_table
+    from findap.eval.registry import groups
+
+    groups(strict=True)  # a broken task YAML is an error naming its file, not a task quietly left out
+    typer.echo(availability_table(all_task_availability(prefer)))
+    typer.echo("")
+    for name, members in sorted(groups().items()):
+        typer.echo(f"{name} ({len(members)}): {', '.join(members)}")
+
+
+def _standalone_inputs(tasks: str | None, models: list[str], out: Path) -> tuple[list[str], dict[str, str]]:
+    """(task names, {model: label}) of `findap eval --model ...`, every input checked before any model loads: the
+    task names, the model folders, their labels and the output folder (an unknown name costs no minutes)."""
+    from findap.errors import UsageError
+    from findap.eval.config import DEFAULT_TASKS
+    from findap.eval.registry import check_task_names
+    from findap.eval.stage import unique_labels
+    from findap.models import model_problem
+
+    task_names = [t for t in tasks.split(",") if t.strip()] if tasks is not None else list(DEFAULT_TASKS)
+    if not task_names:
+        raise typer.BadParameter("names no task: give task names, groups or YAML paths, e.g. --tasks fpb,fomc "
+                                 "(`findap eval --list` lists them)", param_hint="--tasks")
+    check_task_names(task_names)
+    for name in models:
+        if problem := model_problem(name):
+            raise UsageError(f"--model {problem}")
+    try:
+        labels = unique_labels(models)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--model")
+    _writable_folder(out, "--out")
+    return task_names, labels
 
 
 def _writable_folder(folder: Path, flag: str) -> None:
