@@ -407,7 +407,9 @@ def _files_to_check(recipe: Recipe, stage: str) -> list[tuple[str, str, str]]:
         except KeyError as e:
             return [("problem", "", f"eval.tasks: {e.args[0]}")]
         # tasks read from the data root need it to exist (hub-only and shipped demo tasks do not)
-        local = [spec.name for spec in specs if spec.source is not None and spec.source.loader != "demo"]
+        from findap.eval.task import reads_data_root
+
+        local = [spec.name for spec in specs if reads_data_root(spec)]
         if local:
             return [("data", str(recipe.data_dir.path), f"eval.tasks ({', '.join(local)}): data root")]
     return []

@@ -61,8 +61,9 @@ def refuse_missing_data_root(tasks: Sequence, prefer: str) -> None:
     task file)."""
     from findap.data_root import DataRoot, data_root
     from findap.errors import UsageError
+    from findap.eval.task import reads_data_root
 
-    local = [t for t in tasks if t.spec.source is not None and t.spec.source.loader != "demo"
+    local = [t for t in tasks if reads_data_root(t.spec)
              and not (prefer in ("hub", "auto") and t.spec.hub is not None)]  # those may read the hub instead
     if not local:
         return

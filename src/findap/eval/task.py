@@ -60,6 +60,11 @@ def data_root() -> Path:
     return root_for(None).path
 
 
+def reads_data_root(spec) -> bool:
+    """Whether a task's local source reads files under the data root (the shipped demo sets do not)."""
+    return spec.source is not None and spec.source.loader != "demo"
+
+
 class SourceSpec(BaseModel):
     """A registered loader and its arguments (paths are relative to the data root)."""
 
