@@ -9,9 +9,10 @@ tokens per second, packing efficiency, peak memory and the ratios.
 
 TRL runs with its correct CPU settings for packed data: bfd packing + padding_free (position_ids isolate
 documents), bf16, batch 2 x 2048, and SFTConfig's default gradient checkpointing (on in the TRL we pin, so `trl` is
-the memory-lean configuration a TRL user gets); `trl-nockpt` turns checkpointing off (TRL's fastest); `trl-malloc`
-is `trl` with findap's allocator setting (findap.host_memory), so the ratio shows what is the trainer and what is
-malloc. The plain loop pads batches of 4 documents cut at 512 tokens
+the memory-lean configuration a TRL user gets); `trl-nockpt` turns checkpointing off (TRL's fastest). Every arm runs
+on the allocator the `findap` command picks on this machine (findap.allocator), TRL's too, so a ratio is about the
+trainers; `<arm>@<allocator>` forces one (glibc, tcmalloc, jemalloc, jemalloc-keep), e.g. `findap@glibc`, to
+compare allocators in one run. The plain loop pads batches of 4 documents cut at 512 tokens
 and uses model(labels=...). `ceiling` times only the bf16 matmuls and SDPA attention of the same timed steps, each
 in isolation: the most any trainer could reach on this machine with these kernels.
 
@@ -67,12 +68,11 @@ def worker_findap(steps: int, backend: str, micro_tokens: int = 2 * SEQ, checkpo
                   loss_chunk: int = 2048) -> dict:
     import torch
 
-    from findap.host_memory import KeptHeapBound
     from findap.models import load_model
     from findap.train.attention import hf_implementation
     from findap.train.config import TrainConfig
     from findap.train.loop import micro_batches, plan_steps, train_step
-    from findap.training.memory import GB, ModelShape, plan_memory, resident_bytes
+    from findap.training.memory import ModelShape, plan_memory, resident_bytes
     from findap.training.optim import build_optimizer
     from findap.train.packing import packing_efficiency
     from transformers import AutoConfig
@@ -90,24 +90,65 @@ def worker_findap(steps: int, backend: str, micro_tokens: int = 2 * SEQ, checkpo
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt = build_optimizer(model, 5e-6)
-    heap = KeptHeapBound.for_training(cfg.budget_bytes, checkpointing)  # as findap.train.loop does
 
     def step(i):
         batches = micro_batches(plan[i], cfg, backend, tok.pad_token_id)
-        train_step(model, batches, backend, torch.device("cpu"), "bf16", cfg.loss_chunk_tokens,
-                   after_pass=heap.after_pass)
+        train_step(model, batches, backend, torch.device("cpu"), "bf16", cfg.loss_chunk_tokens)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        heap.after_step()
         return sum(b["n_real"] for b in batches)
 
     out = timed(step, steps)
     out["packing"] = round(packing_efficiency([r for s in plan for r in s], SEQ), 4)
-    out["heap_trims"] = heap.trims
+    out["breakdown"] = step_breakdown(step, steps + 1)  # one more step, profiled: where its time goes
     out["estimate_mb"] = round(estimate.estimate_bytes / 2**20)
     out["baseline_mb"] = round(estimate.parts["baseline"] / 2**20)
     return out
+
+
+# the profiler's operators, by what they do; the first pattern an operator's name contains wins
+KINDS = (
+    ("attention", ("scaled_dot_product", "flash_attention", "efficient_attention", "_sdpa")),
+    ("optimizer", ("adamw", "_foreach")),
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    ("lm head loss", ("log_softmax", "logsumexp", "nll_loss", "cross_entropy", "softmax")),
+)
+
+
+def step_breakdown(step_fn, index: int) -> dict:
+    """Seconds of one profiled step by kind of operator (self CPU time of the operators this process called),
+    the rest (Python, the dataloader, waits) as `python and other`, and the pages it faulted in (minor faults:
+    fresh zero-filled pages the kernel hands out on first touch)."""
+    import resource
+
+    from torch.profiler import ProfilerActivity, profile
+
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step_fn(index)
+    wall = time.perf_counter() - t0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    seconds = {kind: 0.0 for kind, _ in KINDS} | {"elementwise and copies": 0.0}
+    for event in prof.key_averages():
+        kind = next((k for k, patterns in KINDS if any(p in event.key for p in patterns)), "elementwise and copies")
+        seconds[kind] += event.self_cpu_time_total / 1e6
+    seconds["python and other"] = max(wall - sum(seconds.values()), 0.0)
+    return {"wall_s": round(wall, 2), "seconds": {k: round(v, 2) for k, v in seconds.items()},
+            "page_faults": faults, "faulted_mb": round(faults * resource.getpagesize() / 2**20)}
+
+
+def print_breakdown(name: str, r: dict, ceiling: dict | None) -> None:
+    """Where one profiled step of `name` spends its time, next to the ceiling's kernels for a step."""
+    b = r["breakdown"]
+    parts = ", ".join(f"{kind} {sec:.1f} s" for kind, sec in b["seconds"].items())
+    print(f"\n{name}: one profiled step {b['wall_s']} s: {parts}; {b['page_faults']:,} page faults "
+          f"({b['faulted_mb']:,} MB faulted in)")
+    if ceiling:
+        matmul, attention = (ceiling[k] / ceiling["steps"] for k in ("matmul_s", "attention_s"))
+        print(f"  the ceiling's kernels for an average step: matmuls {matmul:.1f} s, attention {attention:.1f} s "
+              "(the profiled step runs under the profiler, slower than an unprofiled one)")
 
 
 def worker_trl(steps: int, checkpointing: bool = True) -> dict:
@@ -231,7 +272,7 @@ def worker_ceiling(steps: int) -> dict:
             attn_s += c.num_hidden_layers * sum(attention_time(n) for lens in b["doc_lens"] for n in lens)
             tokens += m
     return {"tokens": tokens, "wall_s": round(mm_s + attn_s, 2), "tok_per_s": round(tokens / (mm_s + attn_s), 1),
-            "matmul_s": round(mm_s, 2), "attention_s": round(attn_s, 2), "packing": float("nan")}
+            "matmul_s": round(mm_s, 2), "attention_s": round(attn_s, 2), "packing": float("nan"), "steps": steps}
 
 
 def calibrate(steps: int) -> None:
@@ -352,9 +393,47 @@ def worker_attention(steps: int) -> dict:
             "packing": float("nan")}
 
 
+# the host allocator an arm runs under: `<trainer>@<allocator>` (e.g. findap@jemalloc). "findap" alone is the
+# trainer with what findap picks by itself (findap.allocator); the others force one choice, so one run of the bench
+# compares them on this machine's CPU.
+ALLOCATOR_ENV = {
+    "glibc": {"FINDAP_ALLOCATOR": "glibc"},
+    "jemalloc": {"FINDAP_ALLOCATOR": "jemalloc"},
+    "tcmalloc": {"FINDAP_ALLOCATOR": "tcmalloc"},
+    # jemalloc keeping dirty pages instead of purging them after its default dirty_decay_ms (a CPU step can outlast it)
+    "jemalloc-keep": {"FINDAP_ALLOCATOR": "jemalloc", "MALLOC_CONF": "background_thread:true,dirty_decay_ms:-1,"
+                      "muzzy_decay_ms:-1"},
+}
+
+
+def worker_env(allocator: str | None) -> dict:
+    import os
+
+    from findap.allocator import preload_env
+
+    env = dict(os.environ)
+    if allocator is None:
+        return preload_env(env)  # what the findap entry point does
+    env.update(ALLOCATOR_ENV[allocator])
+    return preload_env(env)
+
+
+def cpu_kind() -> str:
+    """The CPU's model name and the flags that decide CPU training speed, for the table's heading."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    marks = [f"{name} {'yes' if flag in flags else 'no'}" for name, flag in
+             (("AVX2", "avx2"), ("AVX512-BF16", "avx512_bf16"), ("AMX-BF16", "amx_bf16"))]
+    import os
+
+    return f"{model}, {os.cpu_count()} cores; {', '.join(marks)}"
+
+
 def run_worker(name: str, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--steps", str(steps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    trainer, _, allocator = name.partition("@")
+    cmd = [sys.executable, __file__, "--worker", trainer, "--steps", str(steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=worker_env(allocator or None))
     if proc.returncode:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -365,11 +444,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4, help="timed optimizer steps per trainer (after one warm-up)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--only", nargs="*",
-                    default=["findap", "findap-ckpt", "trl", "trl-malloc", "plain", "ceiling", "attention"],
+                    default=["findap", "findap@glibc", "findap-ckpt", "trl", "plain", "ceiling", "attention"],
                     help="trainers to run: findap (varlen, micro-batch 4096, no checkpointing), findap-ckpt (micro-"
                          "batch 2048, activation checkpointing, loss chunk 256: what train.memory picks under a "
                          "tight budget), findap-sdpa (4-D mask), trl (SFTConfig's defaults: gradient checkpointing "
-                         "on), trl-malloc (TRL with findap's allocator setting), trl-nockpt (TRL without "
+                         "on), trl-nockpt (TRL without "
                          "checkpointing: its fastest), plain, ceiling (this machine's matmul + attention bound), "
                          "attention (per-document SDPA vs the blocked-matmul alternative, first timed step)")
     ap.add_argument("--calibrate", action="store_true",
@@ -383,31 +462,30 @@ def main() -> None:
     if not args.worker and not args.allow_emulated_bf16 and not cpu_has_fast_bf16():
         # Every trainer here runs bf16 autocast, as findap does where bf16 is fast. On an AVX2-only CPU torch emulates
         # bf16 (docs/results.md, "Precision on the CPU"), so the ratios would compare emulation overheads.
-        ap.exit(2, "bench/train_vs_trl.py: this CPU has no AVX512-BF16 or AMX, so bf16 matmuls are emulated (~45x "
-                   "slower than fp32) and the bench would time emulation, not the trainers; findap itself trains in "
-                   "fp32 here (precision: auto). Pass --allow-emulated-bf16 to run it anyway.\n")
+        ap.exit(2, "bench/train_vs_trl.py: this CPU has no AVX512-BF16 or AMX, so bf16 matmuls are emulated (far "
+                   "slower than fp32: docs/results.md, Precision on the CPU) and the bench would time emulation, not "
+                   "the trainers; findap itself trains in fp32 here (precision: auto). Pass --allow-emulated-bf16 to "
+                   "run it anyway.\n")
     if args.calibrate:
         calibrate(args.steps)
         return
     if args.worker:
-        from findap.host_memory import keep_freed_memory
-
         fn = {"findap": lambda s: worker_findap(s, "varlen"), "findap-sdpa": lambda s: worker_findap(s, "sdpa"),
               "findap-ckpt": lambda s: worker_findap(s, "varlen", 1 * SEQ, True, 256),
-              "trl": worker_trl, "trl-malloc": worker_trl, "trl-nockpt": lambda s: worker_trl(s, False),
+              "trl": worker_trl, "trl-nockpt": lambda s: worker_trl(s, False),
               "plain": worker_plain,
               "ceiling": worker_ceiling, "attention": worker_attention}.get(args.worker)
         if fn is None and args.worker.startswith("calibrate-"):  # calibrate-<micro tokens>-<ckpt|full>
             _, tokens, mode = args.worker.split("-")
             fn = lambda s: worker_findap(s, "varlen", int(tokens), mode == "ckpt")  # noqa: E731
-        # findap's allocator setting, as findap.train.stage.train_model applies it on CPU; trl-malloc gives TRL the
-        # same, so the ratio is not about malloc
-        keep = args.worker.startswith(("findap", "calibrate")) or args.worker == "trl-malloc"
-        with keep_freed_memory(enabled=keep):
-            result = fn(args.steps)
+        result = fn(args.steps)
+        from findap.allocator import active
+
+        result["allocator"] = active()
         result["peak_mb"] = round(peak_mb())
         print(json.dumps(result))
         return
+    print(f"CPU: {cpu_kind()}", flush=True)
     results = {}
     for name in args.only:
         results[name] = run_worker(name, args.steps)
@@ -427,6 +505,9 @@ def main() -> None:
               f"SDPA {attention['sdpa_s']} s, blocked matmuls {attention['blocked_s']} s "
               f"({attention['blocked_s'] / attention['sdpa_s']:.2f}x); fp32 max difference "
               f"{attention['fp32_max_diff']:.1e}")
+    for name, r in results.items():
+        if "breakdown" in r:
+            print_breakdown(name, r, results.get("ceiling"))
     if "ceiling" in results and "findap" in results:
         c = results["ceiling"]
         print(f"\nceiling: {c['matmul_s']} s of bf16 matmuls + {c['attention_s']} s of SDPA attention for the timed "

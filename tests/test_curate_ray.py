@@ -85,7 +85,7 @@ def test_killed_ray_run_resumes_to_the_same_files(cluster, local_runs, shared_da
                              str(REPO / "tests")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if list(out.glob("work/*/logs/keys/completions/*")):
+        if list(out.glob("work/*/logs/annotate/completions/*")):
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)

@@ -22,10 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from findap.curate.config import CurateConfig, GroupConfig, LabelBalanceConfig, SourceConfig
-from findap.curate.mixture import balance_labels, cap_labels, label_quota
+from findap.curate.mixture import label_quota
 from findap.curate.records import base_id, copy_number
 from findap.curate.sources import CONVERTERS, load_source
 from findap.curate.sources.finance import CREDIT_PROMPT, FOMC_PROMPT, FPB_PROMPT
+from helpers.curation_oracle import balance_labels, cap_labels
 
 CLASSIFICATION = ("fpb", "fomc", "credit")
 INPUT_FIELD = {"fpb": "sentence", "fomc": "sentence", "credit": "profile"}
@@ -199,7 +200,7 @@ def test_templates_do_not_hide_scored_rows_from_decontamination(shared_data, eva
     """FinEval's scored rows of the dataset, rendered in every template as if they were training examples (a
     planted copy of each), are found and removed; the training rows in templates are removed no more often than
     in the single instruction (near-duplicates inside the raw files only)."""
-    from findap.curate.decontam import decontaminate
+    from helpers.curation_oracle import decontaminate
     from findap.curate.sources.badrows import BadRows
     from findap.curate.sources.context import ConvertContext
 
@@ -248,25 +249,6 @@ def skill_curation(shared_data, tiny_model_dir, tmp_path_factory):
     return cfg, out, manifest
 
 
-def survivors(cfg, out, seed):
-    """The rows and token counts the streamed score step kept, in the global order."""
-    from findap.curate import streaming
-    from findap.curate.curation import used_sources
-    from findap.curate.shards import read_rows
-
-    (work,) = (out / "work").iterdir()
-    plan = streaming.Plan(cfg=cfg.model_dump(), out_dir=str(out), work=str(work), model="", seed=seed,
-                          used_sources=used_sources(cfg))
-    rows, tokens = [], {}
-    for shard in streaming.all_shards(plan):
-        shard_rows = read_rows(shard.path)
-        kept = pq.read_table(work / "score" / f"{shard.id}.parquet", columns=["row", "tokens"]).to_pydict()
-        for row, n in zip(kept["row"], kept["tokens"]):
-            rows.append(shard_rows[row - shard.offset])
-            tokens[rows[-1]["id"]] = n
-    return rows, tokens
-
-
 def ids(folder, group, split):
     return [r["id"] for r in pq.read_table(folder / group / f"{split}.parquet", columns=["id"]).to_pylist()]
 
@@ -274,16 +256,20 @@ def ids(folder, group, split):
 def test_streamed_curation_with_both_options_equals_the_list_based_writer(skill_curation, tmp_path):
     import json
 
-    from findap.curate.curation import _write_groups
+    from helpers.curation_oracle import as_manifest_counts, excluded, survivors, write_groups
 
     cfg, out, manifest = skill_curation
-    rows, tokens = survivors(cfg, out, 4)
+    rows, tokens = survivors(cfg, out)
     assert any(copy_number(r["id"]) for r in rows)
-    report = _write_groups(cfg, rows, tokens, tmp_path, 4)
+    report = write_groups(cfg, rows, tokens, tmp_path, 4)
     for group in ("group1", "group2"):
         for split in ("train", "dev"):
             assert ids(tmp_path, group, split) == ids(out, group, split), f"{group}/{split}"
     assert json.loads(json.dumps(report)) == manifest["groups"]
+    # the exact duplicates (FPB and FOMC repeat sentences) are recorded one by one, copies never among them
+    exact = excluded(out, "dedup")
+    assert as_manifest_counts(exact, "exact_duplicate") == manifest["filters"]["dedup"]["exact"]
+    assert manifest["filters"]["dedup"]["exact_total"] > 0
 
 
 def test_curated_training_splits_hold_every_label_within_its_share(skill_curation):

@@ -1,11 +1,14 @@
-"""The streamed curation (shards, keys, column mixtures) makes exactly the list-based curation's decisions.
+"""The curation as datatrove blocks over shards (keys, column mixtures) makes exactly the list-based reference's
+decisions (tests/helpers/curation_oracle.py).
 
 - the demo sources, curated in 3 tasks over 37-row shards, give the list-based curation's outputs for the same
   inputs (tests/data/curate_demo_golden.json: every output row's id in order, a hash of the rows, the manifest's
-  numbers, a hash of quality_scores.json), and the streamed group writer gives what the list-based _write_groups
-  makes of the same survivors; an intended change of the outputs is written into the golden file by
+  numbers, a hash of quality_scores.json), and the mixture step gives what the list-based write_groups makes of
+  the same survivors; an intended change of the outputs is written into the golden file by
   `FINDAP_REGENERATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_curate_streaming.py -k streamed_demo`
   (then review its diff);
+- every example a filter dropped is in work/excluded/<step>/ with its reason, and the manifest's counts are those
+  records' counts; a rerun on datatrove's executor finds every task complete and runs none;
 - StreamDedup over per-document keys drops what dedup() (datasketch MinHashLSH) drops;
 - the column mixture selects, orders and counts what the list mixture does;
 - an OpenAI-compatible judge endpoint gets many requests in flight, not one at a time;
@@ -115,24 +118,44 @@ def test_streamed_demo_equals_the_list_based_curation(demo_curation):
     assert manifest["filters"]["quality"]["classifier"]["trained"] is True
 
 
-def list_based_groups(cfg: CurateConfig, out: Path, seed: int, target: Path) -> dict:
-    """The list-based group writer (curation._write_groups) run on the streamed curation's survivors (the rows
-    and token counts its score step kept, in the global order) into `target`; returns its group report."""
-    from findap.curate import streaming
-    from findap.curate.curation import _write_groups, used_sources
-    from findap.curate.shards import read_rows
+def test_dropped_examples_are_recorded_and_a_rerun_runs_no_task(demo_curation, tiny_model_dir):
+    """Every example a filter dropped is a row of work/excluded/<step>/ with its reason, and the manifest counts
+    exactly those rows; a second curate() into the same folder finds every datatrove task complete (no completion
+    marker is written again) and gives the same manifest."""
+    from findap.curate.curation import curate
+    from findap.curate.steps import STEPS
+    from helpers.curation_oracle import as_manifest_counts, excluded
+
+    cfg, out, manifest = demo_curation
+    filters = manifest["filters"]
+    decontam = excluded(out, "decontam")
+    removed: dict = {}
+    for (source, reason), n in decontam.items():
+        removed.setdefault(reason.removeprefix("contaminated_"), {})[source] = n
+    assert removed == filters["decontam"]["removed"] and sum(decontam.values()) > 0
+    dedup = excluded(out, "dedup")
+    assert as_manifest_counts(dedup, "exact_duplicate") == filters["dedup"]["exact"]
+    assert as_manifest_counts(dedup, "near_duplicate") == filters["dedup"]["near"]
+    assert as_manifest_counts(excluded(out, "min_words"), "min_words") == filters["min_words"]
+    quality = excluded(out, "quality")
+    for decision in ("judge_dropped", "judge_failed_dropped", "classifier_dropped"):
+        assert sum(as_manifest_counts(quality, decision).values()) == filters["quality"]["decisions"][decision]
 
     (work,) = (out / "work").iterdir()
-    plan = streaming.Plan(cfg=cfg.model_dump(), out_dir=str(out), work=str(work), model="", seed=seed,
-                          used_sources=used_sources(cfg))
-    survivors, tokens = [], {}
-    for shard in streaming.all_shards(plan):
-        rows = read_rows(shard.path)
-        kept = pq.read_table(work / "score" / f"{shard.id}.parquet", columns=["row", "tokens"]).to_pydict()
-        for row, n in zip(kept["row"], kept["tokens"]):
-            survivors.append(rows[row - shard.offset])
-            tokens[survivors[-1]["id"]] = n
-    return _write_groups(cfg, survivors, tokens, target, seed)
+    markers = {p: p.stat().st_mtime_ns for p in work.glob("logs/*/completions/*")}
+    assert {p.parent.parent.name for p in markers} == set(STEPS) and len(markers) == 3 + 3 + 1 + 1 + 1 + 3 + 1 + 3 + 1
+    again = curate(cfg, out, model=tiny_model_dir, seed=DEMO_SEED, make_judge=KeywordJudge, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in work.glob("logs/*/completions/*")} == markers
+    assert again["groups"] == manifest["groups"] and again["filters"] == manifest["filters"]
+
+
+def list_based_groups(cfg: CurateConfig, out: Path, seed: int, target: Path) -> dict:
+    """The list-based group writer (curation_oracle.write_groups) run on the curation's survivors (the rows and
+    token counts its score step kept, in the global order) into `target`; returns its group report."""
+    from helpers.curation_oracle import survivors, write_groups
+
+    rows, tokens = survivors(cfg, out)
+    return write_groups(cfg, rows, tokens, target, seed)
 
 
 def ancestors(cfg: CurateConfig, group: str) -> list[str]:
@@ -172,8 +195,7 @@ def test_merge_of_many_pieces_is_position_ordered_with_bounded_fan_in(tmp_path, 
     give exactly the flat sort's rows, and no merge ever has more than 2 pieces open."""
     import random
 
-    from findap.curate import streaming
-    from findap.curate.shards import write_table_atomic
+    from findap.curate.blocks import merge
 
     rng = random.Random(0)
     positions = list(range(400))
@@ -183,13 +205,14 @@ def test_merge_of_many_pieces_is_position_ordered_with_bounded_fan_in(tmp_path, 
         mine = sorted(positions[k * 40:(k + 1) * 40] if k < 8 else positions[320:])
         table = [{"pos": p, "id": f"doc{p}", "source": "s", "kind": "cpt", "domain": "finance",
                   "capability": "concept", "text": f"text {p}", "messages": None} for p in mine]
-        pieces.append(write_table_atomic(tmp_path / "pieces" / f"{k:03d}.parquet",
-                                         pa.Table.from_pylist(table, schema=streaming.PIECE_SCHEMA)))
-    monkeypatch.setattr(streaming, "MERGE_FAN_IN", 2)
+        pieces.append(tmp_path / "pieces" / f"{k:03d}.parquet")
+        pieces[-1].parent.mkdir(exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(table, schema=merge.PIECE_SCHEMA), pieces[-1], row_group_size=256)
+    monkeypatch.setattr(merge, "MERGE_FAN_IN", 2)
     widest = []
-    real = streaming.rows_by_position
-    monkeypatch.setattr(streaming, "rows_by_position", lambda ps: widest.append(len(ps)) or real(ps))
-    got = list(streaming.merged_rows(pieces, tmp_path / "scratch"))
+    real = merge.rows_by_position
+    monkeypatch.setattr(merge, "rows_by_position", lambda ps: widest.append(len(ps)) or real(ps))
+    got = list(merge.merged_rows(pieces, tmp_path / "scratch"))
     assert [r["id"] for r in got] == [f"doc{p}" for p in range(400)]
     assert all("pos" not in r for r in got) and got[7]["text"] == "text 7"
     assert max(widest) == 2 and len(widest) > 9 // 2  # runs were made, several levels deep
@@ -213,7 +236,8 @@ def random_texts(n: int, seed: int) -> list[str]:
 
 
 def test_stream_dedup_matches_datasketch_dedup():
-    from findap.curate.dedup import DocKeys, KeySet, StreamDedup, dedup, exact_key
+    from findap.curate.dedup import DocKeys, KeySet, StreamDedup, exact_key
+    from helpers.curation_oracle import dedup
 
     cfg = DedupConfig()
     examples = [{"id": f"d{i}", "kind": "cpt" if i % 4 else "it", "source": f"s{i % 3}", "text": t,
@@ -232,10 +256,8 @@ def test_stream_dedup_matches_datasketch_dedup():
 
 
 def test_column_mixture_matches_the_list_mixture():
-    from findap.curate.mixture import (
-        MixPool, build_mixture, build_mixture_columns, dev_split, dev_split_columns, mixture_stats,
-        mixture_stats_columns, rank_key,
-    )
+    from findap.curate.mixture import MixPool, build_mixture_columns, dev_split_columns, mixture_stats_columns, rank_key
+    from helpers.curation_oracle import build_mixture, dev_split, mixture_stats
 
     rng = random.Random(5)
     pool, tokens = [], {}
@@ -318,7 +340,7 @@ def test_slurm_submits_one_dependent_job_per_step(shared_data, tiny_model_dir, t
     """No Slurm here: a stand-in `sbatch` records each script and answers a job id, as sbatch does."""
     from findap.curate.curation import curate
     from findap.curate.executors import CurationSubmitted
-    from findap.curate.streaming import STEPS
+    from findap.curate.steps import STEPS
 
     bin_dir, scripts = tmp_path / "bin", tmp_path / "scripts"
     bin_dir.mkdir()
@@ -342,7 +364,7 @@ def test_slurm_submits_one_dependent_job_per_step(shared_data, tiny_model_dir, t
         assert f"#SBATCH --job-name=findap-curate-{step}" in text
         assert "#SBATCH --partition=cpu-long" in text and "#SBATCH --time=02:00:00" in text
         assert "#SBATCH --cpus-per-task=2" in text
-        tasks = {"convert": 4, "keys": 4, "score": 4, "gather": 4}.get(step, 1)
+        tasks = {"convert": 4, "annotate": 4, "score": 4, "gather": 4}.get(step, 1)
         assert f"#SBATCH --array=0-{tasks - 1}%2" in text  # `workers`: array jobs in flight at once
         assert "executor.pik" in text  # the job runs the pickled datatrove executor of this step
         args = script.with_suffix(".args").read_text()

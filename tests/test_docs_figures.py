@@ -42,8 +42,6 @@ FORMAT_EXAMPLE = {"57.6 ±2.1", "±2.1", "+4.2 [+1.0, +7.3]", "31.0 ±4.0", "±4
 
 # Settings and arithmetic that look like measurements, each with why it is not one. Keys: (file, matched text).
 SETTINGS: dict[tuple[str, str], str] = {
-    ("src/findap/host_memory.py", "32 MB"): "glibc's ceiling for its dynamic mmap threshold, a constant of glibc",
-    ("src/findap/host_memory.py", "2 GiB"): "the M_TRIM_THRESHOLD that keep_freed_memory sets",
     ("src/findap/training/memory.py", "0.4 GB"): "arithmetic: 1,024 tokens x 49,152 vocabulary x 8 bytes",
     ("src/findap/train/loss.py", "400 MB"): "arithmetic: 2048 x 49152 x 4 bytes, shown in the line",
     ("src/findap/align/logprobs.py", "800 MB"): "arithmetic: 4096 tokens x 49,152 vocabulary x 4 bytes",
@@ -60,10 +58,7 @@ SETTINGS: dict[tuple[str, str], str] = {
 
 # Measured figures in files that another change is rewriting now (issue #27), so they cannot be moved here; each
 # names the results.md section that holds the figure. Remove an entry when its file is rewritten.
-PENDING: dict[tuple[str, str], str] = {
-    ("src/findap/engines/decoding.py", "29 s"): "docs/results.md, Evaluation and inference memory (prefill speed)",
-    ("src/findap/engines/decoding.py", "21 s"): "docs/results.md, Evaluation and inference memory (prefill speed)",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from findap.curate.config import CurateConfig, SourceConfig
-from findap.curate.decontam import EvalIndex, decontaminate
+from findap.curate.decontam import EvalIndex
 from findap.curate.eval_texts import from_registry
 from findap.curate.sources import CONVERTERS, load_source
 from findap.curate.sources.badrows import BadRows
 from findap.curate.sources.context import ConvertContext
 from findap.eval.registry import get_task
 from findap.splits import hash_role, holdout_bucket, normalize, reserved_for_eval, tatqa_report_text
+from helpers.curation_oracle import decontaminate
 
 # curate converter -> FinEval task; the task's carve.hash_key must be the converter's dataset key
 DUAL_USE = {

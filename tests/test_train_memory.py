@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from findap.allocator import preload_env
 from findap.models import save_tiny_llama
 from findap.recipe import Recipe
 from findap.runs import StageContext
@@ -28,7 +29,7 @@ FACTOR = 1.35  # the estimate must be within this factor of the measured peak (e
 MEASURE = r"""
 import json, sys, torch
 from transformers import AutoConfig
-from findap.host_memory import keep_freed_memory, peak_memory
+from findap.host_memory import peak_memory
 from findap.models import autocast_dtype, load_model, load_tokenizer
 from findap.train.attention import hf_implementation
 from findap.train.config import TrainConfig
@@ -46,23 +47,22 @@ cfg = TrainConfig(seq_len=1024, micro_batch_tokens=4096, tokens_per_step=4096, l
                   gradient_checkpointing=checkpointing, memory="off")
 steps = plan_steps(docs, cfg, seed=0)
 shape = ModelShape.from_config(AutoConfig.from_pretrained(model_dir))
-# the precision findap.train.stage trains in on this CPU: bf16 with AMX/AVX512-BF16, else fp32 (bf16 matmuls are
-# ~45x slower than fp32 on an AVX2-only CPU: 0.9 vs 41 GFLOP/s measured on one core)
+# the precision findap.train.stage trains in on this CPU: bf16 with AMX/AVX512-BF16, else fp32 (emulated bf16 is far
+# slower: docs/results.md, Precision on the CPU)
 half = autocast_dtype(torch.device("cpu"), "auto", training=True) is not None
 plan = plan_memory(cfg, shape, backend="varlen", half=half, baseline=resident_bytes())
-with keep_freed_memory():  # as findap.train.stage trains on CPU
-    model = load_model(model_dir, device="cpu", attn_implementation=hf_implementation("varlen")).train()
-    if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    opt = build_optimizer(model, 1e-4)
-    for i in range(2):
-        batches = micro_batches(steps[i], cfg, "varlen", tok.pad_token_id)
-        assert sum(b["n_real"] for b in batches) > 3500  # full micro-batches: the activations are measured
-        train_step(model, batches, "varlen", torch.device("cpu"), "auto", cfg.loss_chunk_tokens)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    print(json.dumps({"estimate": plan.estimate_bytes, "baseline": plan.parts["baseline"], "half": half,
-                      "peak": peak_memory()["peak_rss_gb"] * 2**30}))
+model = load_model(model_dir, device="cpu", attn_implementation=hf_implementation("varlen")).train()
+if checkpointing:
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+opt = build_optimizer(model, 1e-4)
+for i in range(2):
+    batches = micro_batches(steps[i], cfg, "varlen", tok.pad_token_id)
+    assert sum(b["n_real"] for b in batches) > 3500  # full micro-batches: the activations are measured
+    train_step(model, batches, "varlen", torch.device("cpu"), "auto", cfg.loss_chunk_tokens)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+print(json.dumps({"estimate": plan.estimate_bytes, "baseline": plan.parts["baseline"], "half": half,
+                  "peak": peak_memory()["peak_rss_gb"] * 2**30}))
 """
 
 
@@ -73,6 +73,7 @@ def wide_model(tmp_path_factory):
 
 def measure(model_dir: str, checkpointing: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}
+    env = preload_env(env)  # the allocator the findap command trains on (findap.allocator)
     proc = subprocess.run([sys.executable, "-c", MEASURE, model_dir, "1" if checkpointing else "0"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""`python -m findap`."""
-from findap.cli import main
+"""`python -m findap`: the `findap` command (findap.entry: the allocator choice, then the CLI)."""
+from findap.entry import main
 
 main()

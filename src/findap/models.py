@@ -264,7 +264,7 @@ def describe_precision(device: torch.device, precision: str = "auto", *, trainin
     if precision != "auto":
         if dtype is torch.bfloat16 and device.type == "cpu" and not cpu_has_fast_bf16():
             return (f"{name} (precision: {precision}); warning: this CPU has no AVX512-BF16 or AMX, so bf16 matmuls "
-                    "are emulated, ~45x slower than fp32 on one AVX2 core: use precision auto or fp32")
+                    "are emulated, far slower than fp32 (docs/results.md, Precision on the CPU): use precision auto or fp32")
         return f"{name} (precision: {precision})"
     if device.type == "cpu":
         why = "this CPU has AVX512-BF16 or AMX" if dtype else "this CPU has no AVX512-BF16 or AMX, bf16 would be emulated"

@@ -169,5 +169,7 @@ def code_version() -> dict[str, Any]:
 
 def provenance(**fields: Any) -> dict[str, Any]:
     """The provenance block of a result file: code version and commit, UTC date, plus what the caller names."""
+    from findap.allocator import active
+
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    return {**code_version(), "date": now, **fields}
+    return {**code_version(), "date": now, "allocator": active(), **fields}

@@ -63,7 +63,11 @@ class StageContext:
         """Write DONE with the stage's summary, its wall time and its process's peak memory (`peak_rss_gb`, and
         `peak_gpu_gb` on CUDA; see host_memory.peak_memory). Under `findap run` every stage has its own process,
         so the peak is the stage's own."""
-        summary = {"stage": self.name, "wall_s": round(time.time() - self.started, 2), **peak_memory(), **summary}
+        from findap.allocator import active
+
+        # the allocator changes speed and peak memory (findap.allocator), so it is recorded beside them
+        summary = {"stage": self.name, "wall_s": round(time.time() - self.started, 2), **peak_memory(),
+                   "allocator": active(), **summary}
         mark_done(self.run_dir / self.name, summary)
         return summary
 

@@ -2,7 +2,7 @@
 log-probs -> DPO + NLL, with dev-loss selection that also considers the starting weights (step 0).
 
 The loop itself (optimizer, schedule, cadence, patience, checkpoints `ckpt-NNNNNN/` + LATEST, resume, progress,
-the CPU heap bound, the process layout) is stage 1's. The loss of a step is normalised by the step's own pair and
+resident memory per step, the process layout) is stage 1's. The loss of a step is normalised by the step's own pair and
 chosen-token counts, so how its rows are packed, accumulated or spread over ranks does not change it.
 """
 from __future__ import annotations
@@ -19,9 +19,8 @@ from findap.align.logprobs import row_logprobs
 from findap.align.loss import DPONLLTerms, dpo_nll_loss
 from findap.align.packing import PackedRow, pack_pairs
 from findap.align.schedule import plan_steps
-from findap.host_memory import KeptHeapBound
 from findap.models import autocast
-from findap.training.loop import Evaluation, FitResult, HeapBound, StepBatches, Trainer
+from findap.training.loop import Evaluation, FitResult, StepBatches, Trainer
 from findap.training.parallel import SingleProcess
 from findap.training.state import TrainingState
 
@@ -177,11 +176,10 @@ def align_trainer(
                      rows=pack_pairs(train_pairs, cfg.row_tokens, cfg.share_prompt),
                      dev_rows=pack_pairs(dev_pairs, cfg.row_tokens, cfg.share_prompt), seed=seed,
                      precision=precision, parallel=parallel, save_best_model=save_best)
-    heap = HeapBound(KeptHeapBound.for_training(None, checkpointing=False))
     return Trainer(task, model, cfg, cfg.lr, cfg.warmup, next(model.parameters()).device, precision, parallel,
                    checkpoint_dir, log=log, progress=progress,
                    tensorboard_dir=Path(checkpoint_dir).parent / "tensorboard" if checkpoint_dir else None,
-                   trainable_only=cfg.finetune == "lora", callbacks=[heap])
+                   trainable_only=cfg.finetune == "lora")
 
 
 def summarize(fitted: FitResult, train_pairs: list, dev_pairs: list) -> dict:

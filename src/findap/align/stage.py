@@ -17,7 +17,6 @@ from findap.align.encode import TokenizedPair, tokenize_pair
 from findap.align.loop import align_trainer, summarize
 from findap.align.reference import cached_reference_logprobs, reference_key
 from findap.io import DataError, read_records
-from findap.host_memory import keep_freed_memory
 from findap.models import describe_precision, load_model, load_tokenizer, pick_device
 from findap.training import parallel as parallel_layouts
 from findap.training.lora import apply_lora
@@ -124,20 +123,18 @@ def run(recipe, ctx) -> dict:
     parallel = parallel_layouts.start("auto", cfg.finetune)
     device = parallel.device(pick_device(recipe.device))
     log.info("align: precision %s", describe_precision(device, recipe.precision, training=True))
-    with keep_freed_memory(device.type == "cpu"):  # large temporaries reuse faulted pages: see findap.host_memory
-        torch.manual_seed(seed)  # LoRA initialisation and dropout: a rerun (or a resumed run) repeats the same run
-        model = drop_stale_gguf_marker(load_model(model_name, device=device))
-        ref = reference_logps(ctx, model_name, tokenizer, model, train_pairs + dev_pairs, cfg, recipe.precision,
-                              parallel)
-        if cfg.finetune == "lora":
-            model = apply_lora(model, cfg)
-        model = parallel.wrap(model, device=device, precision=recipe.precision)
-        trainer = align_trainer(
-            model, train_pairs, dev_pairs, ref, cfg, seed=seed, precision=recipe.precision,
-            checkpoint_dir=ctx.path("checkpoint"),
-            save_best=lambda m: parallel.save_model_dir(m, tokenizer, ctx.path("model")),
-            log=ctx.log_metrics, parallel=parallel,
-        )
-        summary = summarize(trainer.fit(), train_pairs, dev_pairs)
-        del model, ref, trainer  # freed inside the block, so its end hands their memory back to the OS
+    torch.manual_seed(seed)  # LoRA initialisation and dropout: a rerun (or a resumed run) repeats the same run
+    model = drop_stale_gguf_marker(load_model(model_name, device=device))
+    ref = reference_logps(ctx, model_name, tokenizer, model, train_pairs + dev_pairs, cfg, recipe.precision,
+                          parallel)
+    if cfg.finetune == "lora":
+        model = apply_lora(model, cfg)
+    model = parallel.wrap(model, device=device, precision=recipe.precision)
+    trainer = align_trainer(
+        model, train_pairs, dev_pairs, ref, cfg, seed=seed, precision=recipe.precision,
+        checkpoint_dir=ctx.path("checkpoint"),
+        save_best=lambda m: parallel.save_model_dir(m, tokenizer, ctx.path("model")),
+        log=ctx.log_metrics, parallel=parallel,
+    )
+    summary = summarize(trainer.fit(), train_pairs, dev_pairs)
     return {**summary, "dropped_pairs": dropped, "model": str(ctx.path("model")), "policy": model_name}

@@ -35,7 +35,6 @@ import re
 from collections import Counter, defaultdict
 from typing import Iterable, Mapping, Sequence
 
-from findap.curate.records import example_text
 
 _WORD = re.compile(r"\w+")
 _LINE_LABEL = re.compile(r"^\s*[A-Za-z][A-Za-z ]{0,19}:")  # "Question:", "Q:", "Input sentence:"
@@ -192,24 +191,3 @@ class EvalIndex:
         return None
 
 
-def decontaminate(
-    examples: list[dict],
-    eval_texts: Mapping[str, Iterable[EvalItem]] | Iterable[EvalItem] | EvalIndex,
-    n: int = 13,
-    short_words: int = 8,
-    min_overlap: float = 0.5,
-) -> tuple[list[dict], dict[str, dict[str, int]]]:
-    """Keep examples that contain no evaluation probe (`eval_texts`: plain texts or items, or {task: those}).
-
-    Returns (kept, removed) with removed = {task: {source: count}}.
-    """
-    index = eval_texts if isinstance(eval_texts, EvalIndex) else EvalIndex(eval_texts, n, short_words, min_overlap)
-    removed: dict[str, Counter] = defaultdict(Counter)
-    kept = []
-    for ex in examples:
-        task = index.match(example_text(ex))
-        if task is None:
-            kept.append(ex)
-        else:
-            removed[task][ex["source"]] += 1
-    return kept, {task: dict(counts) for task, counts in removed.items()}

@@ -1,10 +1,9 @@
-"""Exact and MinHash near-duplicate removal, with counts per source.
+"""Exact and MinHash near-duplicate removal, with counts per source, in two parts.
 
-Two forms with one result. `dedup` works on a list of examples (kept for tests and small callers). The streamed
-curation (streaming.py) splits it: `DocKeys` turns each example into its keys in parallel shard tasks (a 64-bit
-exact key, and for CPT the LSH band keys of its MinHash signature, the bands datasketch's MinHashLSH would use),
-then `StreamDedup` decides keep/drop in one ordered pass holding only those keys, in compact sorted uint64
-arrays (`KeySet`), never the documents. A near-duplicate is a document sharing any band with an earlier kept one,
+`DocKeys` turns each example into its keys in parallel shard tasks (the annotate step: a 64-bit exact key, and for
+CPT the LSH band keys of its MinHash signature, the bands datasketch's MinHashLSH would use), then `StreamDedup`
+decides keep/drop in one ordered pass holding only those keys (the filter step), in compact sorted uint64 arrays
+(`KeySet`), never the documents. A near-duplicate is a document sharing any band with an earlier kept one,
 exactly MinHashLSH.query's rule; 64-bit keys make a false match about 1e-8 likely at a million documents.
 
 The first occurrence wins, so the result depends only on the order of the sources in the recipe.
@@ -19,11 +18,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from findap.curate.config import DedupConfig
-from findap.curate.records import example_text, normalize, prompt_text
+from findap.curate.records import normalize, prompt_text
 
 _WORD = re.compile(r"\w+")
 
@@ -45,57 +44,9 @@ def shingles(text: str, n: int) -> set[bytes]:
     return {" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)}
 
 
-def minhash(text: str, cfg: DedupConfig, seed: int = 1) -> MinHash:
-    m = MinHash(num_perm=cfg.num_perm, seed=seed)
-    m.update_batch(list(shingles(text, cfg.ngram)))
-    return m
-
-
-def exact_dedup(examples: list[dict], report: DedupReport) -> list[dict]:
-    """CPT by text; IT by prompt: a repeated prompt teaches nothing new, and one repeated with another answer
-    (FPB has such sentences) teaches a contradiction."""
-    seen: set[bytes] = set()
-    kept = []
-    for ex in examples:
-        key = hashlib.sha256(f"{ex['kind']}\x00{normalize(prompt_text(ex))}".encode()).digest()
-        if key in seen:
-            report.exact[ex["source"]] += 1
-            continue
-        seen.add(key)
-        kept.append(ex)
-    return kept
-
-
-def near_dedup(examples: list[dict], cfg: DedupConfig, report: DedupReport, kinds=("cpt",)) -> list[dict]:
-    lsh = {kind: MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm) for kind in kinds}
-    kept = []
-    for ex in examples:
-        if ex["kind"] not in lsh:
-            kept.append(ex)
-            continue
-        signature = minhash(example_text(ex), cfg)
-        index = lsh[ex["kind"]]
-        if index.query(signature):
-            report.near[ex["source"]] += 1
-            continue
-        index.insert(ex["id"], signature)
-        kept.append(ex)
-    return kept
-
-
-def dedup(examples: list[dict], cfg: DedupConfig, kinds=("cpt",)) -> tuple[list[dict], DedupReport]:
-    """Drop exact duplicates (all kinds), then near-duplicates among `kinds`; first occurrence wins."""
-    report = DedupReport()
-    if cfg.exact:
-        examples = exact_dedup(examples, report)
-    if cfg.near:
-        examples = near_dedup(examples, cfg, report, kinds)
-    return examples, report
-
-
-# ---- the streamed form -------------------------------------------------------------------------------------
 def exact_key(example: dict) -> int:
-    """64 bits of exact_dedup's key (kind + normalised prompt text)."""
+    """64 bits of sha256(kind + normalised prompt text): CPT by text, IT by prompt (a repeated prompt teaches nothing
+    new, and one repeated with another answer, as FPB has, teaches a contradiction)."""
     digest = hashlib.sha256(f"{example['kind']}\x00{normalize(prompt_text(example))}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
@@ -154,22 +105,26 @@ class KeySet:
 
 
 class StreamDedup:
-    """exact_dedup then near_dedup (CPT) in one ordered pass over keys: the same decisions, first one wins."""
+    """Exact dedup (all kinds), then near dedup (CPT), in one ordered pass over keys: the first one wins."""
 
     def __init__(self, cfg: DedupConfig, kinds=("cpt",)):
         self.cfg, self.kinds = cfg, kinds
         self.exact, self.near = KeySet(), KeySet()
         self.report = DedupReport()
 
-    def keep(self, source: str, kind: str, exact: int, bands: list[int] | None) -> bool:
+    def duplicate(self, source: str, kind: str, exact: int, bands: list[int] | None) -> str | None:
+        """"exact" or "near" when the example repeats an earlier kept one (counted in the report), else None."""
         if self.cfg.exact:
             if self.exact.contains_any([exact]):
                 self.report.exact[source] += 1
-                return False
+                return "exact"
             self.exact.add_all([exact])
         if self.cfg.near and kind in self.kinds:
             if self.near.contains_any(bands):
                 self.report.near[source] += 1
-                return False
+                return "near"
             self.near.add_all(bands)
-        return True
+        return None
+
+    def keep(self, source: str, kind: str, exact: int, bands: list[int] | None) -> bool:
+        return self.duplicate(source, kind, exact, bands) is None

@@ -1,8 +1,8 @@
-"""Runs the curation steps (streaming.py) on a datatrove executor: `curate.executor: local | slurm | ray`.
+"""Runs the curation steps (steps.py) on a datatrove executor: `curate.executor: local | slurm | ray`.
 
-Each step is one datatrove pipeline whose only block is a `StepTask`; its task count comes from
-streaming.task_counts (per-shard steps: curate.tasks; ordered passes: 1). datatrove writes a completion marker per
-finished task under work/logs/<step>/completions/, so a rerun of a killed curation skips finished tasks.
+Each step is one datatrove pipeline of blocks (steps.pipeline); its task count comes from steps.task_counts
+(per-shard steps: curate.tasks; ordered passes: 1). datatrove writes a completion marker per finished task under
+work/logs/<step>/completions/, so a rerun of a killed curation skips finished tasks.
 
 - local: LocalPipelineExecutor, one step after another; `workers` > 1 runs tasks in that many processes.
 - ray:   RayPipelineExecutor on the cluster `executor_options.address` names (default: RAY_ADDRESS, else a local
@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from findap.child_processes import forked_children_die_with_this_process
-from findap.curate.streaming import _CACHE, STEPS, Plan, StepTask, task_counts
+from findap.curate.plan import Plan
+from findap.curate.steps import STEPS, pipeline, task_counts
 from findap.curate.task_logs import datatrove_logs_to_files
 from findap.host_memory import peak_memory, resident_bytes
 
@@ -40,7 +41,7 @@ def _local(plan: Plan, step: str, tasks: int, logging_dir: str, options: dict):
     from datatrove.executor import LocalPipelineExecutor
 
     workers = min(plan.config.workers, tasks)
-    return LocalPipelineExecutor(pipeline=[StepTask(step, plan)], tasks=tasks, workers=workers,
+    return LocalPipelineExecutor(pipeline=pipeline(step, plan), tasks=tasks, workers=workers,
                                  logging_dir=logging_dir, **options)
 
 
@@ -52,7 +53,7 @@ def _ray(plan: Plan, step: str, tasks: int, logging_dir: str, options: dict):
     address = options.pop("address", None)
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False, include_dashboard=False)
-    return RayPipelineExecutor(pipeline=[StepTask(step, plan)], tasks=tasks, workers=plan.config.workers,
+    return RayPipelineExecutor(pipeline=pipeline(step, plan), tasks=tasks, workers=plan.config.workers,
                                logging_dir=logging_dir, **options)
 
 
@@ -60,7 +61,7 @@ def _slurm(plan: Plan, step: str, tasks: int, logging_dir: str, options: dict, d
     from datatrove.executor.slurm import SlurmPipelineExecutor
 
     options = {"time": "04:00:00", "partition": "cpu"} | dict(options)
-    return SlurmPipelineExecutor(pipeline=[StepTask(step, plan)], tasks=tasks, workers=plan.config.workers,
+    return SlurmPipelineExecutor(pipeline=pipeline(step, plan), tasks=tasks, workers=plan.config.workers,
                                  logging_dir=logging_dir, job_name=f"findap-curate-{step}", depends=depends,
                                  **options)
 
@@ -68,7 +69,8 @@ def _slurm(plan: Plan, step: str, tasks: int, logging_dir: str, options: dict, d
 def run_steps(plan: Plan) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Run every step in order on the recipe's executor; returns ({step: seconds}, {step: this process's memory
     after it}). The memory is what a step left resident (`rss_gb`) and the process's peak so far (`peak_rss_gb`):
-    the step at which the peak rises is the one that holds the most, and local tasks run in this process.
+    the step at which the peak rises is the one that holds the most, and local tasks with `workers: 1` run in
+    this process.
     Slurm: raises CurationSubmitted after submitting (unless every task is already complete)."""
     cfg = plan.config
     counts = task_counts(plan)
@@ -88,9 +90,8 @@ def run_steps(plan: Plan) -> tuple[dict[str, float], dict[str, dict[str, float]]
             raise StepFailed(f"curation step '{step}' did not finish tasks {missing} on the {cfg.executor} executor; "
                              f"see the task logs in {logs / step}/logs/")
         timings[step] = round(time.time() - start, 2)
-        # in-process tasks cached what their step needed (eval index, tokenizer, encoder): free it before the
-        # next step, so the judge's model is not loaded on top of the decontamination index
-        _CACHE.clear()
+        # what a step's blocks loaded (eval index, tokenizer, encoder) lives on them: freed with the executor
+        del executor
         memory[step] = {"rss_gb": round(resident_bytes() / 2**30, 3),
                         "peak_rss_gb": peak_memory().get("peak_rss_gb", 0.0)}
     return timings, memory

@@ -9,7 +9,6 @@ Labels are appended to a JSONL checkpoint batch by batch, so a killed run re-jud
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -55,14 +54,6 @@ def parse_score(output: str) -> tuple[int, str] | None:
     if parsed.score is None or parsed.justification.strip() == PLACEHOLDER:
         return None
     return int(round(parsed.score)), parsed.justification
-
-
-def pick_sample(examples: Sequence[dict], size: int, seed: int) -> list[dict]:
-    """`size` examples chosen by a seeded hash of their id: stable under reordering and resume."""
-    def rank(ex: dict) -> str:
-        return hashlib.sha256(f"{seed}\x00{ex['id']}".encode()).hexdigest()
-
-    return sorted(examples, key=rank)[:size]
 
 
 def judge_examples(

@@ -15,36 +15,10 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from typing import Sequence
 
 import numpy as np
 
 from findap.curate.config import LabelBalanceConfig, MixtureConfig
-from findap.curate.records import base_id, copy_number
-
-
-def seeded_order(examples: Sequence[dict], seed: int) -> list[dict]:
-    return sorted(examples, key=lambda ex: hashlib.sha256(f"{seed}\x00{ex['id']}".encode()).hexdigest())
-
-
-def take_tokens(examples: Sequence[dict], tokens: dict[str, int], target: float, seed: int) -> list[dict]:
-    """Examples (seeded order) whose token counts add up to at most `target`, skipping ones that overflow."""
-    chosen, total = [], 0
-    for ex in seeded_order(examples, seed):
-        n = tokens[ex["id"]]
-        if total + n <= target + 1e-6:  # float shares (e.g. 0.9 * 100) must not drop an exact fit
-            chosen.append(ex)
-            total += n
-    return chosen
-
-
-def _total(examples: Sequence[dict], tokens: dict[str, int]) -> int:
-    return sum(tokens[ex["id"]] for ex in examples)
-
-
-def _split(examples: Sequence[dict], kind: str) -> tuple[list[dict], list[dict]]:
-    of_kind = [ex for ex in examples if ex["kind"] == kind]
-    return [ex for ex in of_kind if ex["domain"] == "finance"], [ex for ex in of_kind if ex["domain"] != "finance"]
 
 
 def natural_share(domain_tokens: int, general_tokens: int, share: float | None) -> float:
@@ -62,42 +36,9 @@ def _largest_total(domain_tokens: int, general_tokens: int, share: float) -> flo
     return min(by_domain, by_general)
 
 
-def build_mixture(
-    pool: Sequence[dict], tokens: dict[str, int], cfg: MixtureConfig, seed: int
-) -> tuple[list[dict], dict]:
-    """Select the group's examples from `pool`. Returns (examples, targets/shortfalls report)."""
-    it_fin, it_gen = _split(pool, "it")
-    cpt_fin, cpt_gen = _split(pool, "cpt")
-    it_share = natural_share(_total(it_fin, tokens), _total(it_gen, tokens), cfg.it_domain_share)
-    t_it = _largest_total(_total(it_fin, tokens), _total(it_gen, tokens), it_share)
-    if cfg.max_it_tokens is not None:
-        t_it = min(t_it, cfg.max_it_tokens)
-    it = take_tokens(it_fin, tokens, it_share * t_it, seed) + take_tokens(
-        it_gen, tokens, (1 - it_share) * t_it, seed)
-    it_tokens = _total(it, tokens)
-    cpt_share = natural_share(_total(cpt_fin, tokens), _total(cpt_gen, tokens), cfg.cpt_domain_share)
-    t_cpt = _largest_total(_total(cpt_fin, tokens), _total(cpt_gen, tokens), cpt_share)
-    if cfg.subsample_cpt_to_it:  # the domain share wins over the CPT:IT ratio when CPT runs short (warned)
-        t_cpt = min(t_cpt, it_tokens * cfg.cpt_share / (1 - cfg.cpt_share))
-    targets = {"it_tokens": t_it, "cpt_tokens": t_cpt,
-               "cpt_finance": cpt_share * t_cpt, "cpt_general": (1 - cpt_share) * t_cpt}
-    cpt = take_tokens(cpt_fin, tokens, targets["cpt_finance"], seed) + take_tokens(
-        cpt_gen, tokens, targets["cpt_general"], seed)
-    got_finance = _total([e for e in cpt if e["domain"] == "finance"], tokens)
-    got_general = _total([e for e in cpt if e["domain"] != "finance"], tokens)
-    shortfall = {"cpt_finance": max(0, round(targets["cpt_finance"] - got_finance)),
-                 "cpt_general": max(0, round(targets["cpt_general"] - got_general))}
-    return cpt + it, {"targets": {k: round(v) for k, v in targets.items()}, "shortfall": shortfall}
-
-
-def mixture_stats(examples: Sequence[dict], tokens: dict[str, int]) -> dict:
-    """Documents and tokens per source; kind, domain and capability token shares."""
-    return summarise_rows((ex["source"], ex["kind"], ex["domain"], ex["capability"], tokens[ex["id"]])
-                          for ex in examples)
-
-
 def summarise_rows(rows) -> dict:
-    """(source, kind, domain, capability, tokens) rows -> mixture_stats' summary; the list and column paths share it."""
+    """(source, kind, domain, capability, tokens) rows -> documents and tokens per source; kind, domain and
+    capability token shares."""
     per_source: dict[str, dict] = defaultdict(lambda: {"docs": 0, "tokens": 0})
     kind_tokens: dict[str, int] = defaultdict(int)
     domain_tokens: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -144,29 +85,6 @@ def share_warnings(stats: dict, cfg: MixtureConfig) -> list[str]:
     return warnings
 
 
-def dev_split(examples: Sequence[dict], cfg: MixtureConfig, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, dev): a seeded slice held out for the trainer's development loss. Copies made for label balancing
-    go where their original goes, so no dev example is ever trained on under another id."""
-    if not examples or cfg.dev_fraction == 0:
-        return list(examples), []
-    if any(copy_number(ex["id"]) for ex in examples):
-        return _dev_split_units(examples, cfg, seed)
-    ordered = seeded_order(examples, seed + 1)
-    n_dev = min(len(ordered) - 1, max(cfg.dev_min, round(cfg.dev_fraction * len(ordered))))
-    dev_ids = {ex["id"] for ex in ordered[:n_dev]}
-    return [ex for ex in examples if ex["id"] not in dev_ids], [ex for ex in examples if ex["id"] in dev_ids]
-
-
-def _dev_split_units(examples: Sequence[dict], cfg: MixtureConfig, seed: int) -> tuple[list[dict], list[dict]]:
-    """dev_split with an original and its copies as one unit: the slice is `dev_fraction` of the units."""
-    units = sorted({base_id(ex["id"]) for ex in examples},
-                   key=lambda b: hashlib.sha256(f"{seed + 1}\x00{b}".encode()).hexdigest())
-    n_dev = min(len(units) - 1, max(cfg.dev_min, round(cfg.dev_fraction * len(units))))
-    dev_units = set(units[:n_dev])
-    return ([ex for ex in examples if base_id(ex["id"]) not in dev_units],
-            [ex for ex in examples if base_id(ex["id"]) in dev_units])
-
-
 # ---- label balancing (curate.balance_labels) -----------------------------------------------------------------
 # Classification sources record each example's label, and label balancing repeats labelled examples (`<id>~k`,
 # made by the converter step so that they pass the filters beside their original). Per source, over what
@@ -203,51 +121,6 @@ def label_quota(originals: dict, available: dict, share: float | None) -> dict:
     return {label: min(g, cap) for label, g in grown.items()}
 
 
-def _balance_order(examples: Sequence[dict], seed: int) -> list[dict]:
-    return sorted(examples, key=lambda ex: (copy_number(ex["id"]),
-                                            hashlib.sha256(f"{seed}\x00{ex['id']}".encode()).hexdigest()))
-
-
-def _by_source_label(examples: Sequence[dict], sources: set[str]) -> dict[str, dict[str, list[dict]]]:
-    out: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for ex in examples:
-        if ex["source"] in sources and ex.get("label") is not None:
-            out[ex["source"]][ex["label"]].append(ex)
-    return out
-
-
-def _keep_quota(examples: Sequence[dict], sources: set[str], cfg: LabelBalanceConfig, seed: int,
-                grow: bool) -> list[dict]:
-    if not sources:
-        return list(examples)
-    dropped: set[int] = set()
-    for by_label in _by_source_label(examples, sources).values():
-        if grow:  # a copy counts only beside its original (the filters or the judge may have dropped that)
-            present = {ex["id"] for rows in by_label.values() for ex in rows if not copy_number(ex["id"])}
-            for rows in by_label.values():
-                dropped.update(id(ex) for ex in rows if copy_number(ex["id"]) and base_id(ex["id"]) not in present)
-            by_label = {label: kept for label, rows in by_label.items()
-                        if (kept := [ex for ex in rows if id(ex) not in dropped])}
-        originals = {label: sum(not copy_number(ex["id"]) for ex in rows) if grow else len(rows)
-                     for label, rows in by_label.items()}
-        quota = label_quota(originals, {label: len(rows) for label, rows in by_label.items()},
-                            effective_share(cfg, len(by_label)))
-        for label, rows in by_label.items():
-            dropped.update(id(ex) for ex in _balance_order(rows, seed)[quota[label]:])
-    return [ex for ex in examples if id(ex) not in dropped]
-
-
-def balance_labels(pool: Sequence[dict], sources: set[str], cfg: LabelBalanceConfig, seed: int) -> list[dict]:
-    """The pool with the balanced sources' labels brought within the cap (copies added, majority cut), in pool
-    order; other sources untouched."""
-    return _keep_quota(pool, sources, cfg, seed, grow=True)
-
-
-def cap_labels(train: Sequence[dict], sources: set[str], cfg: LabelBalanceConfig, seed: int) -> list[dict]:
-    """A training split with every balanced source's labels cut to the cap again (no copies added)."""
-    return _keep_quota(train, sources, cfg, seed, grow=False)
-
-
 def label_counts(rows, sources: set[str]) -> dict[str, dict]:
     """(source, label, copy number) rows -> {source: {"labels": {label: examples}, "copies": n}}."""
     out: dict[str, dict] = {}
@@ -280,13 +153,10 @@ def label_report(pool_rows, train_rows, dev_rows, sources: set[str], cfg: LabelB
     return out
 
 
-def example_label_rows(examples: Sequence[dict]):
-    return ((ex["source"], ex.get("label"), copy_number(ex["id"])) for ex in examples)
-
-
-# ---- the streamed form: the same selection over columns (numpy) instead of example dicts --------------------
+# ---- the selection over columns (numpy): no texts, no ids ------------------------------------------------------
 def rank_key(seed: int, example_id: str) -> tuple[int, int]:
-    """The first 128 bits of seeded_order's sort key, as two integers (big-endian: same order as the hex)."""
+    """The first 128 bits of sha256(seed, id), the seeded order's sort key, as two integers (big-endian: the
+    same order as the hex digest)."""
     digest = hashlib.sha256(f"{seed}\x00{example_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:16], "big")
 
@@ -318,7 +188,8 @@ class MixPool:
 
 
 def take_tokens_columns(pool: MixPool, positions: np.ndarray, target: float) -> np.ndarray:
-    """take_tokens over columns: seeded order (key "mix"), skipping examples that overflow the target."""
+    """Examples in the seeded order (key "mix") whose token counts add up to at most `target`, skipping ones that
+    overflow it."""
     ordered = pool.seeded(positions, "mix")
     chosen, total = [], 0
     for position, n in zip(ordered.tolist(), pool.c["tokens"][ordered].tolist()):
@@ -329,7 +200,8 @@ def take_tokens_columns(pool: MixPool, positions: np.ndarray, target: float) -> 
 
 
 def build_mixture_columns(pool: MixPool, positions: np.ndarray, cfg: MixtureConfig) -> tuple[np.ndarray, dict]:
-    """build_mixture over columns; returns (chosen pool positions in output order, plan)."""
+    """Select a group's examples from `positions`: returns (chosen pool positions in output order, the targets
+    and shortfalls report)."""
     it_fin, it_gen = pool.split(positions, "it")
     cpt_fin, cpt_gen = pool.split(positions, "cpt")
     it_share = natural_share(pool.total(it_fin), pool.total(it_gen), cfg.it_domain_share)
@@ -354,7 +226,7 @@ def build_mixture_columns(pool: MixPool, positions: np.ndarray, cfg: MixtureConf
 
 
 def mixture_stats_columns(pool: MixPool, positions: np.ndarray) -> dict:
-    """mixture_stats over columns (same numbers and key order)."""
+    """Documents and tokens per source; kind, domain and capability token shares (summarise_rows)."""
     names = pool.names
     columns = [pool.c[name][positions].tolist() for name in ("source", "kind", "domain", "capability", "tokens")]
     return summarise_rows((names["source"][source], names["kind"][kind], names["domain"][domain],
@@ -362,13 +234,16 @@ def mixture_stats_columns(pool: MixPool, positions: np.ndarray) -> dict:
 
 
 def dev_split_columns(pool: MixPool, chosen: np.ndarray, cfg: MixtureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """dev_split over columns (key "dev" = the seed + 1 order): (train, dev) positions, both in chosen order."""
+    """(train, dev): a seeded slice (key "dev" = the seed + 1 order) held out for the trainer's development loss,
+    both in chosen order. Copies made for label balancing go where their original goes, so no dev example is ever
+    trained on under another id."""
     if not len(chosen) or cfg.dev_fraction == 0:
         return chosen, chosen[:0]
     ordered = pool.seeded(chosen, "dev")
     copies = pool.c.get("copy")
     if copies is not None and copies[chosen].any():
-        # as _dev_split_units: copies carry their original's dev key, so a unit is a run of equal keys
+        # an original and its copies are one unit (they carry the original's dev key: a run of equal keys), and
+        # the slice is `dev_fraction` of the units
         hi, lo = pool.c["dev_hi"][ordered], pool.c["dev_lo"][ordered]
         starts = np.ones(len(ordered), dtype=bool)
         starts[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
@@ -384,7 +259,8 @@ def dev_split_columns(pool: MixPool, chosen: np.ndarray, cfg: MixtureConfig) -> 
 
 def _keep_quota_columns(pool: MixPool, positions: np.ndarray, sources: set[str], cfg: LabelBalanceConfig,
                         grow: bool) -> np.ndarray:
-    """_keep_quota over columns: the kept positions, in their order."""
+    """The positions kept by the label quota, in their order (grow: copies count, and a copy only beside its
+    original)."""
     if not sources or not len(positions) or "label" not in pool.c:
         return positions
     labelled = np.asarray([name is not None for name in pool.names["label"]], dtype=bool)
@@ -417,17 +293,18 @@ def _keep_quota_columns(pool: MixPool, positions: np.ndarray, sources: set[str],
 
 def balance_labels_columns(pool: MixPool, positions: np.ndarray, sources: set[str],
                            cfg: LabelBalanceConfig) -> np.ndarray:
-    """balance_labels over columns: the kept pool positions, in their order."""
+    """The pool with the balanced sources' labels brought within the cap (copies added, majority cut), in pool
+    order; other sources untouched."""
     return _keep_quota_columns(pool, positions, sources, cfg, grow=True)
 
 
 def cap_labels_columns(pool: MixPool, positions: np.ndarray, sources: set[str], cfg: LabelBalanceConfig) -> np.ndarray:
-    """cap_labels over columns."""
+    """A training split with every balanced source's labels cut to the cap again (no copies added)."""
     return _keep_quota_columns(pool, positions, sources, cfg, grow=False)
 
 
 def label_rows_columns(pool: MixPool, positions: np.ndarray):
-    """(source, label, copy number) of each position, as example_label_rows gives them."""
+    """(source, label, copy number) of each position, as label_report counts them."""
     if "label" not in pool.c:
         return iter(())
     sources, labels = pool.value("source", positions), pool.value("label", positions)

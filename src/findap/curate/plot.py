@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def plot_mixtures(groups: dict[str, dict], path: Path) -> Path:
-    """`groups`: {group: mixture_stats(...)}; writes a PNG atomically and returns its path."""
+    """`groups`: {group: mixture_stats_columns(...)}; writes a PNG atomically and returns its path."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a display

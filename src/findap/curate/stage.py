@@ -1,13 +1,13 @@
 """`findap curate`: the curate stage of a recipe (run(recipe, ctx) -> summary)."""
 from __future__ import annotations
 
-from findap.curate.curation import curate, decontam_coverage, default_judge
+from findap.curate.curation import curate, decontam_coverage
 
 
 def run(recipe, ctx) -> dict:
     cfg = recipe.curate.model_copy(update={"data_root": str(recipe.data_dir.path)})  # findap.data_root's rule
-    judge = default_judge(cfg, recipe.model, recipe.device, recipe.precision)
-    manifest = curate(cfg, ctx.dir, model=recipe.model, seed=recipe.seed, make_judge=judge)
+    manifest = curate(cfg, ctx.dir, model=recipe.model, seed=recipe.seed, device=recipe.device,
+                      precision=recipe.precision)
     summary = summarize(manifest)
     ctx.log_metrics({"curate": summary})
     return summary

@@ -95,7 +95,7 @@ def evaluate(
         for task in loaded:
             bar.update(job, description=f"FinEval {task.name} ({mode})")
             if few_shot is not None:
-                task = Task(task.spec.model_copy(update={"few_shot": few_shot}), root=task.root, prefer=task.prefer)
+                task = Task(task.spec.model_copy(update={"few_shot": few_shot}), root=task.data_root, prefer=task.prefer)
             why = missing_form(task.spec.answer_type, mode)
             if why:
                 skipped[task.name] = no_form[task.name] = why

@@ -59,7 +59,6 @@ def load_task_data(tasks: Sequence, *, role=None, limit=None, prefer: str = "loc
 def refuse_missing_data_root(tasks: Sequence, prefer: str) -> None:
     """One line, before any file is read, when tasks read from a data root that is not there (not one error per
     task file)."""
-    from findap.data_root import DataRoot, data_root
     from findap.errors import UsageError
     from findap.eval.task import reads_data_root
 
@@ -67,10 +66,7 @@ def refuse_missing_data_root(tasks: Sequence, prefer: str) -> None:
              and not (prefer in ("hub", "auto") and t.spec.hub is not None)]  # those may read the hub instead
     if not local:
         return
-    given = Path(local[0].root)
-    default = data_root(None)
-    root = default if given == default.path else DataRoot(given, "the data root given")
-    problem = root.problem()
+    problem = local[0].data_root.problem()
     if problem:
         raise UsageError(f"{problem} (tasks {', '.join(t.name for t in local)} read it)")
 
@@ -120,7 +116,7 @@ def run(recipe, ctx) -> dict:
             model, label, tasks=cfg.tasks, modes=cfg.modes, out_dir=ctx.dir, limit=cfg.limit, role=cfg.split,
             few_shot=cfg.few_shot, prefer=cfg.prefer, engine=cfg.engine, device=recipe.device,
             precision=recipe.precision,
-            root=recipe.data_dir.path, on_result=lambda mode, task, scores, label=label: ctx.log_metrics(
+            root=recipe.data_dir, on_result=lambda mode, task, scores, label=label: ctx.log_metrics(
                 {"model": label, "mode": mode, "task": task, **scores}))
         if cfg.judge is not None:
             judge_outputs(ctx.dir / _dir_name(label), cfg.judge, device=recipe.device, precision=recipe.precision)

@@ -25,6 +25,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from findap.capabilities import Capability, Domain, Novelty, SplitRole
+from findap.data_root import DataRoot
+from findap.data_root import data_root as default_data_root
 from findap.splits import hash_role
 
 AnswerType = Literal["multiple_choice", "classification", "ner", "summarization", "numeric_qa", "judge"]
@@ -55,9 +57,7 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 def data_root() -> Path:
     """Where local task files live when no recipe says: findap.data_root's rule ($FINDAP_DATA, else the default)."""
-    from findap.data_root import data_root as root_for
-
-    return root_for(None).path
+    return default_data_root(None).path
 
 
 def reads_data_root(spec) -> bool:
@@ -208,10 +208,16 @@ class TaskDataUnavailable(FileNotFoundError):
 class Task:
     """A TaskSpec with its docs loaded: split carving, few-shot selection and prompt rendering."""
 
-    def __init__(self, spec: TaskSpec, root: Path | None = None, prefer: Literal["local", "hub", "auto"] = "local"):
-        """`prefer`: local files only, the hub first, or auto (local, else the hub when the files are absent)."""
+    def __init__(self, spec: TaskSpec, root: "DataRoot | Path | None" = None,
+                 prefer: Literal["local", "hub", "auto"] = "local"):
+        """`root`: the data root its files are under (a path given without its origin is named "given" in
+        messages; None: findap.data_root's rule). `prefer`: local files only, the hub first, or auto (local, else
+        the hub when the files are absent)."""
         self.spec = spec
-        self.root = Path(root) if root else data_root()
+        if root is None:
+            root = default_data_root(None)
+        self.data_root = root if isinstance(root, DataRoot) else DataRoot(Path(root), "given")
+        self.root = self.data_root.path
         self.prefer = prefer
 
     @property

@@ -16,7 +16,6 @@ from typing import Callable
 
 import torch
 
-from findap.host_memory import KeptHeapBound
 from findap.io import write_json
 from findap.models import autocast
 from findap.train.attention import FLAT_BACKENDS, model_inputs
@@ -24,7 +23,7 @@ from findap.train.config import TrainConfig
 from findap.train.loss import token_loss_sum
 from findap.train.packing import collate_flat, collate_rows, pack_documents, packing_efficiency, trained_tokens
 from findap.train.select import resume_selection, selection_state
-from findap.training.loop import (Evaluation, FitResult, HeapBound, StepBatches, Trainer, TrainingDiverged,
+from findap.training.loop import (Evaluation, FitResult, StepBatches, Trainer, TrainingDiverged,
                                   backward_passes)
 from findap.training.parallel import SingleProcess
 from findap.training.state import TrainingState
@@ -101,12 +100,11 @@ def step_of(batches: list[dict]) -> StepBatches:
 
 
 def train_step(model, batches: list[dict], backend: str, device, precision: str, chunk: int,
-               parallel: SingleProcess | None = None,
-               after_pass: Callable[[], None] | None = None) -> tuple[float, int]:
+               parallel: SingleProcess | None = None) -> tuple[float, int]:
     """Forward/backward every micro-batch of one step (no update); (mean token loss of the step, trained tokens)."""
     step = step_of(batches)
     sums = backward_passes(model, StageOneLoss(backend, device, chunk), step, parallel or SingleProcess(), device,
-                           precision, after_pass)
+                           precision)
     return float(sums[0]) / max(step.trained_tokens, 1), step.trained_tokens
 
 
@@ -212,9 +210,8 @@ def phase_trainer(model, phase: Phase, cfg: TrainConfig, *, backend: str, device
     out.mkdir(parents=True, exist_ok=True)
     task = PhaseTask(backend, device, cfg.loss_chunk_tokens, phase=phase, cfg=cfg, precision=precision,
                      pad_id=pad_id, seed=seed, parallel=parallel, fineval=fineval)
-    heap = HeapBound(KeptHeapBound.for_training(cfg.budget_bytes, cfg.gradient_checkpointing))
     return Trainer(task, model, cfg, phase.lr, phase.warmup, device, precision, parallel, out / "ckpt", log=log,
-                   tensorboard_dir=out / "tensorboard", callbacks=[heap])
+                   tensorboard_dir=out / "tensorboard")
 
 
 def phase_result(trainer: Trainer, fitted: FitResult) -> PhaseResult:

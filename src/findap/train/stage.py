@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from findap.host_memory import keep_freed_memory
 from findap.io import DataError, read_records
 from findap.models import autocast_dtype, describe_precision, load_model, load_tokenizer, pick_device, resolve_model
 from findap.train.attention import hf_implementation, resolve_backend
@@ -111,25 +110,24 @@ def train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir: P
     device = parallel.device(pick_device(device))
     out_dir = Path(out_dir)
     started = time.time()
-    with keep_freed_memory(device.type == "cpu"):  # faster CPU training: see findap.host_memory
-        run = prepare_run(model_name, cfg, out_dir, data_dir=data_dir, device=device, precision=precision,
-                          seed=seed, parallel=parallel)
-        phases, model = run.phases, run.model
-        done_phases = {}
-        for i, phase in enumerate(phases):
-            if i:
-                load_best(model, phases[i - 1].out_dir, parallel)  # the curriculum continues from the selection
-            if read_phase_done(phase.out_dir) is None:
-                trainer = phase_trainer(model, phase, run.cfg, backend=run.backend, device=device,
-                                        precision=precision, seed=seed + i, pad_id=run.tokenizer.pad_token_id,
-                                        log=log, parallel=parallel, fineval=run.fineval)
-                parallel.on_main(write_phase_done, phase.out_dir, phase_result(trainer, trainer.fit()))
-                parallel.barrier()  # rank 0 wrote best/ and DONE; every rank reads them next
-            done_phases[phase.name] = read_phase_done(phase.out_dir)
-        load_best(model, phases[-1].out_dir, parallel)
-        model_dir = out_dir / "model"
-        parallel.save_model_dir(model, run.tokenizer, model_dir, merge_in_place=True)  # FSDP gathers; rank 0 writes
-        parallel.barrier()
+    run = prepare_run(model_name, cfg, out_dir, data_dir=data_dir, device=device, precision=precision,
+                      seed=seed, parallel=parallel)
+    phases, model = run.phases, run.model
+    done_phases = {}
+    for i, phase in enumerate(phases):
+        if i:
+            load_best(model, phases[i - 1].out_dir, parallel)  # the curriculum continues from the selection
+        if read_phase_done(phase.out_dir) is None:
+            trainer = phase_trainer(model, phase, run.cfg, backend=run.backend, device=device,
+                                    precision=precision, seed=seed + i, pad_id=run.tokenizer.pad_token_id,
+                                    log=log, parallel=parallel, fineval=run.fineval)
+            parallel.on_main(write_phase_done, phase.out_dir, phase_result(trainer, trainer.fit()))
+            parallel.barrier()  # rank 0 wrote best/ and DONE; every rank reads them next
+        done_phases[phase.name] = read_phase_done(phase.out_dir)
+    load_best(model, phases[-1].out_dir, parallel)
+    model_dir = out_dir / "model"
+    parallel.save_model_dir(model, run.tokenizer, model_dir, merge_in_place=True)  # FSDP gathers; rank 0 writes
+    parallel.barrier()
     return summarize(run, done_phases, model_dir, wall_s=time.time() - started)
 
 

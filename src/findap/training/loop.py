@@ -11,8 +11,8 @@ the whole step (trained tokens; pairs and chosen tokens), which are known before
 and gradient of a step do not depend on how it is split into micro-batches or over ranks. It also returns sums
 (float64, on the CPU) that the loop adds over passes and ranks and hands back to `step_metrics`.
 
-Callbacks (`LoopCallback`) run after each forward/backward pass, after each optimizer step (adding fields to its
-record) and around evaluations; the CPU heap bound (`HeapBound`, findap.host_memory.KeptHeapBound) is one.
+Callbacks (`LoopCallback`) run after each optimizer step (adding fields to its record) and around evaluations;
+`ResidentMemory` (every stage uses it) records resident memory per step.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from findap.host_memory import KeptHeapBound, release_free_memory
+from findap.allocator import active as active_allocator
+from findap.host_memory import release_free_memory, resident_bytes
 from findap.models import autocast
 from findap.training.checkpoint import latest_checkpoint
 from findap.training.knobs import TrainingKnobs
@@ -84,9 +85,6 @@ class TrainingTask(Protocol):
 class LoopCallback:
     """Hooks the loop calls; each does nothing unless a subclass overrides it."""
 
-    def after_pass(self) -> None:
-        """After each forward/backward pass."""
-
     def after_step(self) -> dict:
         """After each optimizer step; fields for the step's record."""
         return {}
@@ -98,29 +96,23 @@ class LoopCallback:
         """After a dev evaluation."""
 
 
-class HeapBound(LoopCallback):
-    """Keeps the CPU heap of a run inside `keep_freed_memory` bounded (findap.host_memory.KeptHeapBound): trims
-    between passes and steps when needed, returns freed memory before an evaluation (heap fragmentation), and after
-    it (the next pass starts from live memory, not on the evaluation's kept buffers)."""
-
-    def __init__(self, bound: KeptHeapBound):
-        self.bound = bound
-
-    def after_pass(self) -> None:
-        self.bound.after_pass()
+class ResidentMemory(LoopCallback):
+    """The process's resident memory at the end of each step (`rss_gb` in its record); on glibc's malloc, the heap
+    an evaluation freed goes back to the OS after it (its small blocks would otherwise stay between the training
+    passes' live ones). tcmalloc reuses freed spans by size for the next pass: returning them would only make that
+    pass fault them in again."""
 
     def after_step(self) -> dict:
-        return self.bound.after_step()  # resident GB, and a trim when the kept heap grew (CPU)
-
-    def before_evaluation(self) -> None:
-        release_free_memory()
+        rss = resident_bytes()
+        return {"rss_gb": round(rss / 2**30, 3)} if rss else {}
 
     def after_evaluation(self) -> None:
-        self.bound.after_evaluation()
+        if active_allocator() == "glibc":
+            release_free_memory()
 
 
-def backward_passes(model, task: TrainingTask, step: StepBatches, parallel: SingleProcess, device, precision: str,
-                    after_pass: Callable[[], None] | None = None) -> torch.Tensor:
+def backward_passes(model, task: TrainingTask, step: StepBatches, parallel: SingleProcess, device,
+                    precision: str) -> torch.Tensor:
     """Forward/backward this process's micro-batches of `step`; the step's sums over all passes and ranks."""
     sums = torch.zeros(task.n_sums, dtype=torch.float64)
     for i, weight in parallel.local_passes(len(step.micro)):  # weight 0: FSDP's padding pass
@@ -129,8 +121,6 @@ def backward_passes(model, task: TrainingTask, step: StepBatches, parallel: Sing
         (loss * weight).backward()
         if weight:
             sums += pass_sums
-        if after_pass is not None:
-            after_pass()
     parallel.finish_step(model, sums)  # sums over ranks, and the gradients of replicas
     return sums
 
@@ -167,7 +157,7 @@ class Trainer:
     tensorboard_dir: Path | None = None  # used when knobs.tensorboard
     progress: bool | None = None  # None: knobs.progress
     trainable_only: bool = False  # checkpoints hold the trainable parameters only (LoRA adapters)
-    callbacks: list[LoopCallback] = field(default_factory=list)
+    callbacks: list[LoopCallback] = field(default_factory=lambda: [ResidentMemory()])
 
     def fit(self) -> FitResult:
         """Train from the newest checkpoint (or the start) to the end of the plan, or until patience runs out."""
@@ -187,8 +177,7 @@ class Trainer:
             for step in range(state.step, len(steps)):
                 t0 = time.time()
                 batches = self.task.step_batches(steps[step])
-                sums = backward_passes(self.model, self.task, batches, self.parallel, self.device, self.precision,
-                                       self._after_pass)
+                sums = backward_passes(self.model, self.task, batches, self.parallel, self.device, self.precision)
                 record = self._update(step, batches, sums.tolist(), optimizer, scheduler, state, t0)
                 last = step + 1 == len(steps)
                 due = self.task.evaluates and ((step + 1) % self.knobs.eval_every == 0 or last)
@@ -208,10 +197,6 @@ class Trainer:
         return TrainingLog(self.task.name, total=total, done=done, log=self.log, writes=self.parallel.is_main,
                            progress=self.knobs.progress if self.progress is None else self.progress,
                            tensorboard_dir=self.tensorboard_dir if self.knobs.tensorboard else None)
-
-    def _after_pass(self) -> None:
-        for callback in self.callbacks:
-            callback.after_pass()
 
     def _update(self, step: int, batches: StepBatches, sums: list[float], optimizer, scheduler,
                 state: TrainingState, t0: float) -> dict:

@@ -35,7 +35,7 @@ from findap.host_memory import resident_bytes
 
 GB = 2**30
 SAFETY = 0.85  # of the memory measured free: other processes and the page cache move while training runs
-# Freed-but-kept chunks and fragmentation (findap.host_memory.keep_freed_memory, bounded by KeptHeapBound), fitted on
+# What the allocator holds beyond the live tensors (freed-but-cached spans, fragmentation), fitted on
 # whole runs of recipes/smollm2-fin.yaml (SmolLM2-135M, 2,048-token micro-batches of mixed document lengths), not
 # on a benchmark's few steps: real runs fragment more (micro-batches differ in shape from pass to pass). It is the
 # larger of the fits, rounded up: an estimate that undershoots lets a plan pass its budget, one that overshoots only
