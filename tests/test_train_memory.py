@@ -245,3 +245,48 @@ def test_budget_reads_meminfo_on_cpu_and_mem_get_info_on_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * GB)
     limit, source = memory.measured_budget(torch.device("cuda", 0))
     assert limit == 2 * GB + int(10 * GB * memory.SAFETY) and "mem_get_info" in source
+
+
+def test_autotune_keeps_the_fastest_plan_that_fits():
+    from findap.training.autotune import fastest_plan
+    from findap.training.memory import MemoryPlan
+
+    plans = [MemoryPlan(t, c, 256, 1, 10, "test", "budget") for t, c in ((512, False), (256, False), (512, True))]
+    measured = {(512, False): 90.0, (256, False): 120.0, (512, True): 60.0}  # the estimate's first is not fastest
+    chosen = fastest_plan(plans, lambda p: measured[p.micro_batch_tokens, p.gradient_checkpointing])
+    assert (chosen.micro_batch_tokens, chosen.gradient_checkpointing) == (256, False)
+    assert [t["tokens_per_s"] for t in chosen.timings] == [90.0, 120.0, 60.0]
+    assert chosen.to_json()["autotune"] == chosen.timings
+
+
+def test_autotune_times_real_passes_and_leaves_the_training_run_as_planned(tmp_path, monkeypatch, capsys):
+    """With autotune the stage times every plan that fits on real passes, keeps one of them, records the timings,
+    and trains from the loaded weights: the losses equal those of the same plan without autotune."""
+    model = save_tiny_llama(tmp_path / "tiny", seed=2)
+    data = train_file(tmp_path)
+
+    def train(memory, name, **plan):
+        recipe = Recipe(name=name, model=model, runs_dir=str(tmp_path / "runs"), device="cpu", precision="fp32",
+                        train={"seq_len": 128, "micro_batch_tokens": 512, "tokens_per_step": 512, "progress": False,
+                               "tensorboard": False, "memory": memory, **plan,
+                               "groups": [{"name": "g", "train": [data], "lr": 1e-3, "max_steps": 2}]})
+        ctx = StageContext(run_dir=recipe.run_dir, name="train", inputs={"model": model})
+        summary = stage.run(recipe, ctx)
+        losses = [json.loads(line)["loss"] for line in (ctx.dir / "metrics.jsonl").read_text().splitlines()]
+        return summary["memory_plan"], losses
+
+    tuned, tuned_losses = train({"budget_gb": 64, "autotune": True}, "tuned")
+    timings = tuned["autotune"]
+    # micro-batches of 512, 256 and 128 tokens fit, each without and with checkpointing: the first four are timed
+    assert [(t["micro_batch_tokens"], t["gradient_checkpointing"]) for t in timings] == [
+        (512, False), (256, False), (128, False), (512, True)]
+    assert all(t["tokens_per_s"] > 0 for t in timings)
+    best = max(timings, key=lambda t: t["tokens_per_s"])
+    assert (tuned["micro_batch_tokens"], tuned["gradient_checkpointing"]) == (
+        best["micro_batch_tokens"], best["gradient_checkpointing"])
+    assert "memory autotune: 512 tokens:" in capsys.readouterr().err
+    # the chosen plan given as is (memory: off): the timed passes changed neither the weights nor the run
+    _, given_losses = train("off", "given", micro_batch_tokens=tuned["micro_batch_tokens"],
+                            gradient_checkpointing=tuned["gradient_checkpointing"],
+                            loss_chunk_tokens=tuned["loss_chunk_tokens"])
+    assert len(tuned_losses) == 2 and tuned_losses == given_losses

@@ -43,8 +43,14 @@ class MemoryBudget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    budget_gb: float = Field(..., gt=0, description="peak memory the training process may use, in GB (2^30 bytes): "
-                             "host memory (RSS) on CPU, GPU memory per process on CUDA")
+    budget_gb: float | None = Field(None, gt=0, description="peak memory the training process may use, in GB "
+                                    "(2^30 bytes): host memory (RSS) on CPU, GPU memory per process on CUDA; unset: "
+                                    "measured as with memory: auto")
+    autotune: bool = Field(False, description="time every plan that fits the budget (micro-batch, checkpointing, "
+                           "loss chunk) for one forward/backward pass on the first step's rows, before training, "
+                           "and keep the fastest (findap.training.autotune; the timings go to the stage's summary). "
+                           "false: the estimate's own choice, the largest micro-batch that fits without "
+                           "checkpointing when possible. One process only (not under torchrun / accelerate)")
 
 
 class TrainConfig(TrainingKnobs):
@@ -72,7 +78,8 @@ class TrainConfig(TrainingKnobs):
         "training starts. auto: estimate the peak from the model config (weights, gradients, AdamW state, "
         "activations with and without checkpointing, LM-head chunk, attention) and take the largest "
         "micro-batch that fits MemAvailable x 0.85 (CPU) or torch.cuda.mem_get_info's free memory x 0.85 "
-        "(CUDA), without checkpointing when possible; {budget_gb: N}: the same against N GB; off: use "
+        "(CUDA), without checkpointing when possible; {budget_gb: N}: the same against N GB; {autotune: true} "
+        "(with or without budget_gb): time the plans that fit and keep the fastest; off: use "
         "micro_batch_tokens and gradient_checkpointing as given. The plan is printed; a configuration that "
         "cannot fit stops with an error before the model loads (docs/training.md, Memory)")
     attention: Attention = Field(
@@ -139,7 +146,14 @@ class TrainConfig(TrainingKnobs):
     @property
     def memory_mode(self) -> str:
         """auto, off, or budget (an explicit budget_gb)."""
-        return self.memory if isinstance(self.memory, str) else "budget"
+        if isinstance(self.memory, str):
+            return self.memory
+        return "auto" if self.memory.budget_gb is None else "budget"
+
+    @property
+    def memory_autotune(self) -> bool:
+        """Whether the plans that fit are timed and the fastest kept (`memory: {autotune: true}`)."""
+        return isinstance(self.memory, MemoryBudget) and self.memory.autotune
 
     @property
     def budget_bytes(self) -> int | None:

@@ -19,10 +19,12 @@ from findap.io import DataError, read_records
 from findap.models import autocast_dtype, describe_precision, load_model, load_tokenizer, pick_device, resolve_model
 from findap.train.attention import hf_implementation, resolve_backend
 from findap.train.config import GroupConfig, TrainConfig
-from findap.train.loop import Phase, load_best, phase_result, phase_trainer, read_phase_done, write_phase_done
+from findap.train.loop import (Phase, load_best, micro_batches, phase_result, phase_trainer, plan_steps,
+                               read_phase_done, train_step, write_phase_done)
 from findap.train.select import FinEvalScorer
 from findap.train.tokenize import TokenizeStats, tokenize_examples
 from findap.training import parallel as parallel_layouts
+from findap.training.autotune import fastest_plan, pass_speed
 from findap.training.lora import apply_lora
 from findap.training.memory import ModelShape, MemoryPlan, measured_budget, plan_memory, resident_bytes
 
@@ -94,10 +96,7 @@ def fit_to_memory(model_name: str, cfg: TrainConfig, *, backend: str, device, pr
     parallel.on_main(print, f"[findap train] precision: {describe_precision(device, precision, training=True)}",
                      file=sys.stderr, flush=True)
     parallel.on_main(print, f"[findap train] memory plan: {plan.describe()}", file=sys.stderr, flush=True)
-    fitted = cfg.model_copy(update={"micro_batch_tokens": plan.micro_batch_tokens,
-                                    "gradient_checkpointing": plan.gradient_checkpointing,
-                                    "loss_chunk_tokens": plan.loss_chunk_tokens})
-    return fitted, plan
+    return fitted_to(cfg, plan), plan
 
 
 def train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir: Path | None = None, seed: int = 0,
@@ -157,12 +156,49 @@ def prepare_run(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir, d
                                      parallel=parallel)
     torch.manual_seed(seed)
     model = load_model(model_name, device=device, attn_implementation=hf_implementation(backend))
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.finetune == "lora":
         model = apply_lora(model, cfg)
+    if cfg.memory_autotune:
+        cfg, memory_plan = autotune_plan(model, cfg, memory_plan, phases, backend=backend, device=device,
+                                         precision=precision, pad_id=tokenizer.pad_token_id, seed=seed,
+                                         parallel=parallel)
+    parallel_layouts.set_checkpointing(model, cfg.gradient_checkpointing)
     model = parallel.wrap(model, device=device, precision=precision, checkpointing=cfg.gradient_checkpointing)
     return PreparedRun(cfg, memory_plan, backend, tokenizer, phases, stats, fineval, model)
+
+
+def autotune_plan(model, cfg: TrainConfig, plan: MemoryPlan, phases: list[Phase], *, backend: str, device,
+                  precision: str, pad_id: int, seed: int, parallel) -> tuple[TrainConfig, MemoryPlan]:
+    """train.memory.autotune: the fastest of the plans that fit (findap.training.autotune), timed on the first
+    phase's first step; `cfg` fitted to it. Skipped, saying why, with several processes (each rank would time
+    its own) or when only one plan fits."""
+    candidates = [plan, *plan.alternatives]
+    if parallel.world > 1 or len(candidates) == 1 or not phases[0].train_docs:
+        why = "several processes" if parallel.world > 1 else "one plan fits" if len(candidates) == 1 else "no data"
+        parallel.on_main(print, f"[findap train] memory autotune skipped ({why})", file=sys.stderr, flush=True)
+        return cfg, plan
+    rows = plan_steps(phases[0].train_docs, cfg, seed=seed, epochs=phases[0].epochs)[0]
+    model.train()
+
+    def speed(candidate: MemoryPlan) -> float:
+        fitted = fitted_to(cfg, candidate)
+        parallel_layouts.set_checkpointing(model, candidate.gradient_checkpointing)
+        batch = micro_batches(rows, fitted, backend, pad_id)[:1]
+        return pass_speed(lambda: train_step(model, batch, backend, device, precision, fitted.loss_chunk_tokens)
+                          and int(batch[0]["n_real"]), lambda: model.zero_grad(set_to_none=True))
+
+    chosen = fastest_plan(candidates, speed)
+    timed = "; ".join(f"{t['micro_batch_tokens']} tokens{' + checkpointing' if t['gradient_checkpointing'] else ''}"
+                      f": {t['tokens_per_s']} tok/s" for t in chosen.timings)
+    print(f"[findap train] memory autotune: {timed}; keeping {chosen.micro_batch_tokens} tokens"
+          f"{' with checkpointing' if chosen.gradient_checkpointing else ''}", file=sys.stderr, flush=True)
+    return fitted_to(cfg, chosen), chosen
+
+
+def fitted_to(cfg: TrainConfig, plan: MemoryPlan) -> TrainConfig:
+    return cfg.model_copy(update={"micro_batch_tokens": plan.micro_batch_tokens,
+                                  "gradient_checkpointing": plan.gradient_checkpointing,
+                                  "loss_chunk_tokens": plan.loss_chunk_tokens})
 
 
 def summarize(run: PreparedRun, phases: dict[str, dict], model_dir: Path, *, wall_s: float) -> dict:

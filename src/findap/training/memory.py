@@ -176,6 +176,9 @@ class MemoryPlan:
     budget_source: str
     mode: str  # auto | budget | off
     parts: dict = field(default_factory=dict)
+    # the other plans that fit the budget, in the estimate's order (what train.memory.autotune times)
+    alternatives: list["MemoryPlan"] = field(default_factory=list)
+    timings: list[dict] = field(default_factory=list)  # train.memory.autotune's measurements, when it ran
 
     @property
     def fits(self) -> bool:
@@ -192,7 +195,8 @@ class MemoryPlan:
         return {"micro_batch_tokens": self.micro_batch_tokens, "gradient_checkpointing": self.gradient_checkpointing,
                 "loss_chunk_tokens": self.loss_chunk_tokens, "estimate_gb": round(self.estimate_bytes / GB, 3),
                 "mode": self.mode,
-                "budget_gb": None if self.budget_bytes is None else round(self.budget_bytes / GB, 3)}
+                "budget_gb": None if self.budget_bytes is None else round(self.budget_bytes / GB, 3),
+                **({"autotune": self.timings} if self.timings else {})}
 
 
 def micro_batch_choices(seq_len: int, micro_batch_tokens: int, tokens_per_step: int) -> list[int]:
@@ -218,6 +222,25 @@ def loss_chunk_choices(loss_chunk_tokens: int) -> list[int]:
     return choices
 
 
+def plans_that_fit(cfg, parts_for, budget: tuple[int, str]) -> list[MemoryPlan]:
+    """Every micro-batch x checkpointing choice whose estimate fits `budget`, each with the largest loss chunk that
+    fits, cheapest first by the estimate's rule (no checkpointing before checkpointing, larger micro-batches
+    before smaller): the first is the plan `plan_memory` picks, the rest are what `train.memory.autotune` times."""
+    limit, source = budget
+    choices = micro_batch_choices(cfg.seq_len, cfg.micro_batch_tokens, cfg.tokens_per_step)
+    chunks = loss_chunk_choices(cfg.loss_chunk_tokens)
+    fitting = []
+    for checkpointing in ([True] if cfg.gradient_checkpointing else [False, True]):
+        for tokens in choices:
+            for chunk in chunks:
+                parts = parts_for(tokens, checkpointing, chunk)
+                if parts["total"] <= limit:
+                    fitting.append(MemoryPlan(tokens, checkpointing, chunk, parts["total"], limit, source,
+                                              cfg.memory_mode, parts))
+                    break
+    return fitting
+
+
 def plan_memory(cfg, shape: ModelShape, *, backend: str, half: bool, shards: int = 1, baseline: int = 0,
                 budget: tuple[int, str] | None = None) -> MemoryPlan:
     """Pick micro-batch, checkpointing and LM-head loss chunk for `cfg` (a TrainConfig) under `budget` ((bytes,
@@ -239,16 +262,13 @@ def plan_memory(cfg, shape: ModelShape, *, backend: str, half: bool, shards: int
         parts = parts_for(cfg.micro_batch_tokens, cfg.gradient_checkpointing, cfg.loss_chunk_tokens)
         return MemoryPlan(cfg.micro_batch_tokens, cfg.gradient_checkpointing, cfg.loss_chunk_tokens, parts["total"],
                           None, "", mode, parts)
+    fitting = plans_that_fit(cfg, parts_for, budget)
+    if fitting:
+        fitting[0].alternatives = fitting[1:]
+        return fitting[0]
     limit, source = budget
     choices = micro_batch_choices(cfg.seq_len, cfg.micro_batch_tokens, cfg.tokens_per_step)
     chunks = loss_chunk_choices(cfg.loss_chunk_tokens)
-    checkpointing_options = [True] if cfg.gradient_checkpointing else [False, True]
-    for checkpointing in checkpointing_options:
-        for tokens in choices:
-            for chunk in chunks:
-                parts = parts_for(tokens, checkpointing, chunk)
-                if parts["total"] <= limit:
-                    return MemoryPlan(tokens, checkpointing, chunk, parts["total"], limit, source, mode, parts)
     smallest = parts_for(choices[-1], True, chunks[-1])
     plan = MemoryPlan(choices[-1], True, chunks[-1], smallest["total"], limit, source, mode, smallest)
     raise MemoryDoesNotFit(

@@ -299,7 +299,7 @@ class FullyShard(Replicated):
         base = base_model(model)
         # accelerate launch exports its config's fsdp_activation_checkpointing as FSDP_ACTIVATION_CHECKPOINTING
         if checkpointing or os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
-            _enable_layer_checkpointing(base)
+            set_checkpointing(base, True)  # idempotent when the stage already enabled it
         for layer in base.get_decoder().layers:
             fully_shard(layer, mesh=mesh, reshard_after_forward=True, mp_policy=mp)
         # The root unit holds what no layer owns: embeddings, final norm and the LM head (tied to the embeddings in
@@ -376,10 +376,18 @@ class FullyShard(Replicated):
             model.reshard()  # the root back to its shards: training goes on exactly as before
 
 
-def _enable_layer_checkpointing(base) -> None:
-    """Per layer, non-reentrant (idempotent when the stage already enabled it)."""
-    enable = getattr(base, "activation_checkpointing_enable", None)  # transformers >= 5.x name
-    if enable is not None:
-        enable({"use_reentrant": False})
-    else:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+def set_checkpointing(model, on: bool) -> None:
+    """Activation checkpointing of a transformers model (a LoRA model: its base) on or off; non-reentrant, so
+    frozen inputs still pass gradients. transformers 5 renamed the methods; the old names warn."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if on:
+        enable = getattr(base, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable({"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return
+    disable = getattr(base, "activation_checkpointing_disable", None) or base.gradient_checkpointing_disable
+    active = getattr(base, "is_activation_checkpointing", None)
+    if (active if active is not None else base.is_gradient_checkpointing):
+        disable()
