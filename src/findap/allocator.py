@@ -115,9 +115,12 @@ def reexec_on_preferred_allocator() -> None:
     Called first thing by the `findap` command, before torch is imported; returns when nothing needs to change."""
     if ACTIVE_ENV in os.environ or not sys.platform.startswith("linux") or not getattr(sys, "orig_argv", None):
         return
-    env = preload_env(dict(os.environ))
-    if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD") or active() != "glibc":
-        os.environ[ACTIVE_ENV] = env[ACTIVE_ENV] if active() == "glibc" else active()
+    if active() != "glibc":  # already preloaded (by the user, or by a parent's LD_PRELOAD)
+        os.environ[ACTIVE_ENV] = active()
+        return
+    env = preload_env(os.environ)
+    if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):  # nothing to preload: glibc it is
+        os.environ[ACTIVE_ENV] = env[ACTIVE_ENV]
         return
     sys.stdout.flush()
     sys.stderr.flush()

@@ -184,8 +184,12 @@ def autotune_plan(model, cfg: TrainConfig, plan: MemoryPlan, phases: list[Phase]
         fitted = fitted_to(cfg, candidate)
         parallel_layouts.set_checkpointing(model, candidate.gradient_checkpointing)
         batch = micro_batches(rows, fitted, backend, pad_id)[:1]
-        return pass_speed(lambda: train_step(model, batch, backend, device, precision, fitted.loss_chunk_tokens)
-                          and int(batch[0]["n_real"]), lambda: model.zero_grad(set_to_none=True))
+
+        def one_pass() -> int:
+            train_step(model, batch, backend, device, precision, fitted.loss_chunk_tokens)
+            return int(batch[0]["n_real"])
+
+        return pass_speed(one_pass, lambda: model.zero_grad(set_to_none=True))
 
     chosen = fastest_plan(candidates, speed)
     timed = "; ".join(f"{t['micro_batch_tokens']} tokens{' + checkpointing' if t['gradient_checkpointing'] else ''}"
