@@ -376,7 +376,9 @@ def test_the_docs_show_the_commands_we_expect():
     texts = {c.text for c in COMMANDS}
     assert len(COMMANDS) >= 25, COMMANDS
     for expected in ("findap run recipes/demo.yaml --set train.lr=1e-5 --set name=demo-lr",
-                     ".venv/bin/findap report runs/smollm2-fin --base base", "findap serve --model M"):
+                     (".venv/bin/findap report runs/smollm2-fin --base base --task-set "
+                      "finance_trained=fpb,fomc,ner,flare_german,tatqa,cfa_easy --task-set general=arc,piqa,boolq"),
+                     "findap serve --model M"):
         assert expected in texts, f"extraction lost {expected!r}"
     assert any(c.text.startswith("accelerate launch") for c in COMMANDS)
     assert any(c.text.startswith("torchrun") for c in COMMANDS)

@@ -129,6 +129,17 @@ def test_cost_table_shows_each_stages_peak_rss(runs, tmp_path):
     assert "<th>peak RSS (GB)</th>" in page and "<td>5.25</td>" in page
 
 
+def test_cost_of_a_resumed_stage_counts_its_training_over_every_process(runs, tmp_path):
+    """A train stage resumed after a kill: its DONE's wall_s is the last process's 914 s, but its 1,006,612 tokens
+    were processed over 7,707 s of training in two processes. The speed is tokens over the whole training time
+    (130.6 tok/s), never the last process's share (1,101 tok/s: what this table showed before)."""
+    (runs / "tuned" / "train" / "DONE").write_text(json.dumps(
+        {"wall_s": 914.47, "train_wall_s": 7707.25, "tokens": 1006612, "peak_rss_gb": 6.953}))
+    paths = build_report([runs / "tuned"], tmp_path / "out")
+    row = next(r for r in markdown_rows(Path(paths["markdown"]).read_text()) if r[:2] == ["tuned", "train"])
+    assert row[2:6] == ["yes", "7707.2", "1,006,612", "131"]
+
+
 def test_html_is_self_contained_and_plots_decode(runs, tmp_path):
     paths = build_report([runs], tmp_path / "out")
     page = Path(paths["html"]).read_text()

@@ -157,10 +157,12 @@ def score_batch(model, groups: Sequence[ContextGroup], pad_id: int) -> list[tupl
         logits = model.get_output_embeddings()(hidden[rows_t, cols_t])
     else:
         logits = _logits_at(model, inputs, rows_t, cols_t)
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    # log p(target) = logit(target) - logsumexp(logits): one read of the [targets, vocab] logits instead of writing
+    # a log-softmax of the same size and reading it twice (its argmax is the logits' argmax)
+    logits = logits.float()
     target_t = torch.tensor(targets, device=device)
-    token_lp = logprobs.gather(1, target_t[:, None])[:, 0].cpu()
-    greedy = (logprobs.argmax(-1) == target_t).cpu()
+    token_lp = (logits.gather(1, target_t[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)).cpu()
+    greedy = (logits.argmax(-1) == target_t).cpu()
 
     owner_t = torch.tensor(owner)
     sums = torch.zeros(k, dtype=torch.float64).index_add_(0, owner_t, token_lp.double())
