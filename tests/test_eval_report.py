@@ -713,3 +713,19 @@ def test_findap_report_takes_the_adjust_option(fincap_runs, tmp_path):
     assert json.loads((tmp_path / "out" / "leaderboard.json").read_text())["adjust"] == "bh"
     result = CliRunner().invoke(app, ["report", str(runs), "--out", str(tmp_path / "x"), "--adjust", "bonferroni"])
     assert result.exit_code == 2 and "--adjust" in result.output
+
+
+def test_a_task_set_is_shown_in_every_mode_its_tasks_were_scored_in(runs, tmp_path):
+    """`--task-set finance=fpb,fomc` over results scored directly and by log-likelihood gives one row per mode
+    (`finance`, `finance (loglik)`); a set whose tasks were scored only by log-likelihood was shown nowhere before."""
+    for task, cap, dom, nov, metric, values in RESULTS[:2]:
+        for model, value in values.items():
+            write_result(tmp_path / "runs" / model / "eval" / f"{task}.loglik.json", task, cap, dom, nov, metric,
+                         value / 2, model, mode="loglik")
+    paths = build_report([tmp_path / "runs"], tmp_path / "out", base="base", n_boot=200,
+                         task_sets={"finance": ["fpb", "fomc"], "mc_only": ["fpb"]})
+    board = json.loads(Path(paths["json"]).read_text())
+    rows = {r["label"]: r for r in board["task_sets"]}
+    assert set(rows) == {"finance", "finance (loglik)", "mc_only", "mc_only (loglik)"}
+    assert rows["finance (loglik)"]["tasks"] == ["fpb (loglik)", "fomc (loglik)"]
+    assert rows["finance (loglik)"]["values"]["tuned"] == pytest.approx(rows["finance"]["values"]["tuned"] / 2)
