@@ -78,3 +78,17 @@ def test_embedded_model_loads_from_cache_and_answers():
     out = model.generate(**enc, max_new_tokens=30, do_sample=False)
     answer = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).lower()
     assert any(w in answer for w in ("bond", "debt", "loan", "invest", "financial")), answer
+
+
+def test_a_hub_id_the_hub_cannot_provide_is_one_usage_line(monkeypatch, tmp_path):
+    """`--model M_CPT_IT` (a typo, or a hub id on a machine without internet): the loader's OSError from inside
+    transformers became 'internal error, a bug in findap' with a traceback; it is the user's input."""
+    from findap.errors import UsageError
+    from findap.models import load_model, load_tokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for load in (load_model, load_tokenizer):
+        with pytest.raises(UsageError, match=r"model 'no-such-org/no-such-model': not a local folder, and the "
+                                             r"Hugging Face hub could not provide it"):
+            load("no-such-org/no-such-model")

@@ -108,7 +108,8 @@ def _convert_embedded(target: Path) -> None:
 def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model(name_or_path), trust_remote_code=trust_remote_code)
+    with _hub_unreachable_as_usage_error(name_or_path):
+        tok = AutoTokenizer.from_pretrained(resolve_model(name_or_path), trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -125,14 +126,35 @@ def load_model(
     """Load a causal LM from safetensors only. fp32 master weights by default; autocast supplies bf16 speed."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        resolve_model(name_or_path),
-        dtype=dtype,
-        attn_implementation=attn_implementation,
-        use_safetensors=True,
-        trust_remote_code=trust_remote_code,
-    )
+    with _hub_unreachable_as_usage_error(name_or_path):
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve_model(name_or_path),
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+        )
     return model.to(pick_device(device))
+
+
+@contextlib.contextmanager
+def _hub_unreachable_as_usage_error(name_or_path: str | os.PathLike):
+    """A name that is neither a folder nor the embedded model is a hub id, which only the loader can check; when
+    the hub cannot provide it (offline, no cached copy, no such repository) that is the user's input, said in one
+    line, not a traceback from inside transformers."""
+    try:
+        yield
+    except OSError as err:
+        name = str(name_or_path)
+        if name == EMBEDDED_MODEL or Path(name).expanduser().exists():
+            raise
+        from findap.errors import UsageError
+
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(
+            f"model {name!r}: not a local folder, and the Hugging Face hub could not provide it ({reason}). Give a "
+            f"folder with config.json + *.safetensors, the embedded {EMBEDDED_MODEL}, or a hub id this machine can "
+            "download or has in its Hugging Face cache") from None
 
 
 def model_label(name_or_path: str | os.PathLike) -> str:
