@@ -14,18 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 
-
-class Stopwatch:
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+from eval_mc_vs_lmeval import Stopwatch  # this folder is on sys.path when a bench script runs
 
 
 def task_prompts(task_name: str, n: int, mode: str = "direct") -> list[list[dict]]:
@@ -60,11 +52,11 @@ def transformers_outputs(engine, prompts, max_new_tokens: int) -> list[list[int]
                                  do_sample=False, pad_token_id=engine.pad_id, eos_token_id=sorted(engine.eos_ids))
         for row, j in enumerate(batch):
             new = gen[row, width:].tolist()
-            out[j] = cut_at_eos(new, engine.eos_ids, engine.pad_id)
+            out[j] = cut_at_eos(new, engine.eos_ids)
     return out
 
 
-def cut_at_eos(ids: list[int], eos: set[int], pad: int) -> list[int]:
+def cut_at_eos(ids: list[int], eos: set[int]) -> list[int]:
     for k, t in enumerate(ids):
         if t in eos:
             return ids[:k]

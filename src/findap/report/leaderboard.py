@@ -133,7 +133,8 @@ def build_leaderboard(results: Sequence[TaskResult], base: str | None = None, n_
     task_rows = [row_and_resamples for found in cells.values() for row_and_resamples in found]
     board = Leaderboard(models=models, rows=rows, base=base, n_boot=n_boot,
                         capabilities=_capability_rows(cells, models, base),
-                        task_sets=_task_set_rows(task_rows, task_sets or {}, models, base))
+                        task_sets=_task_set_rows(task_rows, task_sets or {}, {key[5] for key in by_key}, models,
+                                                 base))
     adjust_marks(board, adjust)
     return board
 
@@ -152,17 +153,16 @@ def parse_task_sets(specs: Sequence[str]) -> dict[str, list[str]]:
     return sets
 
 
-def _task_set_rows(task_rows: list[tuple[Row, _Resamples]], task_sets: dict[str, Sequence[str]], models: list[str],
-                   base: str | None) -> list[Row]:
+def _task_set_rows(task_rows: list[tuple[Row, _Resamples]], task_sets: dict[str, Sequence[str]], modes: set[str],
+                   models: list[str], base: str | None) -> list[Row]:
     """Per set, split and answer mode, the mean of the set's task rows in that mode, with the interval and paired
     delta of an average row (a set scored in two modes gets a row for each, named like its task rows:
     `finance (loglik)`). A set is shown in a split and mode only when every one of its tasks was scored there: a
     mean over fewer tasks would not be the set the user named."""
     out = []
-    modes = sorted({_row_mode(r.label) for r, _ in task_rows}, key=lambda m: (m != "direct", m))
     for name, tasks in task_sets.items():
         for split in sorted({r.split for r, _ in task_rows}, key=lambda s: _order(s, SPLIT_ORDER)):
-            for mode in modes:
+            for mode in sorted(modes, key=lambda m: (m != "direct", m)):
                 wanted = list(dict.fromkeys(_row_label(t, mode) for t in tasks))
                 found = {r.label: (r, s) for r, s in task_rows if r.split == split and r.label in wanted}
                 if len(found) != len(wanted):
@@ -171,11 +171,6 @@ def _task_set_rows(task_rows: list[tuple[Row, _Resamples]], task_sets: dict[str,
                 row.kind, row.label, row.split = "set", _row_label(name, mode), split
                 out.append(row)
     return out
-
-
-def _row_mode(label: str) -> str:
-    """The answer mode a task row's label names (`fpb (loglik)` -> loglik; a bare task name is direct)."""
-    return label[label.rindex(" (") + 2 : -1] if label.endswith(")") and " (" in label else "direct"
 
 
 def _capability_rows(cells: dict[tuple, list[tuple[Row, _Resamples]]], models: list[str],
