@@ -80,10 +80,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, align):
     run_dir, ref_dir = tmp_path / "runs" / "run" / "align", tmp_path / "runs" / "ref" / "align"
     assert latest_checkpoint(run_dir / "checkpoint").name == "ckpt-000002"
     assert not (run_dir / "DONE").exists()
+    killed_wall_s = json.loads((run_dir / "elapsed.json").read_text())["wall_s"]
 
     resumed = launch("-m", "findap", "align", str(run_recipe))
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
     assert reference.wait(timeout=300) == 0, reference.stderr.read()[-3000:]
+    done = json.loads((run_dir / "DONE").read_text())  # the stage's time counts the killed process's too
+    assert done["processes"] == 2 and done["wall_s"] > killed_wall_s > 0
 
     want_ckpt, got_ckpt = latest_checkpoint(ref_dir / "checkpoint"), latest_checkpoint(run_dir / "checkpoint")
     assert want_ckpt.name == got_ckpt.name == "ckpt-000005"

@@ -195,6 +195,8 @@ CASES = [
     # tasks: names, FINDAP_TASKS folders, local task files
     C("unknown-task", "eval demo.yaml --dry-run --tasks demo_sentimnt", 2, "demo_sentimnt", "demo_sentiment"),
     C("unknown-task-in-recipe", ["run", "demo.yaml", "--dry-run", "--set", "eval.tasks=[fpbb]"], 2, "fpbb", "fpb"),
+    C("task-set-not-in-recipe-tasks", ["run", "demo.yaml", "--dry-run", "--set", "eval.task_sets={fin: [fpb]}"], 2,
+      "eval.task_sets.fin", "fpb", "eval.tasks"),
     C("tasks-folder-missing", "run demo.yaml --dry-run", 2, "FINDAP_TASKS", "no_such_folder",
       env={"FINDAP_TASKS": "{root}/no_such_folder"}),
     C("broken-task-yaml-used", "eval demo.yaml --dry-run --tasks broken_task", 2, "broken_task.yaml", "answer_type",
@@ -243,6 +245,8 @@ CASES = [
     C("report-unknown-task-in-set", "report results --out runs/report --task-set fin=fpb,fpbb", 2, "--task-set",
       "fpbb"),
     C("report-bad-task-set", "report results --out runs/report --task-set fin", 2, "--task-set"),
+    C("report-task-set-not-scored", "report results --out runs/report --task-set fin=fpb,fomc", 2, "--task-set fin",
+      "fomc", "fpb"),
     C("report-broken-result", "report badresults --out runs/report", 2, "fpb.direct.json:2"),
     C("report-unknown-adjustment", "report results --out runs/report --adjust bonferroni", 2, "--adjust",
       "bonferroni"),

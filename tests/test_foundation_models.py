@@ -92,3 +92,30 @@ def test_a_hub_id_the_hub_cannot_provide_is_one_usage_line(monkeypatch, tmp_path
         with pytest.raises(UsageError, match=r"model 'no-such-org/no-such-model': not a local folder, and the "
                                              r"Hugging Face hub could not provide it"):
             load("no-such-org/no-such-model")
+
+
+def test_a_hub_id_on_a_machine_that_cannot_reach_the_hub_fails_at_once(monkeypatch, tmp_path):
+    """Not offline by setting, just without a connection (the endpoint refuses it): the usage line comes before
+    huggingface_hub's five retries per file, which took 49 s and printed 12 'Retrying' lines here."""
+    import time
+
+    import huggingface_hub.constants
+
+    from findap.errors import UsageError
+    from findap.models import PROXY_VARIABLES, hub_unreachable, load_tokenizer
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    hub_unreachable.cache_clear()
+    started = time.monotonic()
+    try:
+        with pytest.raises(UsageError, match=r"'no-such-org/no-such-model': not a local folder.*no connection to "
+                                             r"127\.0\.0\.1"):
+            load_tokenizer("no-such-org/no-such-model")
+    finally:
+        hub_unreachable.cache_clear()
+    assert time.monotonic() - started < 10

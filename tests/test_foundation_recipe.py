@@ -123,8 +123,27 @@ def test_done_marker_is_atomic_and_last(tmp_path):
     assert not ctx.is_done()
     summary = ctx.mark_done({"tokens": 10})
     assert is_done(ctx.dir) and read_done(ctx.dir)["tokens"] == 10 and summary["stage"] == "train"
-    assert sorted(p.name for p in ctx.dir.iterdir()) == ["DONE", "metrics.jsonl"]
+    assert sorted(p.name for p in ctx.dir.iterdir()) == ["DONE", "elapsed.json", "metrics.jsonl"]
     assert json.loads((ctx.dir / "metrics.jsonl").read_text())["loss"] == 2.0
+
+
+def test_a_resumed_stage_counts_the_wall_time_of_its_killed_processes(tmp_path):
+    """Two processes die after logging (each leaves elapsed.json behind), the third finishes: DONE's wall_s is
+    the sum of the three, `processes` says 3. A cleared stage (no elapsed.json) starts from zero again."""
+    for pretend_s in (100.0, 50.0):
+        killed = StageContext(run_dir=tmp_path / "run", name="align")
+        killed.begin()
+        killed.started -= pretend_s  # as if this process had run pretend_s seconds before its last record
+        killed.log_metrics({"step": 1})
+    last = StageContext(run_dir=tmp_path / "run", name="align")
+    last.begin()
+    done = last.mark_done({})
+    assert done["processes"] == 3 and 150.0 <= done["wall_s"] < 160.0
+    (last.dir / "elapsed.json").unlink()  # what clear_stage does with every file but the request caches
+    (last.dir / "DONE").unlink()
+    fresh = StageContext(run_dir=tmp_path / "run", name="align")
+    fresh.begin()
+    assert "processes" not in fresh.mark_done({}) and fresh.elapsed()["wall_s"] < 10.0
 
 
 def test_cli_help_lists_every_stage():

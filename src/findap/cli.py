@@ -456,6 +456,12 @@ def _check_report_inputs(runs: list[Path], base: Optional[str], sets: dict[str, 
                     close = difflib.get_close_matches(task, sorted(known), n=1, cutoff=0.6)
                     raise UsageError(f"--task-set {name}: unknown task {task!r}",
                                      f"did you mean {close[0]}?" if close else "`findap eval --list` lists the tasks")
+        scored = sorted({r.task for r in results})
+        for name, tasks in sets.items():
+            missing = [task for task in tasks if task not in scored]
+            if missing:  # the set's mean needs every task: without this line it would silently not be shown
+                raise UsageError(f"--task-set {name}: no results for {', '.join(missing)} under "
+                                 f"{', '.join(map(str, runs))}", f"the results hold {', '.join(scored)}")
 
 
 @app.command()

@@ -141,20 +141,66 @@ def load_model(
 def _hub_unreachable_as_usage_error(name_or_path: str | os.PathLike):
     """A name that is neither a folder nor the embedded model is a hub id, which only the loader can check; when
     the hub cannot provide it (offline, no cached copy, no such repository) that is the user's input, said in one
-    line, not a traceback from inside transformers."""
+    line, not a traceback from inside transformers. A hub id that is not cached, on a machine that cannot reach
+    the hub, is said at once: huggingface_hub would retry each file five times first (about 50 s of 'Retrying'
+    lines for a model and its tokenizer)."""
+    name = str(name_or_path)
+    local = name == EMBEDDED_MODEL or Path(name).expanduser().exists()
+    if not local and not _in_hub_cache(name):
+        unreachable = hub_unreachable()
+        if unreachable:
+            raise _hub_usage_error(name, unreachable)
     try:
         yield
     except OSError as err:
-        name = str(name_or_path)
-        if name == EMBEDDED_MODEL or Path(name).expanduser().exists():
+        if local:
             raise
-        from findap.errors import UsageError
-
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(
-            f"model {name!r}: not a local folder, and the Hugging Face hub could not provide it ({reason}). Give a "
-            f"folder with config.json + *.safetensors, the embedded {EMBEDDED_MODEL}, or a hub id this machine can "
-            "download or has in its Hugging Face cache") from None
+        raise _hub_usage_error(name, reason) from None
+
+
+def _hub_usage_error(name: str, reason: str):
+    from findap.errors import UsageError
+
+    return UsageError(
+        f"model {name!r}: not a local folder, and the Hugging Face hub could not provide it ({reason}). Give a "
+        f"folder with config.json + *.safetensors, the embedded {EMBEDDED_MODEL}, or a hub id this machine can "
+        "download or has in its Hugging Face cache")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hugging Face cache holds this repository's config.json (a model loadable without the hub)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the hub would refuse (HFValidationError): the loader's own error says why
+        return False
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+@functools.lru_cache(maxsize=1)
+def hub_unreachable(timeout_s: float = 5.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or None when it can (or cannot be told: behind a
+    proxy, which a direct connection would not use, and with HF_HUB_OFFLINE set, where the loader fails at once
+    by itself). One TCP connection to the endpoint's host (HF_ENDPOINT respected), asked once per process."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in PROXY_VARIABLES):
+        return None
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        return f"no connection to {host}: {err.strerror or type(err).__name__}"
+    return None
 
 
 def model_label(name_or_path: str | os.PathLike) -> str:

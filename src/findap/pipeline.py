@@ -83,6 +83,7 @@ def run_stage(recipe: Recipe, stage: str, *, force: bool = False) -> dict:
     if action == "clear" and first_rank:
         console.print(f"[yellow]{why}[/yellow]")
         clear_stage(ctx.dir, keep_caches=not force)
+    ctx.begin()
     if first_rank:
         ctx.save_config(recipe_to_dict(recipe))
         write_json(ctx.dir / STARTED_WITH, inputs)
@@ -406,6 +407,12 @@ def _files_to_check(recipe: Recipe, stage: str) -> list[tuple[str, str, str]]:
             specs = resolve(list(recipe.eval.tasks))
         except KeyError as e:
             return [("problem", "", f"eval.tasks: {e.args[0]}")]
+        # a set naming a task the stage does not score would be left out of the report without a word
+        scored = {spec.name for spec in specs}
+        unscored = [f"eval.task_sets.{name}: {task!r} is not among eval.tasks, so the set could not be shown"
+                    for name, tasks in recipe.eval.task_sets.items() for task in tasks if task not in scored]
+        if unscored:
+            return [("problem", "", unscored[0])]
         # tasks read from the data root need it to exist (hub-only and shipped demo tasks do not)
         from findap.eval.task import reads_data_root
 

@@ -2,7 +2,8 @@
 
 A stage is finished exactly when its DONE file exists. DONE is written last and atomically (temp file +
 os.replace), so a killed stage never looks finished and `findap run` re-enters it; the stage itself resumes
-from whatever checkpoints it left inside its directory. DONE records the stage's wall time and peak memory.
+from whatever checkpoints it left inside its directory. DONE records the stage's wall time and peak memory; the
+wall time of a resumed stage adds its killed processes' (each up to its last metrics record, kept in ELAPSED).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from findap.host_memory import peak_memory
 from findap.io import append_jsonl, write_json, write_text
 
 DONE = "DONE"
+ELAPSED = "elapsed.json"  # wall time of this stage's earlier processes, and how many there were
 
 
 @dataclass
@@ -27,6 +29,19 @@ class StageContext:
     name: str
     inputs: dict[str, Path] = field(default_factory=dict)  # e.g. {"curate": runs/x/curate, "model": .../model}
     started: float = field(default_factory=time.time)
+    earlier: dict[str, float] = field(default_factory=lambda: {"wall_s": 0.0, "processes": 0})
+
+    def begin(self) -> None:
+        """Start this process's clock, after any clearing of the stage's outputs: a stage resumed after a kill
+        counts its earlier processes' time as well (ELAPSED), a cleared one starts from zero."""
+        p = self.run_dir / self.name / ELAPSED
+        self.earlier = json.loads(p.read_text()) if p.exists() else {"wall_s": 0.0, "processes": 0}
+        self.started = time.time()
+
+    def elapsed(self) -> dict[str, float]:
+        """Wall seconds over every process of this stage so far, and the number of processes."""
+        return {"wall_s": round(self.earlier["wall_s"] + time.time() - self.started, 2),
+                "processes": int(self.earlier["processes"]) + 1}
 
     @property
     def dir(self) -> Path:
@@ -41,6 +56,7 @@ class StageContext:
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         append_jsonl(self.dir / "metrics.jsonl", {"time": round(time.time() - self.started, 3), **record})
+        write_json(self.dir / ELAPSED, self.elapsed())  # what a kill from here on would leave counted
 
     def logger(self) -> logging.Logger:
         log = logging.getLogger(f"findap.{self.run_dir.name}.{self.name}")
@@ -60,14 +76,16 @@ class StageContext:
         return is_done(self.run_dir / self.name)
 
     def mark_done(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """Write DONE with the stage's summary, its wall time and its process's peak memory (`peak_rss_gb`, and
+        """Write DONE with the stage's summary, its wall time over every process (`processes` when it was resumed)
+        and its process's peak memory (`peak_rss_gb`, and
         `peak_gpu_gb` on CUDA; see host_memory.peak_memory). Under `findap run` every stage has its own process,
         so the peak is the stage's own."""
         from findap.allocator import active
 
         # the allocator changes speed and peak memory (findap.allocator), so it is recorded beside them
-        summary = {"stage": self.name, "wall_s": round(time.time() - self.started, 2), **peak_memory(),
-                   "allocator": active(), **summary}
+        elapsed = self.elapsed()
+        summary = {"stage": self.name, "wall_s": elapsed["wall_s"], **peak_memory(), "allocator": active(),
+                   **({"processes": elapsed["processes"]} if elapsed["processes"] > 1 else {}), **summary}
         mark_done(self.run_dir / self.name, summary)
         return summary
 
