@@ -341,14 +341,26 @@ class DocEnv:
     run_dir: Path
 
 
+def report_set_tasks() -> list[str]:
+    """Every task the docs' `findap report --task-set NAME=a,b` commands name: a set needs all its tasks scored."""
+    tasks = ["fpb"]
+    for cmd in COMMANDS:
+        name, args = program(cmd.tokens)
+        if name == "findap" and args[:1] == ["report"]:
+            specs = [b for a, b in zip(args, args[1:]) if a == "--task-set"]
+            tasks += [t for spec in specs for t in spec.partition("=")[2].split(",") if t]
+    return list(dict.fromkeys(tasks))
+
+
 @pytest.fixture(scope="module")
 def doc_env(tmp_path_factory, tiny_model_dir) -> DocEnv:
-    """A run evaluated for real (tiny model, fpb, 2 items) for the report commands to read."""
+    """A run evaluated for real (tiny model, 2 items of fpb and of every task a report command's set names) for
+    the report commands to read."""
     tmp = tmp_path_factory.mktemp("docs")
     recipe = tmp / "evaluated.yaml"
     recipe.write_text(yaml.safe_dump({"name": "evaluated", "model": tiny_model_dir, "runs_dir": str(tmp / "runs"),
                                       "stages": ["eval"], "device": "cpu", "precision": "fp32",
-                                      "eval": {"tasks": ["fpb"], "limit": 2, "include": ["base"]}}))
+                                      "eval": {"tasks": report_set_tasks(), "limit": 2, "include": ["base"]}}))
     invoke(["eval", str(recipe)])
     return DocEnv(tmp=tmp, model=tiny_model_dir, run_dir=tmp / "runs" / "evaluated")
 
