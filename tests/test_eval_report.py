@@ -445,16 +445,19 @@ def test_task_sets_are_means_across_groups_with_paired_deltas(fincap_runs, tmp_p
     from findap.cli import app
 
     runs, headline = fincap_runs
-    sets = {"gains": ["fpb", "fiqa_sa"], "flat": ["flare_german", "sm_acl"], "mixed": ["fpb", "flare_german"],
-            "absent": ["fpb", "arc"]}
+    sets = {"gains": ["fpb", "fiqa_sa"], "flat": ["flare_german", "sm_acl"], "mixed": ["fpb", "flare_german"]}
     args = ["report", str(runs), "--out", str(tmp_path / "out"), "--base", "base"]
     for name, tasks in sets.items():
         args += ["--task-set", f"{name}={','.join(tasks)}"]
+    # a set with a task that was never scored: no partial mean, and the command says so instead of leaving it out
+    absent = CliRunner().invoke(app, [*args, "--task-set", "absent=fpb,arc"])
+    assert absent.exit_code == 2 and "--task-set absent: no results for arc" in absent.output, absent.output
+    assert not (tmp_path / "out").exists()
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
     rows = {r["label"]: r for r in board["task_sets"]}
-    assert list(rows) == ["gains", "flat", "mixed"]  # "absent": arc was never scored, so no partial mean
+    assert list(rows) == ["gains", "flat", "mixed"]
     for name in ("gains", "flat", "mixed"):
         row, tasks = rows[name], sets[name]
         assert row["tasks"] == tasks and row["split"] == "unseen"
@@ -466,7 +469,7 @@ def test_task_sets_are_means_across_groups_with_paired_deltas(fincap_runs, tmp_p
     assert rows["gains"]["paired"]["tuned"]["significant"] and not rows["flat"]["paired"]["tuned"]["significant"]
     md = (tmp_path / "out" / "report.md").read_text()
     table = md.split("## Task sets - unseen", 1)[1].split("\n## ", 1)[0]
-    assert "| gains |" in table and "| fpb, fiqa_sa |" in table and "absent" not in table
+    assert "| gains |" in table and "| fpb, fiqa_sa |" in table
     assert "Task sets - unseen" in (tmp_path / "out" / "report.html").read_text()
 
 

@@ -142,8 +142,8 @@ def _hub_unreachable_as_usage_error(name_or_path: str | os.PathLike):
     """A name that is neither a folder nor the embedded model is a hub id, which only the loader can check; when
     the hub cannot provide it (offline, no cached copy, no such repository) that is the user's input, said in one
     line, not a traceback from inside transformers. A hub id that is not cached, on a machine that cannot reach
-    the hub, is said at once: huggingface_hub would retry each file five times first (about 50 s of 'Retrying'
-    lines for a model and its tokenizer)."""
+    the hub, is said at once: huggingface_hub would first retry each file five times, printing a 'Retrying' line
+    each time, for the model and again for its tokenizer."""
     name = str(name_or_path)
     local = name == EMBEDDED_MODEL or Path(name).expanduser().exists()
     if not local and not _in_hub_cache(name):
