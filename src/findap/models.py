@@ -186,6 +186,7 @@ def hub_unreachable(timeout_s: float = 5.0) -> str | None:
     """Why the Hugging Face hub cannot be reached from here, or None when it can (or cannot be told: behind a
     proxy, which a direct connection would not use, and with HF_HUB_OFFLINE set, where the loader fails at once
     by itself). One TCP connection to the endpoint's host (HF_ENDPOINT respected), asked once per process."""
+    import socket
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
@@ -194,8 +195,6 @@ def hub_unreachable(timeout_s: float = 5.0) -> str | None:
         return None
     url = urlparse(constants.ENDPOINT)
     host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-    import socket
-
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as err:

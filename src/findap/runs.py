@@ -19,6 +19,7 @@ from findap.io import append_jsonl, write_json, write_text
 
 DONE = "DONE"
 ELAPSED = "elapsed.json"  # wall time of this stage's earlier processes, and how many there were
+NO_EARLIER = {"wall_s": 0.0, "processes": 0}  # ELAPSED of a stage's first process
 
 
 @dataclass
@@ -29,13 +30,13 @@ class StageContext:
     name: str
     inputs: dict[str, Path] = field(default_factory=dict)  # e.g. {"curate": runs/x/curate, "model": .../model}
     started: float = field(default_factory=time.time)
-    earlier: dict[str, float] = field(default_factory=lambda: {"wall_s": 0.0, "processes": 0})
+    earlier: dict[str, float] = field(default_factory=lambda: dict(NO_EARLIER))
 
     def begin(self) -> None:
         """Start this process's clock, after any clearing of the stage's outputs: a stage resumed after a kill
         counts its earlier processes' time as well (ELAPSED), a cleared one starts from zero."""
         p = self.run_dir / self.name / ELAPSED
-        self.earlier = json.loads(p.read_text()) if p.exists() else {"wall_s": 0.0, "processes": 0}
+        self.earlier = json.loads(p.read_text()) if p.exists() else dict(NO_EARLIER)
         self.started = time.time()
 
     def elapsed(self) -> dict[str, float]:

@@ -77,9 +77,10 @@ def stage_costs(inputs: Iterable[str | Path]) -> list[StageCost]:
         metrics = read_jsonl_tolerant(d / "metrics.jsonl")
         last = metrics[-1] if metrics else {}
         wall = _number(done, ("wall_s", "wall_time_s", "elapsed_s")) or _number(last, ("time", "wall_s"))
-        # A resumed stage's wall_s is its last process's time; its training time summed over every process
-        # (train_wall_s) is longer, and its tokens were processed over all of it: tokens / wall_s would overstate
-        # the speed by the share of the work done before the resume.
+        # A resumed stage's wall_s counts its killed processes only up to their last metrics record (findap.runs;
+        # older DONE files count only the last process), so its training time summed over every process
+        # (train_wall_s, kept in the checkpoints) can be longer; its tokens were processed over all of that, and
+        # tokens / wall_s would overstate the speed.
         resumed = _number(done, ("train_wall_s",))
         if resumed is not None and (wall is None or resumed > wall):
             wall = resumed
