@@ -119,3 +119,72 @@ def test_a_hub_id_on_a_machine_that_cannot_reach_the_hub_fails_at_once(monkeypat
     finally:
         hub_unreachable.cache_clear()
     assert time.monotonic() - started < 10
+
+
+def _broken_copy(src: str, dest, *, weights: str | None = None, drop_tokenizer: bool = False) -> str:
+    import shutil
+    from pathlib import Path
+
+    dest = Path(shutil.copytree(src, dest))
+    if weights == "truncated":
+        f = next(dest.glob("*.safetensors"))
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    if drop_tokenizer:
+        for f in dest.glob("tokenizer*"):
+            f.unlink()
+    return str(dest)
+
+
+def test_a_local_folder_the_loader_refuses_is_one_usage_line(tiny_model_dir, tmp_path):
+    """A folder that passes the pre-check (config.json + *.safetensors present) but whose files are broken: a
+    truncated weights file raised safetensors' own error, a folder without tokenizer files a ValueError, each with
+    a traceback from inside transformers. Both are the user's input."""
+    from findap.errors import UsageError
+
+    truncated = _broken_copy(tiny_model_dir, tmp_path / "truncated", weights="truncated")
+    with pytest.raises(UsageError, match=r"truncated': cannot load it: .*deserializing header") as err:
+        load_model(truncated)
+    assert "\n" not in str(err.value)
+    no_tokenizer = _broken_copy(tiny_model_dir, tmp_path / "no_tokenizer", drop_tokenizer=True)
+    with pytest.raises(UsageError, match=r"no_tokenizer': cannot load it: .*tokenizer"):
+        load_tokenizer(no_tokenizer)
+
+
+def test_chat_with_a_broken_model_folder_exits_2_with_one_line(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    truncated = _broken_copy(tiny_model_dir, tmp_path / "truncated", weights="truncated")
+    res = subprocess.run([sys.executable, "-m", "findap", "chat", "hi", "--model", truncated], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot load it" in lines[0] and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("name, problem", [
+    (EMBEDDED_MODEL, None),
+    ("HuggingFaceTB/SmolLM2-135M-Instruct", None),  # a hub id: the loader decides
+    ("gpt2", None),
+    ("./no_such_model", "no such model folder"),
+    ("runs/demo/train/model", "no such model folder"),  # two slashes: a path, not a hub id
+    ("C:\\models\\llama", "no such model folder"),
+    ("my model", "no such model folder"),  # a space: no hub id has one
+])
+def test_model_problem_tells_paths_from_hub_ids(name, problem):
+    from findap.models import model_problem
+
+    found = model_problem(name)
+    assert (found is None) if problem is None else (problem in found), found
+
+
+def test_loading_a_model_draws_no_bar_into_a_log(tiny_model_dir):
+    """transformers' "Loading weights" bar went into every redirected log and CI output as a line of carriage-
+    return frames per model load; it is for terminals (findap.progress_bars)."""
+    import subprocess
+    import sys
+
+    code = f"from findap.models import load_model; load_model({tiny_model_dir!r}); print('loaded')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "loaded" in res.stdout, res.stderr
+    assert "Loading weights" not in res.stderr and "\r" not in res.stderr, res.stderr

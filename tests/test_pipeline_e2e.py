@@ -128,7 +128,10 @@ def test_run_every_stage_then_resume_after_kill(tmp_path, tiny_model_dir):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (krun / "train" / "DONE").exists()
-    run_to_end(killed)
+    dry = findap("run", str(killed), "--dry-run")
+    assert "train: resumes where it was interrupted" in dry.communicate(timeout=300)[0]
+    resumed = run_to_end(killed)
+    assert "train: resuming where it was interrupted" in resumed, resumed[-3000:]
     assert scores(krun) == got, "a killed and resumed run must end with the same scores"
 
 

@@ -336,11 +336,9 @@ def _list_tasks(prefer: str) -> None:
 def _standalone_inputs(tasks: str | None, models: list[str], out: Path) -> tuple[list[str], dict[str, str]]:
     """(task names, {model: label}) of `findap eval --model ...`, every input checked before any model loads: the
     task names, the model folders, their labels and the output folder (an unknown name costs no minutes)."""
-    from findap.errors import UsageError
     from findap.eval.config import DEFAULT_TASKS
     from findap.eval.registry import check_task_names
     from findap.eval.stage import unique_labels
-    from findap.models import model_problem
 
     task_names = [t for t in tasks.split(",") if t.strip()] if tasks is not None else list(DEFAULT_TASKS)
     if not task_names:
@@ -348,8 +346,7 @@ def _standalone_inputs(tasks: str | None, models: list[str], out: Path) -> tuple
                                  "(`findap eval --list` lists them)", param_hint="--tasks")
     check_task_names(task_names)
     for name in models:
-        if problem := model_problem(name):
-            raise UsageError(f"--model {problem}")
+        _check_model_arg(name, "--model")
     try:
         labels = unique_labels(models)
     except ValueError as e:
@@ -548,7 +545,7 @@ def chat(
     _check_model_arg(model, "--model")
     flags = {"device": device, "precision": precision, "max_length": max_length}
     spec = config_from(CHAT_FLAGS, flags, kind="hf", batch_size=1).resolve(model=model)  # one request at a time
-    engine = _loaded("--model", model, lambda: make_engine(spec))
+    engine = make_engine(spec)  # a model that fails to load is a usage line (findap.models)
     history = [{"role": "system", "content": system}] if system else []
     interactive = prompt is None
     while True:
@@ -592,42 +589,17 @@ def serve(
              "max_length": max_length, "cache_path": cache_path}
     spec = config_from(SERVE_FLAGS, flags, kind="hf").resolve(model=model)
     # the address is checked by serve_model before the model loads
-    _loaded("--model", model, lambda: serve_model(spec, host, port, served_name))
+    serve_model(spec, host, port, served_name)
 
 
 def _check_model_arg(model: str, flag: str) -> None:
-    """A model argument that names a local folder must be one (checked before anything loads); other names are
-    the embedded model or Hugging Face ids."""
-    import re
-
+    """A model argument is checked before anything loads (findap.models.model_problem: a local folder must hold a
+    model; other names are the embedded model or Hugging Face ids, which only the loader can check)."""
     from findap.errors import UsageError
-    from findap.models import EMBEDDED_MODEL
+    from findap.models import model_problem
 
-    path = Path(model).expanduser()
-    looks_local = model.startswith((".", "/", "~")) or "\\" in model or len(Path(model).parts) > 2
-    if model == EMBEDDED_MODEL or path.is_dir():
-        return
-    if path.exists():
-        raise UsageError(f"{flag} {model}: a file, not a model folder", "give the folder that holds config.json")
-    if looks_local or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model):
-        raise UsageError(f"{flag} {model}: no such model folder",
-                         f"give a local model folder, a Hugging Face id (org/name) or {EMBEDDED_MODEL}")
-
-
-def _loaded(flag: str, model: str, load):
-    """`load()`, with a model that cannot be loaded (a hub id that does not exist or is not reachable offline, a
-    folder without weights) reported as one line naming the flag."""
-    from findap.errors import UsageError
-
-    try:
-        return load()
-    except OSError as e:  # transformers and huggingface_hub raise OSError subclasses for models they cannot get
-        if e.errno is not None:  # a real I/O error (disk full, permission) is not about the model's name
-            raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"{flag} {model}: cannot load this model: {first}",
-                         "give a local model folder, a Hugging Face id you can download, or the embedded "
-                         "smollm2-135m-instruct") from e
+    if problem := model_problem(model):
+        raise UsageError(f"{flag} {problem}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ import copy
 import functools
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -48,22 +49,36 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
         if not (target / "DONE").exists():
             _convert_embedded(target)
         return str(target)
-    if Path(name).expanduser().exists():
+    if is_local(name):
         return str(Path(name).expanduser())
     return name  # a hub id: transformers resolves it (works when the user is online or has it cached)
 
 
+def is_local(name_or_path: str | os.PathLike) -> bool:
+    """Whether a model name means something on this machine (the embedded model or an existing path) rather than
+    a Hugging Face hub id. The one test every model check and loader uses."""
+    name = str(name_or_path)
+    return name == EMBEDDED_MODEL or Path(name).expanduser().exists()
+
+
+_HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")  # `name` or `org/name`, as the hub spells repository ids
+
+
 def model_problem(name_or_path: str | os.PathLike) -> str | None:
     """What is wrong with a model name before anything loads it, or None: a local folder must exist and hold a
-    config.json and safetensors weights. A name that is not a path (the embedded name, `org/name` hub ids, bare
-    hub names) is left to the loader: only it can tell whether the hub is reachable."""
+    config.json and safetensors weights; a name that looks like a path (starts with / . ~, has a backslash or two
+    slashes) or cannot be a hub id must be an existing folder. Hub ids are left to the loader: only it can tell
+    whether the hub has them and can be reached."""
     name = str(name_or_path)
     path = Path(name).expanduser()
-    looks_like_path = name.startswith(("/", ".", "~")) or name.count("/") >= 2 or path.exists()
-    if name == EMBEDDED_MODEL or not looks_like_path:
+    if name == EMBEDDED_MODEL:
         return None
     if not path.exists():
-        return f"{name}: no such model folder (a local path; a hub id has the form org/name)"
+        looks_like_path = name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") >= 2
+        if looks_like_path or not _HUB_ID.fullmatch(name):
+            return (f"{name}: no such model folder (give a local model folder, a Hugging Face id org/name or the "
+                    f"embedded {EMBEDDED_MODEL})")
+        return None
     if not path.is_dir():
         return f"{name}: is a file, not a model folder (config.json + *.safetensors)"
     missing = [what for what, found in (("config.json", (path / "config.json").exists()),
@@ -108,7 +123,9 @@ def _convert_embedded(target: Path) -> None:
 def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    with _hub_unreachable_as_usage_error(name_or_path):
+    # a folder without tokenizer files: transformers says so in a ValueError ("Couldn't instantiate the backend
+    # tokenizer")
+    with _load_failure_as_usage_error(name_or_path, ValueError):
         tok = AutoTokenizer.from_pretrained(resolve_model(name_or_path), trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -124,9 +141,13 @@ def load_model(
     trust_remote_code: bool = False,
 ):
     """Load a causal LM from safetensors only. fp32 master weights by default; autocast supplies bf16 speed."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    with _hub_unreachable_as_usage_error(name_or_path):
+    from findap.progress_bars import quiet_library_bars
+
+    quiet_library_bars()
+    with _load_failure_as_usage_error(name_or_path, SafetensorError):  # e.g. a truncated weights file
         model = AutoModelForCausalLM.from_pretrained(
             resolve_model(name_or_path),
             dtype=dtype,
@@ -138,25 +159,32 @@ def load_model(
 
 
 @contextlib.contextmanager
-def _hub_unreachable_as_usage_error(name_or_path: str | os.PathLike):
-    """A name that is neither a folder nor the embedded model is a hub id, which only the loader can check; when
-    the hub cannot provide it (offline, no cached copy, no such repository) that is the user's input, said in one
-    line, not a traceback from inside transformers. A hub id that is not cached, on a machine that cannot reach
-    the hub, is said at once: huggingface_hub would first retry each file five times, printing a 'Retrying' line
-    each time, for the model and again for its tokenizer."""
+def _load_failure_as_usage_error(name_or_path: str | os.PathLike, *folder_errors: type[Exception]):
+    """A model that cannot be loaded is the user's input, said in one line, not a traceback from inside
+    transformers: a hub id the hub cannot provide (offline, no cached copy, no such repository), or a local folder
+    whose files the loader refuses (OSError, or `folder_errors` from a local folder). A hub id that is not cached, on a machine that cannot reach the hub, is said at
+    once: huggingface_hub would first retry each file five times, printing a 'Retrying' line each time, for the
+    model and again for its tokenizer. Real I/O errors (an errno: disk, permissions) pass through."""
     name = str(name_or_path)
-    local = name == EMBEDDED_MODEL or Path(name).expanduser().exists()
+    local = is_local(name)
     if not local and not _in_hub_cache(name):
         unreachable = hub_unreachable()
         if unreachable:
             raise _hub_usage_error(name, unreachable)
     try:
         yield
-    except OSError as err:
-        if local:
+    except (OSError, *folder_errors) as err:
+        io_error = isinstance(err, OSError) and err.errno is not None
+        if io_error or (not local and not isinstance(err, OSError)):
             raise
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise _hub_usage_error(name, reason) from None
+        reason = " ".join(str(err).split()) or type(err).__name__
+        reason = reason if len(reason) <= 240 else reason[:239] + "…"
+        if not local:
+            raise _hub_usage_error(name, reason) from None
+        from findap.errors import UsageError
+
+        hint = None if name == EMBEDDED_MODEL else "give a folder with config.json, *.safetensors and tokenizer files"
+        raise UsageError(f"model {name!r}: cannot load it: {reason}", hint) from None
 
 
 def _hub_usage_error(name: str, reason: str):

@@ -44,11 +44,9 @@ class Encoder:
     def encode(self, texts: Sequence[str], batch_size: int = 32, max_chars: int = 2000,
                progress: bool = False) -> np.ndarray:
         out = []
-        starts = range(0, len(texts), batch_size)
-        if progress:
-            from tqdm import tqdm
+        from findap.progress_bars import progress_bar
 
-            starts = tqdm(starts, desc="embedding", unit="batch")
+        starts = progress_bar(range(0, len(texts), batch_size), enabled=progress, desc="embedding", unit="batch")
         for start in starts:
             batch = [t[:max_chars] for t in texts[start : start + batch_size]]
             enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,

@@ -12,11 +12,9 @@ def rendered(example: dict, tokenizer) -> str:
 
 
 def count_tokens(examples: Sequence[dict], tokenizer, batch_size: int = 512, progress: bool = False) -> dict[str, int]:
-    starts = range(0, len(examples), batch_size)
-    if progress:
-        from tqdm import tqdm
+    from findap.progress_bars import progress_bar
 
-        starts = tqdm(starts, desc="counting tokens", unit="batch")
+    starts = progress_bar(range(0, len(examples), batch_size), enabled=progress, desc="counting tokens", unit="batch")
     counts: dict[str, int] = {}
     for start in starts:
         batch = examples[start : start + batch_size]

@@ -10,7 +10,6 @@ import functools
 from typing import Iterator, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
 from findap.engines.token_budget import length_sorted_batches
@@ -19,6 +18,7 @@ from findap.engines.decoding import RowSettings, decode_output, generate_batch
 from findap.engines.scoring import has_plain_head, plan_groups, score_groups
 from findap.engines.text import encode_pair, fitted_prompt_ids, render_prompt
 from findap.models import autocast, autocast_dtype, load_model, load_tokenizer, pick_device, resolve_model
+from findap.progress_bars import progress_bar
 from findap.provenance import model_fingerprint, tensors_fingerprint
 
 
@@ -71,7 +71,7 @@ class HFEngine:
         def compute(todo: list[int]) -> Iterator[list[tuple[int, LoglikelihoodResult]]]:
             pairs = [encode_pair(self.tokenizer, requests[i].context, requests[i].continuation) for i in todo]
             groups = plan_groups(pairs, self.spec.max_length, self.share_context)
-            with tqdm(total=len(todo), desc="loglikelihood", disable=not progress) as bar:
+            with progress_bar(enabled=progress, total=len(todo), desc="loglikelihood") as bar:
                 for batch in score_groups(self.model, groups, self.spec.batch_size, self.pad_id, self._autocast,
                                           max_tokens=self.spec.max_batch_tokens):
                     self.model_calls += 1
@@ -104,7 +104,7 @@ class HFEngine:
 
         def compute(todo: list[int]) -> Iterator[list[tuple[int, tuple[str, list[int]]]]]:
             prompts = [self._prompt_ids(texts[i], requests[i].max_new_tokens) for i in todo]
-            with tqdm(total=len(todo), desc="generate", disable=not progress) as bar:
+            with progress_bar(enabled=progress, total=len(todo), desc="generate") as bar:
                 # a row's KV cache grows to prompt + new tokens: that is the length the token budget counts
                 final_lengths = [len(p) + requests[i].max_new_tokens for p, i in zip(prompts, todo)]
                 for batch in length_sorted_batches(final_lengths, self.spec.batch_size, self.spec.max_batch_tokens):

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
 import httpx
-from tqdm.auto import tqdm
 
 from findap.engines.base import EngineSpec, GenerationRequest, LoglikelihoodRequest, LoglikelihoodResult
 from findap.engines.cache import RequestCache, generation_settings, loglikelihood_keys, request_key, run_cached
 from findap.engines.text import move_trailing_space, truncate_at_stop
+from findap.progress_bars import progress_bar
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -79,7 +79,7 @@ class OpenAIEngine:
         """Run fn over items on the thread pool, yielding results in input order."""
         pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency))
         try:
-            yield from tqdm(pool.map(fn, items), total=len(items), desc=desc, disable=not progress)
+            yield from progress_bar(pool.map(fn, items), enabled=progress, total=len(items), desc=desc)
         finally:  # on an error, do not send the queued requests only to throw their answers away
             pool.shutdown(wait=True, cancel_futures=True)
 
