@@ -176,7 +176,7 @@ CASES = [
     C("override-unknown-stage", ["run", "demo.yaml", "--set", "stages=[trian]"], 2, "stages"),
     C("override-batch-mismatch", "train demo.yaml --set train.micro_batch_tokens=1000", 2, "micro_batch_tokens"),
     C("fp16-cannot-train", "run demo.yaml --set precision=fp16", 2, "fp16"),
-    C("only-unknown-stage", "run demo.yaml --only trian", 2, "--only", "trian"),
+    C("only-unknown-stage", "run demo.yaml --only trian", 2, "--only", "trian", "did you mean --only train"),
     C("unknown-command", "trian demo.yaml", 2, "trian"),
     C("unknown-flag", "run demo.yaml --no-such-flag", 2, "--no-such-flag"),
     C("dry-run-missing-file", "run missingtrain.yaml --dry-run", 2, "missing.jsonl"),

@@ -201,10 +201,11 @@ def _given(ctx: typer.Context) -> dict[str, str]:
 
 def _refuse(given: dict[str, str], names: set[str], why: str) -> None:
     """Flags that would be silently ignored in this combination are errors instead."""
+    from findap.errors import UsageError
+
     offending = [flag for name, flag in given.items() if name in names]
     if offending:
-        _error(f"{', '.join(offending)}: {why}")
-        raise typer.Exit(2)
+        raise UsageError(f"{', '.join(offending)}: {why}")
 
 
 @app.command()
@@ -294,8 +295,10 @@ def eval_(
         return _stage("eval", recipe, [*_eval_overrides(ctx, given), *(set or [])], force, dry_run)
     _refuse(given, {"set", "dry_run"}, "only with a RECIPE (they act on a recipe's eval stage)")
     if not model:
-        _error("give a recipe or at least one --model")
-        raise typer.Exit(2)
+        from findap.errors import UsageError
+
+        raise UsageError("give a recipe or at least one --model", "e.g. findap eval --model smollm2-135m-instruct "
+                         "--tasks fpb, or findap eval recipes/demo.yaml")
     if not judge_model:
         _refuse(given, EVAL_JUDGE_FLAGS.keys() - {"judge_model"}, "configure the judge: add --judge-model")
     from findap.engines.options import config_from
@@ -474,14 +477,18 @@ def run(
     """Run every stage of a recipe in order; a finished stage is skipped while its inputs (recipe section, models,
     upstream outputs, data files) are unchanged, and rerun with a line saying why when they changed. Resumes after
     a kill."""
+    import difflib
+
+    from findap.errors import UsageError
     from findap.pipeline import run_recipe
 
     loaded = _load(recipe, set)
     for flag, names in (("--only", only or []), ("--force", [f for f in force or [] if f != "all"])):
         unknown = [s for s in names if s not in loaded.stages]
         if unknown:
-            _error(f"{flag} {', '.join(unknown)}: not among this recipe's stages ({', '.join(loaded.stages)})")
-            raise typer.Exit(2)
+            close = difflib.get_close_matches(unknown[0], loaded.stages, n=1)
+            raise UsageError(f"{flag} {', '.join(unknown)}: not among this recipe's stages "
+                             f"({', '.join(loaded.stages)})", f"did you mean {flag} {close[0]}?" if close else None)
     forced: list[str] | bool = True if "all" in (force or []) else list(force or [])
     if dry_run:
         return _dry_run(loaded, [s for s in loaded.stages if not only or s in only], forced, set)
