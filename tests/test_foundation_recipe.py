@@ -159,9 +159,13 @@ def test_cli_reports_recipe_errors(tmp_path):
 
 
 def test_cli_chat_answers_with_a_local_model(tiny_model_dir):
-    res = CliRunner().invoke(app, ["chat", "--model", tiny_model_dir, "--max-new-tokens", "6", "What is a bond?"])
-    assert res.exit_code == 0, res.output
-    assert res.output.strip(), "chat printed no answer"
+    """The random tiny model's greedy answer is only newlines, so this samples (seeded: the same answer twice). On
+    stdout alone: transformers' loading bar on stderr once made an empty answer look like output."""
+    args = ["chat", "--model", tiny_model_dir, "--max-new-tokens", "6", "--temperature", "1", "What is a bond?"]
+    first, second = CliRunner().invoke(app, args), CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.strip(), "chat printed no answer"
+    assert first.stdout == second.stdout
 
 
 def test_cli_eval_lists_groups_and_where_each_task_runs():
