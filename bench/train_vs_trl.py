@@ -17,7 +17,9 @@ and uses model(labels=...). `ceiling` times only the bf16 matmuls and SDPA atten
 in isolation: the most any trainer could reach on this machine with these kernels.
 
 `findap-ckpt` is the trainer as `train.memory` fits it to a tight budget (micro-batch 2048, activation
-checkpointing, loss chunk 256): the memory side of the trade. `attention` times the per-document SDPA the trainer
+checkpointing, loss chunk 256): the memory side of the trade. `findap-compile` runs each decoder layer's MLP and
+RMSNorms through torch.compile (their elementwise work fused; kept here, not in the trainer, because it gained
+nothing: docs/results.md). `attention` times the per-document SDPA the trainer
 uses against an alternative for packed causal documents on CPU (blocked bf16 matmuls that skip every block above
 the diagonal, flash-style backward; kept here, not in the trainer, because it is slower: see docs/training.md).
 `--calibrate` measures the trainer's peak RSS at several micro-batches with and without checkpointing against
@@ -65,7 +67,7 @@ def timed(step_fn, steps: int) -> dict:
 
 
 def worker_findap(steps: int, backend: str, micro_tokens: int = 2 * SEQ, checkpointing: bool = False,
-                  loss_chunk: int = 2048) -> dict:
+                  loss_chunk: int = 2048, compile_elementwise: bool = False) -> dict:
     import torch
 
     from findap.models import load_model
@@ -89,6 +91,10 @@ def worker_findap(steps: int, backend: str, micro_tokens: int = 2 * SEQ, checkpo
     model = load_model(MODEL, device="cpu", attn_implementation=hf_implementation(backend)).train()
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if compile_elementwise:  # the elementwise parts of each layer fused by torch.compile (dynamic: T varies)
+        for layer in model.model.layers:
+            for part in ("mlp", "input_layernorm", "post_attention_layernorm"):
+                setattr(layer, part, torch.compile(getattr(layer, part), dynamic=True))
     opt = build_optimizer(model, 5e-6)
 
     def step(i):
@@ -447,7 +453,8 @@ def main() -> None:
                     default=["findap", "findap@glibc", "findap-ckpt", "trl", "plain", "ceiling", "attention"],
                     help="trainers to run: findap (varlen, micro-batch 4096, no checkpointing), findap-ckpt (micro-"
                          "batch 2048, activation checkpointing, loss chunk 256: what train.memory picks under a "
-                         "tight budget), findap-sdpa (4-D mask), trl (SFTConfig's defaults: gradient checkpointing "
+                         "tight budget), findap-compile (each layer's MLP and RMSNorms through torch.compile), "
+                         "findap-sdpa (4-D mask), trl (SFTConfig's defaults: gradient checkpointing "
                          "on), trl-nockpt (TRL without "
                          "checkpointing: its fastest), plain, ceiling (this machine's matmul + attention bound), "
                          "attention (per-document SDPA vs the blocked-matmul alternative, first timed step)")
@@ -472,6 +479,7 @@ def main() -> None:
     if args.worker:
         fn = {"findap": lambda s: worker_findap(s, "varlen"), "findap-sdpa": lambda s: worker_findap(s, "sdpa"),
               "findap-ckpt": lambda s: worker_findap(s, "varlen", 1 * SEQ, True, 256),
+              "findap-compile": lambda s: worker_findap(s, "varlen", compile_elementwise=True),
               "trl": worker_trl, "trl-nockpt": lambda s: worker_trl(s, False),
               "plain": worker_plain,
               "ceiling": worker_ceiling, "attention": worker_attention}.get(args.worker)
