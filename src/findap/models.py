@@ -162,9 +162,10 @@ def load_model(
 def _load_failure_as_usage_error(name_or_path: str | os.PathLike, *folder_errors: type[Exception]):
     """A model that cannot be loaded is the user's input, said in one line, not a traceback from inside
     transformers: a hub id the hub cannot provide (offline, no cached copy, no such repository), or a local folder
-    whose files the loader refuses (OSError, or `folder_errors` from a local folder). A hub id that is not cached, on a machine that cannot reach the hub, is said at
-    once: huggingface_hub would first retry each file five times, printing a 'Retrying' line each time, for the
-    model and again for its tokenizer. Real I/O errors (an errno: disk, permissions) pass through."""
+    whose files the loader refuses (an OSError, or one of `folder_errors`). A hub id that is not cached, on a
+    machine that cannot reach the hub, is said at once: huggingface_hub would first retry each file five times,
+    printing a 'Retrying' line each time, for the model and again for its tokenizer. Real I/O errors (an errno:
+    disk, permissions) pass through."""
     name = str(name_or_path)
     local = is_local(name)
     if not local and not _in_hub_cache(name):
