@@ -70,10 +70,10 @@ def model_problem(name_or_path: str | os.PathLike) -> str | None:
     slashes) or cannot be a hub id must be an existing folder. Hub ids are left to the loader: only it can tell
     whether the hub has them and can be reached."""
     name = str(name_or_path)
-    path = Path(name).expanduser()
     if name == EMBEDDED_MODEL:
         return None
-    if not path.exists():
+    path = Path(name).expanduser()
+    if not is_local(name):
         looks_like_path = name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") >= 2
         if looks_like_path or not _HUB_ID.fullmatch(name):
             return (f"{name}: no such model folder (give a local model folder, a Hugging Face id org/name or the "

@@ -83,7 +83,7 @@ def run_stage(recipe: Recipe, stage: str, *, force: bool = False) -> dict:
     if action == "clear" and first_rank:
         console.print(f"[yellow]{why}[/yellow]")
         clear_stage(ctx.dir, keep_caches=not force)
-    elif why and first_rank:
+    elif action == "resume" and first_rank:
         console.print(why)
     ctx.begin()
     if first_rank:
@@ -100,12 +100,12 @@ def run_stage(recipe: Recipe, stage: str, *, force: bool = False) -> dict:
 
 
 STARTED_WITH = "inputs.json"  # the inputs a stage started with: a killed stage resumes only if they still hold
-RESUMING = "{stage}: resuming where it was interrupted (its inputs are unchanged)"
 
 
 def stage_action(stage_dir: Path, inputs: dict, *, force: bool = False) -> tuple[str, str]:
-    """("skip" | "run" | "clear", why): skip a finished stage whose inputs are unchanged, run (or resume) one
-    without DONE, clear and rerun one whose inputs changed since it finished or started, or that is forced."""
+    """("skip" | "run" | "resume" | "clear", why): skip a finished stage whose inputs are unchanged, run one that
+    never started, resume one that was interrupted with the same inputs, clear and rerun one whose inputs changed
+    since it finished or started, or that is forced."""
     stage = stage_dir.name
     done = read_done(stage_dir)
     if force:
@@ -124,7 +124,7 @@ def stage_action(stage_dir: Path, inputs: dict, *, force: bool = False) -> tuple
         changed = changed_inputs(json.loads(started.read_text(encoding="utf-8")), inputs)
         if changed:
             return "clear", describe_change(stage, changed).replace("since it ran", "since it was interrupted")
-        return "run", RESUMING.format(stage=stage)
+        return "resume", f"{stage}: resuming where it was interrupted (its inputs are unchanged)"
     return "run", ""
 
 
@@ -332,7 +332,7 @@ def preflight(recipe: Recipe, stages: list[str], *, force: list[str] | bool = ()
         else:
             action, why = stage_action(recipe.run_dir / stage, input_fingerprints(recipe, stage), force=forced)
             state = {"skip": "done, skipped (inputs unchanged; --force %s reruns it)" % stage,
-                     "run": "resumes where it was interrupted" if why else "runs",
+                     "run": "runs", "resume": "resumes where it was interrupted",
                      "clear": f"reruns ({why.split(': ', 1)[-1]})"}[action]
             if action == "skip" and rerunning:
                 state = f"done; reruns if {', '.join(rerunning)} rewrites what it reads"
