@@ -66,3 +66,68 @@ def test_sequential_lora_merges_adapters(tmp_path):
     q_out, q_base = out.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight
     assert not torch.equal(q_out, q_base)  # the merged update is in the weights
     torch.testing.assert_close(out.model.norm.weight, base.model.norm.weight)  # LoRA leaves the rest alone
+
+
+def test_a_changed_later_group_keeps_the_earlier_groups_weights(tmp_path, capfd):
+    """Retuning group 2 or adding a group 3 trains from the first changed group on; changing group 1's documents
+    trains everything again. What is kept is checked by the phase's DONE (untouched) and its best weights."""
+    model = save_tiny_llama(tmp_path / "tiny", seed=2)
+    data = curate_dir(tmp_path / "runs" / "k" / "curate")
+    groups = [{"name": "group1", "lr": 2e-3, "max_steps": 2}, {"name": "group2", "lr": 1e-3, "max_steps": 2}]
+
+    def run(groups):
+        recipe = Recipe(name="k", model=model, runs_dir=str(tmp_path / "runs"), device="cpu", precision="fp32",
+                        train={**SMALL, "groups": groups})
+        ctx = StageContext(run_dir=recipe.run_dir, name="train", inputs={"data": data, "model": model})
+        return stage.run(recipe, ctx), ctx.dir / "groups"
+
+    first, phases = run(groups)
+    stamps = {g: (phases / g / "DONE").stat().st_mtime_ns for g in ("group1", "group2")}
+    capfd.readouterr()
+
+    retuned, _ = run([groups[0], {**groups[1], "lr": 5e-4}])
+    assert (phases / "group1" / "DONE").stat().st_mtime_ns == stamps["group1"]
+    assert (phases / "group2" / "DONE").stat().st_mtime_ns != stamps["group2"]
+    assert retuned["phases"]["group1"] == first["phases"]["group1"]
+    assert "group1: trained before from the same start" in capfd.readouterr().err
+
+    write_parquet(data / "group3" / "train.parquet", full_rows(fpb_conversations(4, offset=80)))
+    extended, _ = run([groups[0], {**groups[1], "lr": 5e-4}, {"name": "group3", "lr": 1e-3, "max_steps": 1}])
+    assert list(extended["phases"]) == ["group1", "group2", "group3"]
+    assert extended["phases"]["group2"] == retuned["phases"]["group2"]  # kept, not trained a third time
+    assert extended["steps"] == 2 + 2 + 1
+
+    write_parquet(data / "group1" / "train.parquet", full_rows(fpb_conversations(6, offset=200)))
+    stamps = {g: (phases / g / "DONE").stat().st_mtime_ns for g in ("group1", "group2", "group3")}
+    run([groups[0], {**groups[1], "lr": 5e-4}, {"name": "group3", "lr": 1e-3, "max_steps": 1}])
+    assert all((phases / g / "DONE").stat().st_mtime_ns != stamps[g] for g in stamps)
+
+
+def test_a_phase_folder_without_its_key_trains_again(tmp_path):
+    """A folder from before phases had keys, or made for other inputs, is emptied; one made for this key stays."""
+    phase = tmp_path / "groups" / "group1"
+    (phase / "best").mkdir(parents=True)
+    (phase / "DONE").write_text("{}")
+    stage.claim_phase_dir(phase, "k1", stale=False)
+    assert not (phase / "DONE").exists() and (phase / stage.PHASE_KEY).read_text().strip() == "k1"
+    (phase / "DONE").write_text("{}")
+    stage.claim_phase_dir(phase, "k1", stale=False)
+    assert (phase / "DONE").exists()
+    stage.claim_phase_dir(phase, "k1", stale=True)
+    assert not (phase / "DONE").exists()
+    (phase / "DONE").write_text("{}")
+    stage.claim_phase_dir(phase, "k2", stale=False)
+    assert not (phase / "DONE").exists() and (phase / stage.PHASE_KEY).read_text().strip() == "k2"
+
+
+def test_changed_inputs_keep_the_phase_folders_and_force_does_not(tmp_path):
+    from findap.pipeline import SELF_CHECKING, clear_stage
+
+    for force in (False, True):
+        stage_dir = tmp_path / str(force) / "train"
+        (stage_dir / "groups" / "group1").mkdir(parents=True)
+        (stage_dir / "model").mkdir()
+        (stage_dir / "DONE").write_text("{}")
+        clear_stage(stage_dir, keep_caches=not force, keep=() if force else SELF_CHECKING["train"])
+        assert not (stage_dir / "DONE").exists() and not (stage_dir / "model").exists()
+        assert (stage_dir / "groups" / "group1").exists() == (not force)

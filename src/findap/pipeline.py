@@ -82,7 +82,7 @@ def run_stage(recipe: Recipe, stage: str, *, force: bool = False) -> dict:
     first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun every rank runs this; one clears and records
     if action == "clear" and first_rank:
         console.print(f"[yellow]{why}[/yellow]")
-        clear_stage(ctx.dir, keep_caches=not force)
+        clear_stage(ctx.dir, keep_caches=not force, keep=() if force else SELF_CHECKING.get(stage, ()))
     elif action == "resume" and first_rank:
         console.print(why)
     ctx.begin()
@@ -128,13 +128,21 @@ def stage_action(stage_dir: Path, inputs: dict, *, force: bool = False) -> tuple
     return "run", ""
 
 
-def clear_stage(stage_dir: Path, *, keep_caches: bool) -> None:
-    """Delete a stage's outputs (DONE first, so a kill halfway never leaves a finished-looking stage). Request
-    caches (`*.sqlite` at the top) are kept unless asked otherwise: their keys hold the model's content fingerprint
-    and the full request, so no entry can answer for other weights or prompts."""
+# Folders a stage checks itself when it runs again, kept when its inputs change (not on --force): stage 1's phase
+# folders each carry the key of what their weights follow from (findap.train.stage.phase_keys), so a recipe that
+# adds or retunes a later curriculum group keeps the groups before it.
+SELF_CHECKING = {"train": ("groups",)}
+
+
+def clear_stage(stage_dir: Path, *, keep_caches: bool, keep: tuple[str, ...] = ()) -> None:
+    """Delete a stage's outputs (DONE first, so a kill halfway never leaves a finished-looking stage), but for the
+    folders named in `keep`. Request caches (`*.sqlite` at the top) are kept unless asked otherwise: their keys hold
+    the model's content fingerprint and the full request, so no entry can answer for other weights or prompts."""
     (stage_dir / "DONE").unlink(missing_ok=True)
     for entry in stage_dir.iterdir() if stage_dir.exists() else []:
         if keep_caches and entry.is_file() and entry.suffix in (".sqlite", ".sqlite-wal", ".sqlite-shm"):
+            continue
+        if entry.name in keep and entry.is_dir():
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

@@ -8,6 +8,8 @@ crash skips it and resumes the next one from its last checkpoint.
 """
 from __future__ import annotations
 
+import hashlib
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ import torch
 
 from findap.io import DataError, read_records
 from findap.models import autocast_dtype, describe_precision, load_model, load_tokenizer, pick_device, resolve_model
+from findap.provenance import digest_text, model_fingerprint
 from findap.train.attention import hf_implementation, resolve_backend
 from findap.train.config import GroupConfig, TrainConfig
 from findap.train.loop import (Phase, load_best, micro_batches, phase_result, phase_trainer, plan_steps,
@@ -112,11 +115,20 @@ def train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir: P
     run = prepare_run(model_name, cfg, out_dir, data_dir=data_dir, device=device, precision=precision,
                       seed=seed, parallel=parallel)
     phases, model = run.phases, run.model
-    done_phases = {}
+    # keyed on the settings as written, not as fitted to this machine's memory: the fitted micro-batch only
+    # regroups the same step's tokens, and it moves with the resident set, which would make every key unstable
+    keys = phase_keys(model_name, cfg, phases, seed=seed, precision=precision, device=device)
+    done_phases, retrained = {}, False
     for i, phase in enumerate(phases):
         if i:
             load_best(model, phases[i - 1].out_dir, parallel)  # the curriculum continues from the selection
-        if read_phase_done(phase.out_dir) is None:
+        parallel.on_main(claim_phase_dir, phase.out_dir, keys[i], stale=retrained)
+        parallel.barrier()
+        if read_phase_done(phase.out_dir) is not None:
+            parallel.on_main(print, f"[findap train] {phase.name}: trained before from the same start, settings and "
+                             f"documents; keeping its weights ({phase.out_dir})", file=sys.stderr, flush=True)
+        else:
+            retrained = True
             trainer = phase_trainer(model, phase, run.cfg, backend=run.backend, device=device,
                                     precision=precision, seed=seed + i, pad_id=run.tokenizer.pad_token_id,
                                     log=log, parallel=parallel, fineval=run.fineval)
@@ -128,6 +140,44 @@ def train_model(model_name: str, cfg: TrainConfig, out_dir: Path, *, data_dir: P
     parallel.save_model_dir(model, run.tokenizer, model_dir, merge_in_place=True)  # FSDP gathers; rank 0 writes
     parallel.barrier()
     return summarize(run, done_phases, model_dir, wall_s=time.time() - started)
+
+
+def phase_keys(model_name: str, cfg: TrainConfig, phases: list[Phase], *, seed: int, precision: str,
+               device) -> list[str]:
+    """What each phase's weights follow from: the start model, the stage's settings, and every group up to and
+    including this one (its settings and its tokenized documents). A phase whose key is unchanged need not train
+    again, whatever changed after it: a recipe that adds a group or retunes the last one keeps the earlier phases.
+    Settings are compared whole (the memory budget included), so any doubt means training again."""
+    shared = cfg.model_dump(mode="json", exclude={"groups"})
+    # precision as resolved here: `auto` is bf16 on one CPU and fp32 on another
+    resolved = str(autocast_dtype(device, precision, training=True) or "fp32")
+    key = digest_text("train phase", model_fingerprint(model_name), shared, seed, resolved, str(device))
+    keys = []
+    for i, phase in enumerate(phases):
+        documents = hashlib.sha256()
+        for doc in phase.train_docs + [None] + phase.dev_docs:  # None: where train ends and dev begins
+            documents.update(repr(None if doc is None else (doc["kind"], doc["input_ids"], doc.get("labels")))
+                             .encode())
+        knobs = {"lr": phase.lr, "warmup": phase.warmup, "epochs": phase.epochs, "max_steps": phase.max_steps}
+        key = digest_text(key, phase.name, knobs, i, documents.hexdigest())
+        keys.append(key)
+    return keys
+
+
+PHASE_KEY = "KEY"
+
+
+def claim_phase_dir(phase_dir: Path, key: str, *, stale: bool) -> None:
+    """Keep a phase folder (finished, or a checkpoint to resume) only when it was made for `key`; else empty it.
+    `stale`: an earlier phase trained in this call, so this one's start weights are new whatever its key says."""
+    phase_dir = Path(phase_dir)
+    key_file = phase_dir / PHASE_KEY
+    made_for = key_file.read_text(encoding="utf-8").strip() if key_file.exists() else None
+    if phase_dir.exists() and (stale or made_for != key):
+        shutil.rmtree(phase_dir)
+    if not phase_dir.exists() or made_for is None:
+        phase_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key + "\n", encoding="utf-8")
 
 
 @dataclass
