@@ -297,6 +297,36 @@ def test_curated_training_splits_hold_every_label_within_its_share(skill_curatio
     assert "copies" not in manifest["sources"]["gsm8k"]
 
 
+def test_a_closing_group_draws_examples_the_first_did_not_train_on_within_its_own_cap(
+        shared_data, tiny_model_dir, tmp_path):
+    """group3 lists group 1's sources again with unseen_first and its own IT cap: its finance rows are ones group 1
+    did not train on (while there are such rows), and its IT tokens keep to its cap, not the mixture's."""
+    from findap.curate.curation import curate
+
+    groups = [GroupConfig(name="group1", sources=["fpb", "fomc", "gsm8k"]),
+              GroupConfig(name="group3", sources=["fpb", "fomc", "gsm8k"], unseen_first=True, max_it_tokens=12_000)]
+    cfg = skill_config(
+        shared_data, sources=[SourceConfig(name="fpb", limit=600), SourceConfig(name="fomc", limit=400),
+                              SourceConfig(name="gsm8k", limit=300)],
+        groups=groups, judge={"enabled": False}, decontam={"enabled": False},
+        mixture={"it_domain_share": 0.5, "max_it_tokens": 16_000, "dev_fraction": 0.05}, plot=False)
+    manifest = curate(cfg, tmp_path, model=tiny_model_dir, seed=4, progress=False)
+    first = {base_id(i) for i in ids(tmp_path, "group1", "train")}
+    closing = pq.read_table(tmp_path / "group3" / "train.parquet").to_pylist()
+    finance = [r for r in closing if r["source"] in ("fpb", "fomc")]
+    assert finance and not {base_id(r["id"]) for r in finance} & first
+    assert manifest["groups"]["group3"]["plan"]["targets"]["it_tokens"] <= 12_000
+    assert manifest["groups"]["group1"]["plan"]["targets"]["it_tokens"] > 12_000
+    # the same group without unseen_first starts from the same seeded order as group 1: mostly the same rows
+    cfg.groups[1] = GroupConfig(name="group3", sources=["fpb", "fomc", "gsm8k"], max_it_tokens=12_000)
+    curate(cfg, tmp_path / "again", model=tiny_model_dir, seed=4, progress=False)
+    again = [r for r in pq.read_table(tmp_path / "again" / "group3" / "train.parquet").to_pylist()
+             if r["source"] in ("fpb", "fomc")]
+    assert len({base_id(r["id"]) for r in again} & first) > len(again) / 2
+    with pytest.raises(ValueError, match="unseen_first is for a group mixed anew"):
+        GroupConfig(name="group2", extends="group1", unseen_first=True)
+
+
 # ---- configuration ---------------------------------------------------------------------------------------------
 def test_options_default_off_and_accept_a_shorthand(shared_data):
     cfg = CurateConfig()
@@ -327,3 +357,18 @@ def test_the_skill_recipe_turns_both_on_over_the_base_recipe():
     assert skill.curate.balanced_sources() == skill.curate.templated_sources() == set(CLASSIFICATION)
     assert not base.curate.balanced_sources() and not base.curate.templated_sources()
     assert skill.curate.sources == base.curate.sources and skill.eval == base.eval
+
+
+def test_the_drill_recipe_is_the_skill_recipe_and_a_closing_group():
+    """Its groups 1 and 2 are the skill recipe's to the letter (so their phases carry the same keys and a run folder
+    holding them trains group 3 only); group 3 lists finance task sources again, unseen rows first, under its cap."""
+    from findap.recipe import load_recipe
+
+    skill, drill = load_recipe("recipes/smollm2-fin-skill.yaml"), load_recipe("recipes/smollm2-fin-drill.yaml")
+    assert drill.curate.groups[:2] == skill.curate.groups and drill.train.groups[:2] == skill.train.groups
+    closing = drill.curate.groups[2]
+    assert closing.unseen_first and closing.max_it_tokens < skill.curate.mixture.max_it_tokens
+    assert set(CLASSIFICATION) <= set(closing.sources) and not closing.extends
+    same = lambda recipe, section: getattr(recipe, section).model_dump(exclude={"groups"})  # noqa: E731
+    assert all(same(drill, s) == same(skill, s) for s in ("curate", "train"))
+    assert drill.train.groups[2].name == "group3"

@@ -47,6 +47,19 @@ class GroupConfig(BaseModel):
     name: str = Field(description="Output folder name, e.g. group1.")
     extends: str | None = Field(None, description="Name of an earlier group whose sources are included too.")
     sources: list[str] = Field(default_factory=list, description="Names of sources (from curate.sources) added here.")
+    max_it_tokens: int | None = Field(
+        None, ge=1, description="Cap on this group's IT tokens (None: mixture.max_it_tokens); e.g. a short closing "
+        "group of task examples.")
+    unseen_first: bool = Field(
+        False, description="Draw the examples no earlier group trains on before those it does, so a later group "
+        "that lists the same sources brings new examples first (not for a group that extends another).")
+
+    @model_validator(mode="after")
+    def _unseen_first_is_for_new_mixtures(self) -> "GroupConfig":
+        if self.unseen_first and self.extends:
+            raise ValueError("unseen_first is for a group mixed anew; a group that extends another keeps its "
+                             "parent's examples as they are")
+        return self
 
 
 CurateJudgeEngine = engine_config_variant(

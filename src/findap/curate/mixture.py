@@ -187,10 +187,14 @@ class MixPool:
         return of_kind[in_domain], of_kind[~in_domain]
 
 
-def take_tokens_columns(pool: MixPool, positions: np.ndarray, target: float) -> np.ndarray:
+def take_tokens_columns(pool: MixPool, positions: np.ndarray, target: float,
+                        last: np.ndarray | None = None) -> np.ndarray:
     """Examples in the seeded order (key "mix") whose token counts add up to at most `target`, skipping ones that
-    overflow it."""
+    overflow it; the examples whose original's key (`dev_hi`, shared by its copies) is in `last` come after all
+    others, in the same order."""
     ordered = pool.seeded(positions, "mix")
+    if last is not None:
+        ordered = ordered[np.argsort(np.isin(pool.c["dev_hi"][ordered], last), kind="stable")]
     chosen, total = [], 0
     for position, n in zip(ordered.tolist(), pool.c["tokens"][ordered].tolist()):
         if total + n <= target + 1e-6:
@@ -199,17 +203,19 @@ def take_tokens_columns(pool: MixPool, positions: np.ndarray, target: float) -> 
     return np.asarray(chosen, dtype=np.int64)
 
 
-def build_mixture_columns(pool: MixPool, positions: np.ndarray, cfg: MixtureConfig) -> tuple[np.ndarray, dict]:
+def build_mixture_columns(pool: MixPool, positions: np.ndarray, cfg: MixtureConfig,
+                          last: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """Select a group's examples from `positions`: returns (chosen pool positions in output order, the targets
-    and shortfalls report)."""
+    and shortfalls report). `last`: the keys of examples to draw after all others
+    (take_tokens_columns)."""
     it_fin, it_gen = pool.split(positions, "it")
     cpt_fin, cpt_gen = pool.split(positions, "cpt")
     it_share = natural_share(pool.total(it_fin), pool.total(it_gen), cfg.it_domain_share)
     t_it = _largest_total(pool.total(it_fin), pool.total(it_gen), it_share)
     if cfg.max_it_tokens is not None:
         t_it = min(t_it, cfg.max_it_tokens)
-    it = np.concatenate([take_tokens_columns(pool, it_fin, it_share * t_it),
-                         take_tokens_columns(pool, it_gen, (1 - it_share) * t_it)])
+    it = np.concatenate([take_tokens_columns(pool, it_fin, it_share * t_it, last),
+                         take_tokens_columns(pool, it_gen, (1 - it_share) * t_it, last)])
     it_tokens = pool.total(it)
     cpt_share = natural_share(pool.total(cpt_fin), pool.total(cpt_gen), cfg.cpt_domain_share)
     t_cpt = _largest_total(pool.total(cpt_fin), pool.total(cpt_gen), cpt_share)
@@ -217,8 +223,8 @@ def build_mixture_columns(pool: MixPool, positions: np.ndarray, cfg: MixtureConf
         t_cpt = min(t_cpt, it_tokens * cfg.cpt_share / (1 - cfg.cpt_share))
     targets = {"it_tokens": t_it, "cpt_tokens": t_cpt,
                "cpt_finance": cpt_share * t_cpt, "cpt_general": (1 - cpt_share) * t_cpt}
-    got_finance = take_tokens_columns(pool, cpt_fin, targets["cpt_finance"])
-    got_general = take_tokens_columns(pool, cpt_gen, targets["cpt_general"])
+    got_finance = take_tokens_columns(pool, cpt_fin, targets["cpt_finance"], last)
+    got_general = take_tokens_columns(pool, cpt_gen, targets["cpt_general"], last)
     shortfall = {"cpt_finance": max(0, round(targets["cpt_finance"] - pool.total(got_finance))),
                  "cpt_general": max(0, round(targets["cpt_general"] - pool.total(got_general)))}
     chosen = np.concatenate([got_finance, got_general, it]).astype(np.int64)

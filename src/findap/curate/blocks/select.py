@@ -85,8 +85,13 @@ class GroupMixtures(PlanWork):
                 chosen = np.concatenate([chosen_by_group[group.extends], added])
                 train, dev = np.concatenate([parent_train, capped]), np.concatenate([parent_dev, added_dev])
             else:
+                mixture = cfg.mixture if group.max_it_tokens is None else \
+                    cfg.mixture.model_copy(update={"max_it_tokens": group.max_it_tokens})
+                # an example is known by its original's key, which its balancing copies share
+                trained = np.unique(pool.c["dev_hi"][np.concatenate([t for t, _ in split_by_group.values()])]) \
+                    if group.unseen_first and split_by_group else None
                 chosen, plan_info = build_mixture_columns(
-                    pool, balance_labels_columns(pool, positions, balanced, balance), cfg.mixture)
+                    pool, balance_labels_columns(pool, positions, balanced, balance), mixture, last=trained)
                 train, dev = dev_split_columns(pool, chosen, cfg.mixture)
                 capped = cap_labels_columns(pool, train, balanced, balance)
                 chosen, train = chosen[~np.isin(chosen, np.setdiff1d(train, capped))], capped
