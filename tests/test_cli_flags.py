@@ -183,3 +183,14 @@ def test_torchrun_two_gloo_processes_run_findap_train(tmp_path, tiny_model_dir):
     one = [r["loss"] for r in map(json.loads, (tmp_path / "runs" / "one" / "train" / "metrics.jsonl")
                                   .read_text().splitlines()) if "loss" in r]
     assert two == pytest.approx(one, abs=1e-4)
+
+
+@pytest.mark.parametrize("args", [["eval", "--help"], ["run", "--help"]])
+def test_a_reader_that_stops_early_is_no_error(args):
+    """`findap eval --help | head`: the pipe's reader leaves after a few lines; findap stops quietly (a shell's
+    141 or rich's own exit), never with a traceback or an 'internal error' line."""
+    shell = f"{sys.executable} -m findap {' '.join(args)} | head -c 300 > /dev/null; echo $((PIPESTATUS[0]))"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "80"})
+    assert done.stderr == "", done.stderr
+    assert int(done.stdout.strip()) in (1, 141)

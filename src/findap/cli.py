@@ -47,6 +47,10 @@ class _Findap(TyperGroup):
             raise
         except ClickException as e:  # a wrong flag or argument, found by the parser or raised as BadParameter
             raise typer.Exit(_usage_error(e))
+        except BrokenPipeError as e:
+            if not _stdout_gone():
+                raise typer.Exit(_failed(e, debug=bool(ctx.params.get("debug")) or debug_enabled()))
+            raise typer.Exit(141)  # what a shell reports for a writer its reader left (128 + SIGPIPE)
         except KeyboardInterrupt as e:
             if ctx.params.get("debug") or debug_enabled():
                 _traceback(e)
@@ -54,6 +58,23 @@ class _Findap(TyperGroup):
             raise typer.Exit(INTERRUPTED)
         except Exception as e:
             raise typer.Exit(_failed(e, debug=bool(ctx.params.get("debug")) or debug_enabled()))
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output's reader went away (`findap eval --help | head`); if so, later writes (Python's own
+    flush at exit included) go nowhere instead of raising again: a reader that stops early is no error of ours."""
+    import os
+    import select
+
+    try:  # a pipe's write end whose readers are all gone polls as an error
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is no file
+        return False
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return gone
 
 
 def _usage_error(e) -> int:
