@@ -732,3 +732,39 @@ def test_a_task_set_is_shown_in_every_mode_its_tasks_were_scored_in(runs, tmp_pa
     assert set(rows) == {"finance", "finance (loglik)", "mc_only", "mc_only (loglik)"}
     assert rows["finance (loglik)"]["tasks"] == ["fpb (loglik)", "fomc (loglik)"]
     assert rows["finance (loglik)"]["values"]["tuned"] == pytest.approx(rows["finance"]["values"]["tuned"] / 2)
+
+
+def test_two_runs_trained_models_of_one_name_are_both_shown(tmp_path):
+    """Two recipes' runs both call their trained model `cpt_it`: the report shows `<run>/cpt_it` for each, with
+    its own scores (before, the later file silently replaced the other run's), and keeps the base model both runs
+    scored (the same weights) as one `base`. The real runner writes the files."""
+    from findap.engines.base import EngineSpec
+    from findap.engines.hf import HFEngine
+    from findap.eval.registry import resolve
+    from findap.eval.runner import evaluate
+    from findap.eval.task import Task
+    from findap.models import tiny_llama
+
+    task = Task(resolve(["arc"])[0])
+    scores = {}
+    for run, seed in (("recipe-a", 1), ("recipe-b", 2)):
+        for label, model_seed in (("base", 0), ("cpt_it", seed)):
+            model, tok = tiny_llama(seed=model_seed)
+            engine = HFEngine(EngineSpec(model=label, device="cpu", precision="fp32", batch_size=8),
+                              model=model, tokenizer=tok)
+            out = tmp_path / run / "eval" / label  # the eval stage's layout: one folder per model
+            evaluate(engine, [task], limit=12, out_dir=out, model_name=label, progress=False)
+            scores[(run, label)] = json.loads((out / "arc.direct.json").read_text())["scores"]["acc"]
+    notes: list[str] = []
+    results = load_results([tmp_path / "recipe-a", tmp_path / "recipe-b"], notes)
+    by_label = {r.model: r for r in results}
+    assert set(by_label) == {"base", "recipe-a/cpt_it", "recipe-b/cpt_it"}
+    for run in ("recipe-a", "recipe-b"):
+        assert by_label[f"{run}/cpt_it"].scores["acc"] == scores[(run, "cpt_it")]
+    assert notes == ["`cpt_it` names different weights in different runs: shown as recipe-a/cpt_it, recipe-b/cpt_it"]
+    paths = build_report([tmp_path / "recipe-a", tmp_path / "recipe-b"], tmp_path / "out", base="recipe-a/cpt_it")
+    board = json.loads(Path(paths["json"]).read_text())
+    row = next(r for r in board["rows"] if r["kind"] == "task")
+    assert set(row["values"]) == {"base", "recipe-a/cpt_it", "recipe-b/cpt_it"}
+    assert row["deltas"]["recipe-b/cpt_it"] == pytest.approx(
+        row["values"]["recipe-b/cpt_it"] - row["values"]["recipe-a/cpt_it"])

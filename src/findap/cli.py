@@ -457,7 +457,10 @@ def _check_report_inputs(runs: list[Path], base: Optional[str], sets: dict[str, 
         if not run_path.exists():
             raise UsageError(f"{run_path}: no such run or results folder",
                              "give run directories (runs/NAME) or eval output folders")
-    results = load_results(runs)  # a malformed result file is a DataError naming the file and line
+    relabelled: list[str] = []
+    results = load_results(runs, relabelled)  # a malformed result file is a DataError naming the file and line
+    for line in relabelled:
+        console.print(f"report: {line}", markup=False, highlight=False, soft_wrap=True)
     if not results:
         where = ", ".join(map(str, runs))
         raise UsageError(f"no eval results under {where}", "a report reads the per-task JSON files that `findap eval` "

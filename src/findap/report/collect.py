@@ -251,30 +251,61 @@ NOT_RESULTS = {"config.json", "tokenizer.json", "tokenizer_config.json", "specia
                "added_tokens.json", "adapter_config.json", "leaderboard.json", "summary.json", "manifest.json"}
 
 
-def _result_files(inputs: Iterable[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for item in inputs:
+def _result_files(inputs: Iterable[str | Path]) -> list[tuple[int, Path]]:
+    """(index of the input it was found under, file) for every candidate result file."""
+    files: list[tuple[int, Path]] = []
+    for i, item in enumerate(inputs):
         p = Path(item)
         if p.is_file():
-            files.append(p)
+            files.append((i, p))
         elif p.is_dir():
-            files += sorted(q for q in p.rglob("*.json") if q.is_file() and q.name not in NOT_RESULTS)
+            files += [(i, q) for q in sorted(p.rglob("*.json")) if q.is_file() and q.name not in NOT_RESULTS]
         else:
             raise FileNotFoundError(f"report input {p} does not exist")
     return files
 
 
-def load_results(inputs: Iterable[str | Path]) -> list[TaskResult]:
+def input_name(item: str | Path) -> str:
+    """What a report input is called in a label: its run's folder name (runs/<run>, runs/<run>/eval, a file)."""
+    p = Path(item).absolute()
+    p = p.parent if p.is_file() else p
+    return p.parent.name if p.name == "eval" else p.name
+
+
+def load_results(inputs: Iterable[str | Path], notes: list[str] | None = None) -> list[TaskResult]:
     """Every task result under `inputs` (files or directories). When several files hold the same model, task,
-    mode and split (a re-run written elsewhere), the most recently modified one wins."""
-    found: dict[tuple, TaskResult] = {}
-    for path in sorted(_result_files(inputs), key=lambda p: (p.stat().st_mtime_ns, str(p))):
+    mode and split (a re-run written elsewhere), the most recently modified one wins.
+
+    Two runs side by side both call their trained model `cpt_it`: a label that names different weights (by their
+    content fingerprint) under different inputs is shown as `<run>/<label>` for each, rather than one run's results
+    silently replacing the other's; a line saying so is appended to `notes`. The same weights under one label (the
+    base model every run scores) stay one model."""
+    inputs = list(inputs)
+    parsed: list[tuple[int, TaskResult, str | None]] = []
+    for i, path in sorted(_result_files(inputs), key=lambda ip: (ip[1].stat().st_mtime_ns, str(ip[1]))):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise DataError(path, err.lineno, None, f"invalid JSON: {err.msg}") from None
         if not (isinstance(record, dict) and "task" in record and "scores" in record):
             continue
-        result = parse_result(record, path)
+        provenance = record.get("provenance") if isinstance(record.get("provenance"), dict) else {}
+        parsed.append((i, parse_result(record, path), provenance.get("model_fingerprint")))
+    weights: dict[str, dict[int, set]] = {}
+    for i, result, fingerprint in parsed:
+        weights.setdefault(result.model, {}).setdefault(i, set()).add(fingerprint)
+    clashing = {label for label, by_input in weights.items()
+                if len(by_input) > 1 and len(set().union(*by_input.values())) > 1}
+    names = [input_name(item) for item in inputs]
+    if len(set(names)) < len(names):  # two inputs with one folder name: number them
+        names = [f"{name}#{i + 1}" for i, name in enumerate(names)]
+    for label in sorted(clashing):
+        shown = ", ".join(f"{names[i]}/{label}" for i in sorted(weights[label]))
+        if notes is not None:
+            notes.append(f"`{label}` names different weights in different runs: shown as {shown}")
+    found: dict[tuple, TaskResult] = {}
+    for i, result, _ in parsed:
+        if result.model in clashing:
+            result.model = f"{names[i]}/{result.model}"
         found[(result.model, *result.key)] = result
     return list(found.values())
