@@ -175,8 +175,8 @@ def claim_phase_dir(phase_dir: Path, key: str, *, stale: bool) -> None:
     made_for = key_file.read_text(encoding="utf-8").strip() if key_file.exists() else None
     if phase_dir.exists() and (stale or made_for != key):
         shutil.rmtree(phase_dir)
-    if not phase_dir.exists() or made_for is None:
-        phase_dir.mkdir(parents=True, exist_ok=True)
+    if not phase_dir.exists():
+        phase_dir.mkdir(parents=True)
         key_file.write_text(key + "\n", encoding="utf-8")
 
 
