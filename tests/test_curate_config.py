@@ -60,6 +60,7 @@ def test_eval_holdout_below_the_fineval_carve_is_rejected_at_load(tmp_path):
 DEMO_ONLY = """name: x
 curate:
   eval_holdout: 0.1
+  mixture: {it_domain_share: null}
   sources: [{name: demo_sentiment, path: "demo:sentiment"}]
   groups: [{name: group1, sources: [demo_sentiment]}]
 distill: {sources: [{kind: exercises}]}
@@ -103,3 +104,19 @@ def test_curate_checks_the_holdout_before_reading_any_source(shared_data, tmp_pa
     with pytest.raises(ValueError, match="curate.eval_holdout is 0.2.*fpb"):
         curate(cfg, tmp_path / "out", model="unused-model")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_share_the_group_cannot_meet_is_refused_before_curation(tmp_path):
+    """A finance IT share below 1 for a group whose IT sources are all finance leaves no mix that keeps the
+    share but the empty one: the recipe is refused when it loads (naming the field, the group and the fixes), not
+    after a curation that writes an empty group. The pool's own share (null) or a share of 1 takes it as it is."""
+    finance_only = DEMO_ONLY.replace("  mixture: {it_domain_share: null}\n", "  mixture: {it_domain_share: 0.6}\n")
+    with pytest.raises(RecipeError, match=r"curate.mixture.it_domain_share is 0.6, but every IT source of group "
+                                          r"group1 is finance.*set it to 1 \(or null.*add a general IT source"):
+        _recipe(tmp_path, finance_only)
+    for share in ("1", "null"):
+        _recipe(tmp_path, finance_only.replace("it_domain_share: 0.6", f"it_domain_share: {share}"))
+    general_only = finance_only.replace('sources: [{name: demo_sentiment, path: "demo:sentiment"}]',
+                                        'sources: [{name: demo_sentiment, path: "demo:sentiment", domain: general}]')
+    with pytest.raises(RecipeError, match=r"every IT source of group group1 is general.*set it to 0"):
+        _recipe(tmp_path, general_only)

@@ -371,3 +371,23 @@ def test_slurm_submits_one_dependent_job_per_step(shared_data, tiny_model_dir, t
         assert (f"--dependency=afterok:{previous}" in args) if previous else "--dependency" not in args, (step, args)
         previous = 1000 + int(script.stem)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_side_with_no_examples_is_a_warning_of_the_group():
+    """The recipe check works from the sources' declared domains; when the general side yields no examples from the
+    data, the same empty kind is found from the pool and named as the group's warning (not a silent empty group)."""
+    from findap.curate.mixture import MixPool, MixtureConfig, build_mixture_columns, unmet_shares
+
+    names = {"kind": ["it"], "domain": ["finance", "general"], "source": ["fpb"], "capability": ["task"]}
+    n = 6
+    columns = {"kind": np.zeros(n, np.int32), "domain": np.zeros(n, np.int32), "source": np.zeros(n, np.int32),
+               "capability": np.zeros(n, np.int32), "tokens": np.full(n, 50, np.int64), "row": np.arange(n)}
+    for key in ("mix", "dev"):
+        columns[f"{key}_hi"], columns[f"{key}_lo"] = np.arange(n, dtype=np.uint64), np.zeros(n, np.uint64)
+    pool, everything = MixPool(columns, names), np.arange(n)
+    chosen, _ = build_mixture_columns(pool, everything, MixtureConfig(it_domain_share=0.6))
+    assert len(chosen) == 0
+    (warning,) = unmet_shares(pool, everything, MixtureConfig(it_domain_share=0.6))
+    assert "it_domain_share is 0.6" in warning and "set it to 1" in warning
+    assert unmet_shares(pool, everything, MixtureConfig(it_domain_share=1.0)) == []
+    assert len(build_mixture_columns(pool, everything, MixtureConfig(it_domain_share=None))[0]) == n

@@ -31,7 +31,9 @@ def linked_root(folder: Path, shared_data: Path) -> Path:
 
 
 def write_recipe(path: Path, **top) -> Path:
-    recipe = {"name": "paths", "curate": {"sources": [{"name": "fpb"}], "groups": [{"name": "g", "sources": ["fpb"]}]},
+    # finance IT only: the pool's own finance share (the default share asks for general IT the group has none of)
+    recipe = {"name": "paths", "curate": {"sources": [{"name": "fpb"}], "groups": [{"name": "g", "sources": ["fpb"]}],
+                                          "mixture": {"it_domain_share": None}},
               "distill": {"sources": [{"kind": "gsm8k", "path": "gsm8k/train.jsonl", "limit": 2}]},
               "eval": {"tasks": ["fpb"]}, **top}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,9 @@ def test_override_reaches_default_lists_and_sections(tmp_path):
     from findap.curate.config import CurateConfig
 
     # no train:/curate: section in the file: the default lists are filled in, then indexed
+    # (group 2 without `extends` has finance IT only: the pool's own finance share, or it would be empty)
     r = load_recipe(write(tmp_path, "name: t\n"), ["train.groups.*.lr=3e-5", "curate.groups.1.extends=null",
+                                                    "curate.mixture.it_domain_share=null",
                                                     "eval.judge.engine.model=gpt-x", "eval.models.mine=/m",
                                                     "eval.judge.engine.base_url=http://127.0.0.1:8000/v1"])
     assert [g.lr for g in r.train.groups] == [3e-5]

@@ -55,7 +55,7 @@ class GroupMixtures(PlanWork):
     def work(self, rank: int, world_size: int) -> None:
         from findap.curate.mixture import (
             balance_labels_columns, build_mixture_columns, cap_labels_columns, dev_split_columns, label_report,
-            label_rows_columns, mixture_stats_columns, share_warnings,
+            label_rows_columns, mixture_stats_columns, share_warnings, unmet_shares,
         )
 
         cfg, plan = self.plan.config, self.plan
@@ -68,6 +68,7 @@ class GroupMixtures(PlanWork):
             names = set(cfg.group_sources(group.name))
             in_group = np.asarray([s in names for s in source_of], dtype=bool)
             positions = everything[in_group[pool.c["source"]]] if len(source_of) else everything
+            unmet = []
             if group.extends:
                 # group 2 = group 1's data + its own additions (paper Table 5): re-mixing the whole pool under group
                 # 1's shares and caps would crowd the additions out again, so they are added on top
@@ -90,8 +91,9 @@ class GroupMixtures(PlanWork):
                 # an example is known by its original's key, which its balancing copies share
                 trained = np.unique(pool.c["dev_hi"][np.concatenate([t for t, _ in split_by_group.values()])]) \
                     if group.unseen_first and split_by_group else None
-                chosen, plan_info = build_mixture_columns(
-                    pool, balance_labels_columns(pool, positions, balanced, balance), mixture, last=trained)
+                mixable = balance_labels_columns(pool, positions, balanced, balance)
+                unmet = unmet_shares(pool, mixable, mixture)
+                chosen, plan_info = build_mixture_columns(pool, mixable, mixture, last=trained)
                 train, dev = dev_split_columns(pool, chosen, cfg.mixture)
                 capped = cap_labels_columns(pool, train, balanced, balance)
                 chosen, train = chosen[~np.isin(chosen, np.setdiff1d(train, capped))], capped
@@ -102,7 +104,7 @@ class GroupMixtures(PlanWork):
             stats = mixture_stats_columns(pool, chosen)
             out[group.name] = {"sources": sorted(names), "pool_docs": len(positions), "plan": plan_info,
                                "train": mixture_stats_columns(pool, train), "dev_docs": len(dev), "all": stats,
-                               "warnings": share_warnings(stats, cfg.mixture)}
+                               "warnings": unmet + share_warnings(stats, cfg.mixture)}
             if balanced & names:
                 out[group.name]["labels"] = label_report(
                     label_rows_columns(pool, positions), label_rows_columns(pool, train),
