@@ -17,6 +17,16 @@ from typing import Iterator
 _FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
 
 
+def _not_a_findap_error(record) -> bool:
+    """False for datatrove's report of a findap error raised in a step (`logger.exception`: its traceback with every
+    variable's value, about a hundred lines): findap prints that error as one line when the stage fails, and the
+    log files keep the traceback. Any other exception (a bug) keeps its traceback on the console."""
+    from findap.errors import FindapError
+
+    exception = record["exception"]
+    return exception is None or not isinstance(exception.value, FindapError)
+
+
 @contextlib.contextmanager
 def datatrove_logs_to_files(executor_log: Path) -> Iterator[None]:
     import datatrove.executor.base as executor_base
@@ -27,7 +37,7 @@ def datatrove_logs_to_files(executor_log: Path) -> Iterator[None]:
 
     def console_and_file(extra_file=None) -> None:
         logger.remove()
-        logger.add(sys.stderr, level="WARNING", format=_FORMAT, colorize=False)
+        logger.add(sys.stderr, level="WARNING", format=_FORMAT, colorize=False, filter=_not_a_findap_error)
         logger.add(str(executor_log), level="DEBUG", format=_FORMAT, colorize=False)
         if extra_file is not None:
             logger.add(extra_file, level="DEBUG", format=_FORMAT, colorize=False)
