@@ -310,6 +310,7 @@ class CurateConfig(BaseModel):
     def _shares_reachable(self) -> "CurateConfig":
         # Caught here, not after the curation: a finance share that asks for a side a group has no source of makes
         # the largest mix that keeps the share empty, so the group would silently get none of that kind.
+        from findap.curate.mixture import unmet_share  # here: the mixture module imports this one
         for group in self.groups:
             if group.extends is not None:  # its additions are added on top of the parent's mixture, unmixed
                 continue
@@ -321,16 +322,10 @@ class CurateConfig(BaseModel):
                     sides.setdefault(converter.kind, set()).add((spec.domain or converter.domain) == "finance")
             for kind, finance in sorted(sides.items()):
                 share = getattr(self.mixture, f"{kind}_domain_share")
-                has_finance, has_general = True in finance, False in finance
-                if share is None or (has_finance and has_general) or (share == 1 and has_finance) \
-                        or (share == 0 and has_general):
-                    continue
-                has, lacks = ("finance", "general") if has_finance else ("general", "finance")
-                raise ValueError(
-                    f"curate.mixture.{kind}_domain_share is {share:g}, but every {kind.upper()} source of group "
-                    f"{group.name} is {has}, so the group would get no {kind.upper()} examples; set it to "
-                    f"{1 if has == 'finance' else 0} (or null: the sources' own share), or add a {lacks} "
-                    f"{kind.upper()} source to the group")
+                problem = None if share is None else unmet_share(
+                    kind, int(True in finance), int(False in finance), share, f"source of group {group.name}")
+                if problem:
+                    raise ValueError(problem)
         return self
 
     @field_validator("balance_labels", "prompt_templates", mode="before")

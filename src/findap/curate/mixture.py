@@ -42,23 +42,24 @@ def unmet_shares(pool: "MixPool", positions: np.ndarray, cfg: MixtureConfig) -> 
     for kind in ("it", "cpt"):
         finance, general = pool.split(positions, kind)
         f, g = pool.total(finance), pool.total(general)
-        problem = unmet_share(kind, f, g, natural_share(f, g, getattr(cfg, f"{kind}_domain_share")))
+        problem = unmet_share(kind, f, g, natural_share(f, g, getattr(cfg, f"{kind}_domain_share")),
+                              "example of the group")
         if problem:
             out.append(problem)
     return out
 
 
-def unmet_share(kind: str, domain_tokens: int, general_tokens: int, share: float) -> str | None:
-    """Why a kind that the group has examples of gets none: its configured finance share asks for a side the group
-    has no examples of, so `_largest_total` is 0. The recipe check (CurateConfig) refuses this from the sources'
-    declared domains; this is the same from the data, for a side whose sources yielded no examples."""
+def unmet_share(kind: str, domain_tokens: int, general_tokens: int, share: float, among: str) -> str | None:
+    """Why a kind that a group has examples of gets none: its finance share asks for a side the group has none of,
+    so `_largest_total` is 0. The recipe check (CurateConfig) asks this of the sources' declared domains (one
+    token per side present), the curation of the data (a side whose sources yielded no examples); `among` names
+    what is counted ("source of group g")."""
     if domain_tokens + general_tokens == 0 or _largest_total(domain_tokens, general_tokens, share) > 0:
         return None
-    missing = "finance" if domain_tokens == 0 else "general"
-    return (f"curate.mixture.{kind}_domain_share is {share:g}, but every {kind.upper()} example of the group is "
-            f"{'general' if missing == 'finance' else 'finance'}, so the group would get no {kind.upper()} "
-            f"examples; set it to {0 if missing == 'finance' else 1} (or null: the sources' own share), "
-            f"or add a {missing} {kind.upper()} source")
+    has, lacks = ("finance", "general") if domain_tokens else ("general", "finance")
+    return (f"curate.mixture.{kind}_domain_share is {share:g}, but every {kind.upper()} {among} is {has}, so the "
+            f"group would get no {kind.upper()} examples; set it to {1 if has == 'finance' else 0} (or null: the "
+            f"sources' own share), or add a {lacks} {kind.upper()} source to the group")
 
 
 def summarise_rows(rows) -> dict:
@@ -236,13 +237,13 @@ def build_mixture_columns(pool: MixPool, positions: np.ndarray, cfg: MixtureConf
     it_fin, it_gen = pool.split(positions, "it")
     cpt_fin, cpt_gen = pool.split(positions, "cpt")
     it_share = natural_share(pool.total(it_fin), pool.total(it_gen), cfg.it_domain_share)
-    cpt_share = natural_share(pool.total(cpt_fin), pool.total(cpt_gen), cfg.cpt_domain_share)
     t_it = _largest_total(pool.total(it_fin), pool.total(it_gen), it_share)
     if cfg.max_it_tokens is not None:
         t_it = min(t_it, cfg.max_it_tokens)
     it = np.concatenate([take_tokens_columns(pool, it_fin, it_share * t_it, last),
                          take_tokens_columns(pool, it_gen, (1 - it_share) * t_it, last)])
     it_tokens = pool.total(it)
+    cpt_share = natural_share(pool.total(cpt_fin), pool.total(cpt_gen), cfg.cpt_domain_share)
     t_cpt = _largest_total(pool.total(cpt_fin), pool.total(cpt_gen), cpt_share)
     if cfg.subsample_cpt_to_it:
         t_cpt = min(t_cpt, it_tokens * cfg.cpt_share / (1 - cfg.cpt_share))
